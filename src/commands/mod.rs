@@ -1,0 +1,242 @@
+//! The commands, each a thin layer over `plan`, `container` and `state`.
+
+pub mod features;
+pub mod signals;
+pub mod spec;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::cgroup::Layout;
+use crate::cli::CreateFlags;
+use crate::container::{self, ContainerError};
+use crate::plan::{Plan, RunOptions};
+use crate::state::{self, Record, StateDir, Status};
+
+/// runc's containerState: what `state` and `list -f json` print.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StateView<'a> {
+    oci_version: &'a str,
+    id: &'a str,
+    pid: i32,
+    status: &'a str,
+    bundle: &'a Path,
+    rootfs: &'a Path,
+    created: &'a str,
+    owner: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: &'a BTreeMap<String, String>,
+}
+
+fn view<'a>(dir: &Path, r: &'a Record, status: Status) -> StateView<'a> {
+    StateView {
+        oci_version: crate::plan::OCI_VERSION,
+        id: &r.id,
+        pid: if status == Status::Stopped { 0 } else { r.pid },
+        status: status.as_str(),
+        bundle: &r.bundle,
+        rootfs: &r.rootfs,
+        created: &r.created,
+        owner: state::owner(dir),
+        annotations: &r.annotations,
+    }
+}
+
+fn run_options(f: &CreateFlags, detach: bool) -> RunOptions {
+    // Socket activation: fds 3.. given by systemd pass on to the container, before --preserve-fds.
+    let listen_fds = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    RunOptions {
+        console_socket: f.console_socket.clone(),
+        pid_file: f.pid_file.as_ref().map(|p| absolute(p)),
+        no_pivot: f.no_pivot,
+        no_new_keyring: f.no_new_keyring,
+        listen_fds,
+        preserve_fds: f.preserve_fds,
+        detach,
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+fn plan_and_layout(
+    f: &CreateFlags,
+    id: &str,
+    detach: bool,
+) -> Result<(Plan, Layout), ContainerError> {
+    let plan = Plan::load(&f.bundle, id, run_options(f, detach))?;
+    let layout = Layout::detect()?;
+    layout.check(&plan.device_rules)?;
+    Ok((plan, layout))
+}
+
+pub fn create(root: &Path, f: &CreateFlags, id: &str) -> Result<(), ContainerError> {
+    let (plan, layout) = plan_and_layout(f, id, true)?;
+    container::create(root, &plan, &layout)?;
+    Ok(())
+}
+
+pub fn start(root: &Path, id: &str) -> Result<(), ContainerError> {
+    let dir = StateDir::open(root, id)?;
+    let r = dir.read()?;
+    container::start(&dir, &r)
+}
+
+/// `run`: create and start; then, unless detached, relay signals and the terminal, wait, remove
+/// the container (unless --keep) and return its exit status.
+pub fn run(
+    root: &Path,
+    f: &CreateFlags,
+    id: &str,
+    detach: bool,
+    keep: bool,
+    no_subreaper: bool,
+) -> Result<i32, ContainerError> {
+    let (plan, layout) = plan_and_layout(f, id, detach)?;
+    if !detach {
+        // Blocked before the clone so that none is lost; the init unblocks them for itself.
+        let _ = container::forwarded_signals().thread_block();
+        if !no_subreaper {
+            let _ = nix::sys::prctl::set_child_subreaper(true);
+        }
+    }
+    let created = container::create(root, &plan, &layout)?;
+    if let Err(e) = container::start(&created.dir, &created.record) {
+        let _ = container::kill_all(&created.record);
+        let _ = container::destroy(created.dir, &created.record);
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    let code = container::relay_and_wait(created.record.pid, created.console_relay)?;
+    if !keep {
+        container::kill_all(&created.record)?;
+        container::destroy(created.dir, &created.record)?;
+    }
+    Ok(code)
+}
+
+pub fn state(root: &Path, id: &str) -> Result<String, ContainerError> {
+    crate::plan::validate_id(id).map_err(|_| state::StateError::NotFound(id.to_owned()))?;
+    let dir = root.join(id);
+    let r = state::read_record(&dir)?;
+    let s = state::status_of(&dir, &r);
+    Ok(serde_json::to_string_pretty(&view(&dir, &r, s)).expect("state serializes"))
+}
+
+pub fn kill(root: &Path, id: &str, signal: Option<&str>, all: bool) -> Result<(), ContainerError> {
+    let sig = match signal {
+        None => nix::sys::signal::Signal::SIGTERM,
+        Some(s) => signals::parse(s)
+            .ok_or_else(|| ContainerError::Status(format!("unknown signal {s:?}")))?,
+    };
+    let dir = StateDir::open(root, id)?;
+    let r = dir.read()?;
+    match dir.status(&r) {
+        Status::Stopped => return Err(ContainerError::Status("container not running".into())),
+        Status::Creating => {
+            return Err(ContainerError::Status(
+                "container is still being created".into(),
+            ));
+        }
+        _ => {}
+    }
+    if all {
+        for pid in r.cgroup.pids() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+        }
+    }
+    container::signal_init(&r, sig)
+}
+
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> {
+    let dir = StateDir::open(root, id)?;
+    let r = match dir.read() {
+        Ok(r) => r,
+        // A create killed before it wrote any state left only the directory.
+        Err(state::StateError::NotFound(_)) if force => return Ok(dir.remove()?),
+        Err(e) => return Err(e.into()),
+    };
+    match dir.status(&r) {
+        Status::Stopped => {}
+        // A created container has not run anything yet: runc deletes it without --force.
+        Status::Created | Status::Creating => container::kill_all(&r)?,
+        s if force => {
+            let _ = s;
+            container::kill_all(&r)?;
+        }
+        s => {
+            return Err(ContainerError::Status(format!(
+                "cannot delete container {id} that is not stopped: {}",
+                s.as_str()
+            )));
+        }
+    }
+    container::destroy(dir, &r)
+}
+
+pub fn list(root: &Path, format: &str, quiet: bool) -> Result<String, ContainerError> {
+    let mut entries: Vec<(PathBuf, Record)> = match std::fs::read_dir(root) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| state::read_record(&e.path()).ok().map(|r| (e.path(), r)))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(container::io_ctx(root.display().to_string())(e)),
+    };
+    entries.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+    if quiet {
+        return Ok(entries.iter().map(|(_, r)| format!("{}\n", r.id)).collect());
+    }
+    let views: Vec<StateView<'_>> = entries
+        .iter()
+        .map(|(d, r)| view(d, r, state::status_of(d, r)))
+        .collect();
+    if format == "json" {
+        return Ok(format!(
+            "{}\n",
+            serde_json::to_string(&views).expect("list serializes")
+        ));
+    }
+    let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from)];
+    for v in &views {
+        rows.push([
+            v.id.to_owned(),
+            v.pid.to_string(),
+            v.status.to_owned(),
+            v.bundle.display().to_string(),
+            v.created.to_owned(),
+            v.owner.clone(),
+        ]);
+    }
+    // Like Go's tabwriter with runc's settings: cells padded to the widest plus three.
+    let widths: Vec<usize> = (0..6)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0).max(9) + 3)
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        for (c, cell) in r.iter().enumerate() {
+            if c == 5 {
+                out.push_str(cell)
+            } else {
+                out.push_str(&format!("{cell:<w$}", w = widths[c]))
+            }
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}

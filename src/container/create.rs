@@ -1,0 +1,311 @@
+//! `create`: apply a plan. The order is the one in docs/design.md; each side effect is undone
+//! if a later step fails, so a failed create leaves no state dir, cgroup, mount or process.
+
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::time::SystemTime;
+
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, listen, socket,
+};
+
+use super::{ContainerError, io_ctx};
+use crate::cgroup::{Layout, Placement};
+use crate::clone::{Forked, clone_init};
+use crate::init::{InitContext, InitFds};
+use crate::plan::{NsKind, Plan};
+use crate::state::{Record, START_SOCKET, StateDir, Status, proc_stat};
+use crate::sync::{Msg, recv_msg, send_msg};
+
+pub struct Created {
+    pub dir: StateDir,
+    pub record: Record,
+    /// For `run` with a terminal and no console socket: where the init sends the pty master.
+    pub console_relay: Option<OwnedFd>,
+}
+
+/// Undoes what create did so far, in reverse, unless disarmed.
+struct Undo {
+    dir: Option<StateDir>,
+    placement: Option<Placement>,
+    pid: Option<i32>,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+        if let Some(p) = self.placement.take() {
+            let _ = p.remove();
+        }
+        if let Some(d) = self.dir.take() {
+            let _ = d.remove();
+        }
+    }
+}
+
+/// Moves an fd to a number above the range handed to the container, so that --preserve-fds
+/// never passes one of ours along.
+fn above(fd: OwnedFd, min: u32) -> Result<OwnedFd, ContainerError> {
+    if (fd.as_raw_fd() as u32) >= min {
+        return Ok(fd);
+    }
+    let n = nix::fcntl::fcntl(
+        fd.as_fd(),
+        nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(min as RawFd),
+    )
+    .map_err(|e| io_ctx("dup")(e.into()))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+/// The pid and time namespaces apply to children: the parent enters them (or makes a time
+/// namespace and writes its offsets) just for the clone, then returns to its own.
+struct ForChildren {
+    restore: Vec<(OwnedFd, nix::sched::CloneFlags)>,
+}
+
+impl ForChildren {
+    fn enter(plan: &Plan) -> Result<ForChildren, ContainerError> {
+        let mut restore = Vec::new();
+        for kind in [NsKind::Pid, NsKind::Time] {
+            let joined = plan.namespaces.joined(kind);
+            let new_time = kind == NsKind::Time && plan.namespaces.is_new(NsKind::Time);
+            if joined.is_none() && !new_time {
+                continue;
+            }
+            let own = if kind == NsKind::Pid {
+                "/proc/self/ns/pid"
+            } else {
+                "/proc/self/ns/time"
+            };
+            let own = std::fs::File::open(own).map_err(io_ctx(own))?;
+            restore.push((OwnedFd::from(own), kind.flag()));
+            if let Some(path) = joined {
+                let f = std::fs::File::open(path).map_err(io_ctx(format!(
+                    "{} namespace {}",
+                    kind.spec_name(),
+                    path.display()
+                )))?;
+                nix::sched::setns(f.as_fd(), kind.flag())
+                    .map_err(|e| io_ctx(format!("joining {}", path.display()))(e.into()))?;
+            } else {
+                nix::sched::unshare(kind.flag())
+                    .map_err(|e| io_ctx("unshare(CLONE_NEWTIME)")(e.into()))?;
+                let offsets: String = plan
+                    .time_offsets
+                    .iter()
+                    .map(|o| format!("{} {} {}\n", o.clock, o.secs, o.nanos))
+                    .collect();
+                if !offsets.is_empty() {
+                    std::fs::write("/proc/self/timens_offsets", offsets)
+                        .map_err(io_ctx("writing timens_offsets"))?;
+                }
+            }
+        }
+        Ok(ForChildren { restore })
+    }
+}
+
+impl Drop for ForChildren {
+    fn drop(&mut self) {
+        for (fd, flag) in self.restore.drain(..) {
+            let _ = nix::sched::setns(fd.as_fd(), flag);
+        }
+    }
+}
+
+fn write_id_map(pid: i32, file: &str, maps: &[crate::plan::IdMap]) -> Result<(), ContainerError> {
+    let text: String = maps
+        .iter()
+        .map(|m| format!("{} {} {}\n", m.container, m.host, m.size))
+        .collect();
+    let path = format!("/proc/{pid}/{file}");
+    std::fs::write(&path, text).map_err(io_ctx(path))
+}
+
+pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, ContainerError> {
+    let dir = StateDir::create(root, &plan.id)?;
+    let mut undo = Undo {
+        dir: None,
+        placement: None,
+        pid: None,
+    };
+    let mut record = Record {
+        id: plan.id.clone(),
+        pid: 0,
+        start_time: 0,
+        bundle: plan.bundle.clone(),
+        rootfs: plan.rootfs.clone(),
+        created: crate::timefmt::rfc3339_nano(SystemTime::now()),
+        annotations: plan.annotations.clone(),
+        cgroup: Placement::default(),
+        poststart: plan.hooks.poststart.clone(),
+        poststop: plan.hooks.poststop.clone(),
+    };
+    let min_fd = 3 + plan.opts.listen_fds + plan.opts.preserve_fds;
+
+    // The start barrier: a listening socket in the state directory.
+    let listener = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| io_ctx("socket")(e.into()));
+    let listener = match listener {
+        Ok(l) => l,
+        Err(e) => {
+            undo.dir = Some(dir);
+            return Err(e);
+        }
+    };
+    let addr = UnixAddr::new(&dir.fd_path(START_SOCKET))
+        .map_err(|e| io_ctx("start socket address")(e.into()));
+    undo.dir = Some(dir);
+    let dir = undo.dir.as_ref().expect("just set");
+    bind(listener.as_raw_fd(), &addr?).map_err(|e| io_ctx("binding the start socket")(e.into()))?;
+    listen(&listener, Backlog::new(1).expect("valid backlog"))
+        .map_err(|e| io_ctx("listen")(e.into()))?;
+    let listener = above(listener, min_fd)?;
+
+    let placement = layout.create(&plan.cgroups_path)?;
+    record.cgroup = placement.clone();
+    undo.placement = Some(placement);
+    // Written now, so that `delete -f` can clean up after a create that was killed midway.
+    dir.write(&record)?;
+
+    let (console, console_relay) = match (&plan.opts.console_socket, plan.process.terminal) {
+        (Some(path), _) => {
+            let s = std::os::unix::net::UnixStream::connect(path)
+                .map_err(io_ctx(format!("console socket {}", path.display())))?;
+            (Some(above(OwnedFd::from(s), min_fd)?), None)
+        }
+        (None, true) => {
+            let (a, b) = crate::sync::pair().map_err(io_ctx("socketpair"))?;
+            (Some(above(b, min_fd)?), Some(a))
+        }
+        (None, false) => (None, None),
+    };
+    let (parent_end, child_end) = crate::sync::pair().map_err(io_ctx("socketpair"))?;
+    let child_end = above(child_end, min_fd)?;
+
+    let unified_fd = match &record.cgroup.unified {
+        Some(d) => Some(
+            nix::fcntl::open(
+                d,
+                nix::fcntl::OFlag::O_RDONLY
+                    | nix::fcntl::OFlag::O_DIRECTORY
+                    | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| io_ctx(format!("opening {}", d.display()))(e.into()))?,
+        ),
+        None => None,
+    };
+    let clone_flags = if plan.namespaces.is_new(NsKind::Pid) {
+        libc::CLONE_NEWPID as u64
+    } else {
+        0
+    };
+    let ns_guard = ForChildren::enter(plan)?;
+    let forked = clone_init(clone_flags, unified_fd.as_ref().map(|f| f.as_raw_fd()))
+        .map_err(io_ctx("clone"))?;
+    let (pid, into_cgroup) = match forked {
+        Forked::Child => {
+            drop(parent_end);
+            let ctx = InitContext {
+                plan,
+                layout,
+                placement: &record.cgroup,
+            };
+            crate::init::run(
+                &ctx,
+                InitFds {
+                    sync: child_end,
+                    listener,
+                    console,
+                },
+            );
+        }
+        Forked::Parent { pid, into_cgroup } => (pid, into_cgroup),
+    };
+    drop(ns_guard);
+    undo.pid = Some(pid);
+    drop((child_end, listener, console, unified_fd));
+    crate::logger::debug(&format!("cloned container init {pid}"));
+
+    record.cgroup.add(pid, into_cgroup)?;
+    record.cgroup.apply_device_rules(&plan.device_rules)?;
+    if let Some(adj) = plan.process.oom_score_adj {
+        let proc = crate::fsutil::open_proc(Path::new("/proc")).map_err(io_ctx("/proc"))?;
+        crate::fsutil::write_proc(
+            proc.as_fd(),
+            Path::new(&format!("{pid}/oom_score_adj")),
+            &adj.to_string(),
+        )
+        .map_err(io_ctx("process.oomScoreAdj"))?;
+    }
+    record.pid = pid;
+    record.start_time = proc_stat(pid).map(|(t, _)| t).unwrap_or(0);
+
+    let sync = parent_end.as_fd();
+    send_msg(sync, &Msg::Go).map_err(io_ctx("sync"))?;
+    loop {
+        match recv_msg(sync).map_err(io_ctx("sync"))? {
+            Some(Msg::MapIds) => {
+                write_id_map(pid, "uid_map", &plan.uid_map)?;
+                write_id_map(pid, "gid_map", &plan.gid_map)?;
+                send_msg(sync, &Msg::IdsMapped).map_err(io_ctx("sync"))?;
+            }
+            Some(Msg::RunHooks) => {
+                dir.write(&record)?;
+                let state = record.oci_state(Status::Creating);
+                crate::hooks::run_all("prestart", &plan.hooks.prestart, &state)?;
+                crate::hooks::run_all("createRuntime", &plan.hooks.create_runtime, &state)?;
+                send_msg(
+                    sync,
+                    &Msg::HooksDone {
+                        state: record.oci_state(Status::Created),
+                    },
+                )
+                .map_err(io_ctx("sync"))?;
+            }
+            Some(Msg::Ready) => break,
+            Some(Msg::Failed { msg }) => return Err(ContainerError::Init(msg)),
+            Some(other) => {
+                return Err(ContainerError::Init(format!(
+                    "unexpected message {other:?}"
+                )));
+            }
+            None => return Err(ContainerError::Init("exited during setup".into())),
+        }
+    }
+    dir.write(&record)?;
+    if let Some(pf) = &plan.opts.pid_file {
+        write_pid_file(pf, pid)?;
+    }
+    undo.pid = None;
+    undo.placement = None;
+    let dir = undo.dir.take().expect("state dir");
+    Ok(Created {
+        dir,
+        record,
+        console_relay,
+    })
+}
+
+/// The pid file is written whole or not at all: clients poll for it.
+fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&tmp, pid.to_string()).map_err(io_ctx(format!("pid file {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(io_ctx(format!("pid file {}", path.display())))
+}

@@ -1,0 +1,129 @@
+//! The container lifecycle on the runtime's side: create (clone the init and drive its setup),
+//! start (open the barrier), and destroy (poststop hooks, cgroup, state).
+
+mod create;
+mod relay;
+mod start;
+
+pub use create::create;
+pub use relay::{forwarded_signals, relay_and_wait};
+pub use start::start;
+
+use std::io;
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::cgroup::CgroupError;
+use crate::hooks::HookError;
+use crate::plan::PlanError;
+use crate::state::{Record, StateDir, StateError, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    #[error("container init: {0}")]
+    Init(String),
+    #[error("{what}: {source}")]
+    Io { what: String, source: io::Error },
+    #[error("{0}")]
+    Status(String),
+}
+
+pub(crate) fn io_ctx(what: impl Into<String>) -> impl FnOnce(io::Error) -> ContainerError {
+    let what = what.into();
+    move |source| ContainerError::Io { what, source }
+}
+
+/// A pidfd for the container's init, if it is still the process the state names.
+pub fn pidfd(r: &Record) -> Option<std::os::fd::OwnedFd> {
+    if r.pid <= 0 {
+        return None;
+    }
+    // SAFETY: pidfd_open returns a new fd or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, r.pid, 0) };
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: a fresh fd that we own.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw as i32) };
+    // Checked after opening: from here on the fd pins this very process.
+    match crate::state::proc_stat(r.pid) {
+        Some((start, _)) if start == r.start_time => Some(fd),
+        _ => None,
+    }
+}
+
+fn pidfd_send_signal(fd: std::os::fd::BorrowedFd<'_>, sig: Signal) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a pidfd, a signal number, no siginfo, no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig as i32,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Sends `sig` to the init, through a pidfd so that a reused pid is never hit.
+pub fn signal_init(r: &Record, sig: Signal) -> Result<(), ContainerError> {
+    let Some(fd) = pidfd(r) else {
+        return Err(ContainerError::Status("container not running".into()));
+    };
+    pidfd_send_signal(fd.as_fd(), sig).map_err(io_ctx("sending the signal"))
+}
+
+/// Kills everything in the container and waits for the init to be gone.
+pub fn kill_all(r: &Record) -> Result<(), ContainerError> {
+    let fd = pidfd(r);
+    if let Some(fd) = &fd {
+        let _ = pidfd_send_signal(fd.as_fd(), Signal::SIGKILL);
+    }
+    for pid in r.cgroup.pids() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    if let Some(fd) = fd {
+        // A pidfd polls readable once the process has exited.
+        let mut pfd = [nix::poll::PollFd::new(
+            fd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let _ = nix::poll::poll(
+            &mut pfd,
+            nix::poll::PollTimeout::try_from(Duration::from_secs(10))
+                .unwrap_or(nix::poll::PollTimeout::MAX),
+        );
+    }
+    Ok(())
+}
+
+/// Removes a stopped container: poststop hooks (failures are warnings, as the spec says), the
+/// cgroup, the state directory.
+pub fn destroy(dir: StateDir, r: &Record) -> Result<(), ContainerError> {
+    if !r.poststop.is_empty() {
+        if let Err(e) =
+            crate::hooks::run_all("poststop", &r.poststop, &r.oci_state(Status::Stopped))
+        {
+            crate::logger::warn(&e.to_string());
+        }
+    }
+    r.cgroup.remove()?;
+    dir.remove()?;
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! `start`: open the barrier the init waits at. The init answers on the same connection only if
+//! something fails; on success the connection (CLOEXEC) closes at execve and we read EOF.
+
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr, connect, recv, socket,
+};
+
+use super::{ContainerError, io_ctx};
+use crate::state::{Record, START_SOCKET, StateDir, Status};
+
+pub fn start(dir: &StateDir, r: &Record) -> Result<(), ContainerError> {
+    match dir.status(r) {
+        Status::Created => {}
+        Status::Running => {
+            return Err(ContainerError::Status(
+                "cannot start an already running container".into(),
+            ));
+        }
+        Status::Stopped => {
+            return Err(ContainerError::Status(
+                "cannot start a container that has stopped".into(),
+            ));
+        }
+        Status::Creating => {
+            return Err(ContainerError::Status(
+                "cannot start a container that is still being created".into(),
+            ));
+        }
+    }
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| io_ctx("socket")(e.into()))?;
+    let addr = UnixAddr::new(&dir.fd_path(START_SOCKET))
+        .map_err(|e| io_ctx("start socket address")(e.into()))?;
+    connect(sock.as_raw_fd(), &addr)
+        .map_err(|e| io_ctx("connecting to the container's start socket")(e.into()))?;
+    let mut buf = vec![0u8; 16 * 1024];
+    let n = loop {
+        match recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::ECONNRESET) => break 0,
+            r => break r.map_err(|e| io_ctx("waiting for the container to start")(e.into()))?,
+        }
+    };
+    let _ = std::fs::remove_file(dir.path.join(START_SOCKET));
+    if n > 0 {
+        return Err(ContainerError::Init(
+            String::from_utf8_lossy(&buf[..n]).into_owned(),
+        ));
+    }
+    if let Err(e) = crate::hooks::run_all("poststart", &r.poststart, &r.oci_state(Status::Running))
+    {
+        // The spec: a failing poststart hook is logged and the container keeps running.
+        crate::logger::warn(&e.to_string());
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Path handling by file descriptor. Every path inside a container's rootfs is resolved with
+//! openat2(RESOLVE_IN_ROOT), so a symlink or `..` planted in an image can never lead outside it,
+//! and the object found is the one used: later steps act on the fd (through /proc/self/fd), never
+//! on the string again.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::sys::stat::{Mode, mkdirat};
+
+fn resolve_flags() -> ResolveFlag {
+    ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS
+}
+
+/// Opens `path` (absolute or relative, both taken inside `root`) with `flags`.
+pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
+    let rel = relative(path);
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(resolve_flags());
+    Ok(openat2(root, &rel, how)?)
+}
+
+/// `path` with its leading `/` removed; `.` for the root itself.
+pub fn relative(path: &Path) -> PathBuf {
+    let rel: PathBuf = path
+        .components()
+        .filter(|c| !matches!(c, Component::RootDir))
+        .collect();
+    if rel.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        rel
+    }
+}
+
+/// Creates every missing directory of `path` inside `root` and returns an O_PATH fd of the last.
+pub fn mkdir_all_in_root(root: BorrowedFd<'_>, path: &Path, mode: u32) -> io::Result<OwnedFd> {
+    let dir = OFlag::O_PATH | OFlag::O_DIRECTORY;
+    let mut so_far = PathBuf::new();
+    let mut cur = open_in_root(root, Path::new("."), dir)?;
+    for comp in relative(path).components() {
+        so_far.push(comp);
+        cur = match open_in_root(root, &so_far, dir) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                let Component::Normal(name) = comp else {
+                    return Err(e);
+                };
+                match mkdirat(cur.as_fd(), name, Mode::from_bits_truncate(mode)) {
+                    Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                open_in_root(root, &so_far, dir)?
+            }
+            Err(e) => return Err(e),
+        };
+    }
+    Ok(cur)
+}
+
+/// Returns an O_PATH fd of `path` inside `root`, creating it (and its parents) as a directory or
+/// as an empty regular file when it is missing.
+pub fn ensure_in_root(root: BorrowedFd<'_>, path: &Path, as_dir: bool) -> io::Result<OwnedFd> {
+    if as_dir {
+        return mkdir_all_in_root(root, path, 0o755);
+    }
+    match open_in_root(root, path, OFlag::O_PATH) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        other => return other,
+    }
+    let rel = relative(path);
+    let parent = mkdir_all_in_root(root, rel.parent().unwrap_or(Path::new(".")), 0o755)?;
+    let name = rel
+        .file_name()
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let flags = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    match nix::fcntl::openat(parent.as_fd(), name, flags, Mode::from_bits_truncate(0o644)) {
+        Ok(_) | Err(nix::errno::Errno::EEXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    open_in_root(root, path, OFlag::O_PATH)
+}
+
+/// The magic-link path naming an open fd, for syscalls that take only paths (mount(2)).
+pub fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// True if `fd` lies on a procfs. Writes meant for /proc go only through such fds, so a container
+/// cannot redirect them by mounting something else over /proc (CVE-2019-16884 and its kin).
+pub fn is_procfs(fd: BorrowedFd<'_>) -> bool {
+    nix::sys::statfs::fstatfs(fd)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
+}
+
+/// Opens a verified procfs directory.
+pub fn open_proc(path: &Path) -> io::Result<OwnedFd> {
+    let fd = nix::fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    if !is_procfs(fd.as_fd()) {
+        return Err(io::Error::other(format!(
+            "{} is not a procfs",
+            path.display()
+        )));
+    }
+    Ok(fd)
+}
+
+/// Writes `value` to a file below a verified procfs fd, without following links out of it.
+pub fn write_proc(proc_fd: BorrowedFd<'_>, rel: &Path, value: &str) -> io::Result<()> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_XDEV
+                | ResolveFlag::RESOLVE_NO_SYMLINKS,
+        );
+    let fd = openat2(proc_fd, rel, how)?;
+    let n = nix::unistd::write(&fd, value.as_bytes())?;
+    if n != value.len() {
+        return Err(io::Error::other("short write"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("chitin-fsutil-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn symlinks_cannot_escape_the_root() {
+        let base = tempdir("escape");
+        let root = base.join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        // An image that points a mount destination at the host.
+        symlink("/../../..", root.join("evil")).unwrap();
+        let rootfd =
+            nix::fcntl::open(&root, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+        ensure_in_root(rootfd.as_fd(), Path::new("/evil/made/here"), true).unwrap();
+        assert!(root.join("made/here").is_dir(), "created inside the root");
+        assert!(!Path::new("/made").exists());
+        let f = ensure_in_root(rootfd.as_fd(), Path::new("../../x/file"), false).unwrap();
+        assert!(root.join("x/file").is_file());
+        drop(f);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

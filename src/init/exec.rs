@@ -1,0 +1,186 @@
+//! The last steps before execve: working directory, rlimits, keyring, user and capabilities,
+//! no_new_privs, umask, the executable's lookup, and closing every fd the container must not get.
+
+use std::ffi::CString;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use caps::CapSet;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use nix::unistd::{AccessFlags, Gid, Uid};
+
+use super::{InitError, Step, failure};
+use crate::fsutil::mkdir_all_in_root;
+use crate::plan::Plan;
+
+pub struct Prepared {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn cstring(s: &str) -> Result<CString, InitError> {
+    CString::new(s).map_err(|_| failure("exec", format!("{s:?} contains a NUL byte")))
+}
+
+pub fn prepare(plan: &Plan) -> Result<Prepared, InitError> {
+    let p = &plan.process;
+    // The cwd is resolved inside the new root with magic links refused, so a leaked fd named as
+    // /proc/self/fd/N can never become the working directory (CVE-2024-21626).
+    let root = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step(|| "opening /".into())?;
+    let cwd = mkdir_all_in_root(root.as_fd(), &p.cwd, 0o755)
+        .step(|| format!("process.cwd {}", p.cwd.display()))?;
+    nix::unistd::fchdir(cwd.as_fd()).step(|| format!("chdir to {}", p.cwd.display()))?;
+    drop((cwd, root));
+
+    for r in &p.rlimits {
+        let lim = libc::rlimit {
+            rlim_cur: r.soft,
+            rlim_max: r.hard,
+        };
+        // SAFETY: setrlimit with a valid struct.
+        let rc = unsafe { libc::setrlimit(r.resource, &lim) };
+        nix::errno::Errno::result(rc)
+            .step(|| format!("setrlimit({}, {}, {})", r.resource, r.soft, r.hard))?;
+    }
+
+    if !plan.opts.no_new_keyring {
+        // A session keyring of its own, so that the container cannot read the host's keys.
+        let name = cstring(&plan.id)?;
+        // SAFETY: KEYCTL_JOIN_SESSION_KEYRING with a C string.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_keyctl,
+                libc::KEYCTL_JOIN_SESSION_KEYRING,
+                name.as_ptr(),
+            )
+        };
+        // Kernels without keyrings (ENOSYS) run containers all the same.
+        if rc < 0 && nix::errno::Errno::last() != nix::errno::Errno::ENOSYS {
+            return Err(std::io::Error::last_os_error())
+                .step(|| "joining a session keyring".into());
+        }
+    }
+
+    // The bounding set is dropped while still privileged; the other sets after the uid change,
+    // which PR_SET_KEEPCAPS lets the permitted set survive.
+    for c in caps::all() {
+        if !p.caps.bounding.contains(&c)
+            && caps::has_cap(None, CapSet::Bounding, c).unwrap_or(false)
+        {
+            caps::drop(None, CapSet::Bounding, c).map_err(|e| {
+                failure(
+                    "capabilities",
+                    format!("dropping {c} from the bounding set: {e}"),
+                )
+            })?;
+        }
+    }
+    nix::sys::prctl::set_keepcaps(true).step(|| "prctl(PR_SET_KEEPCAPS)".into())?;
+    let gids: Vec<Gid> = p
+        .additional_gids
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    nix::unistd::setgroups(&gids).step(|| "setgroups".into())?;
+    let (uid, gid) = (Uid::from_raw(p.uid), Gid::from_raw(p.gid));
+    nix::unistd::setresgid(gid, gid, gid).step(|| format!("setresgid({gid})"))?;
+    nix::unistd::setresuid(uid, uid, uid).step(|| format!("setresuid({uid})"))?;
+    nix::sys::prctl::set_keepcaps(false).step(|| "prctl(PR_SET_KEEPCAPS)".into())?;
+    let set = |which: CapSet, v: &caps::CapsHashSet, name: &str| {
+        caps::set(None, which, v)
+            .map_err(|e| failure("capabilities", format!("setting the {name} set: {e}")))
+    };
+    set(CapSet::Effective, &p.caps.effective, "effective")?;
+    set(CapSet::Inheritable, &p.caps.inheritable, "inheritable")?;
+    set(CapSet::Permitted, &p.caps.permitted, "permitted")?;
+    caps::clear(None, CapSet::Ambient).map_err(|e| failure("capabilities", e.to_string()))?;
+    for c in &p.caps.ambient {
+        caps::raise(None, CapSet::Ambient, *c)
+            .map_err(|e| failure("capabilities", format!("raising ambient {c}: {e}")))?;
+    }
+    if p.no_new_privs {
+        nix::sys::prctl::set_no_new_privs().step(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
+    }
+    nix::sys::stat::umask(Mode::from_bits_truncate(p.umask.unwrap_or(0o022)));
+
+    let path = lookup(&p.args[0], &p.env)?;
+    Ok(Prepared {
+        path: CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| failure("exec", "NUL in path"))?,
+        argv: p
+            .args
+            .iter()
+            .map(|a| cstring(a))
+            .collect::<Result<_, _>>()?,
+        envp: p.env.iter().map(|e| cstring(e)).collect::<Result<_, _>>()?,
+    })
+}
+
+/// Finds the program as the container's user would: a path with a slash as is, a bare name on
+/// the process's own PATH.
+fn lookup(prog: &str, env: &[String]) -> Result<PathBuf, InitError> {
+    let executable = |p: &Path| p.is_file() && nix::unistd::access(p, AccessFlags::X_OK).is_ok();
+    if prog.contains('/') {
+        let p = PathBuf::from(prog);
+        if executable(&p) {
+            return Ok(p);
+        }
+        let why = if p.exists() {
+            "permission denied or not a regular file"
+        } else {
+            "no such file or directory"
+        };
+        return Err(failure("exec", format!("{prog:?}: {why}")));
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    path.split(':')
+        .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(prog))
+        .find(|c| executable(c))
+        .ok_or_else(|| {
+            failure(
+                "exec",
+                format!("{prog:?}: executable file not found in $PATH"),
+            )
+        })
+}
+
+/// Every fd above the preserved ones is marked close-on-exec; the preserved ones (3..3+N) lose
+/// the flag so that they reach the container.
+pub fn close_fds(plan: &Plan) -> Result<(), InitError> {
+    let keep = plan.opts.listen_fds + plan.opts.preserve_fds;
+    let first = 3 + keep;
+    // SAFETY: close_range only changes flags of our own fds.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    nix::errno::Errno::result(rc).step(|| "close_range".into())?;
+    for fd in 3..first {
+        // SAFETY: F_SETFD on a number the caller asked to pass on; EBADF is fine.
+        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
+    }
+    Ok(())
+}
+
+/// execve; returns only on failure.
+pub fn exec(p: Prepared) -> InitError {
+    let err = nix::unistd::execve(&p.path, &p.argv, &p.envp).unwrap_err();
+    failure("exec", format!("{:?}: {err}", p.path))
+}

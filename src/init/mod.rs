@@ -1,0 +1,222 @@
+//! The container init: the cloned child of `chitin create`. It sets up namespaces, rootfs and
+//! process attributes in one straight sequence, reports each failure to the parent as a message
+//! naming the step, waits at the start barrier and execs the container process.
+
+mod console;
+mod devices;
+mod exec;
+mod rootfs;
+
+use std::convert::Infallible;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::sched::CloneFlags;
+
+use crate::cgroup::{Layout, Placement};
+use crate::plan::{NsKind, Plan};
+use crate::sync::{Msg, recv_msg, send_msg};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: {source}")]
+pub struct InitError {
+    step: String,
+    source: io::Error,
+}
+
+/// Attaches the name of the step to an error.
+pub(crate) trait Step<T> {
+    fn step(self, step: impl FnOnce() -> String) -> Result<T, InitError>;
+}
+
+impl<T, E: Into<io::Error>> Step<T> for Result<T, E> {
+    fn step(self, step: impl FnOnce() -> String) -> Result<T, InitError> {
+        self.map_err(|e| InitError {
+            step: step(),
+            source: e.into(),
+        })
+    }
+}
+
+pub(crate) fn failure(step: &str, msg: impl Into<String>) -> InitError {
+    InitError {
+        step: step.to_owned(),
+        source: io::Error::other(msg.into()),
+    }
+}
+
+/// The fds the init inherits from `create`.
+pub struct InitFds {
+    pub sync: OwnedFd,
+    pub listener: OwnedFd,
+    /// Where the pty master goes: the --console-socket, or `run`'s relay.
+    pub console: Option<OwnedFd>,
+}
+
+pub struct InitContext<'a> {
+    pub plan: &'a Plan,
+    pub layout: &'a Layout,
+    pub placement: &'a Placement,
+}
+
+/// Runs the init; never returns.
+pub fn run(ctx: &InitContext<'_>, fds: InitFds) -> ! {
+    let err = match steps(ctx, &fds) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = send_msg(
+        fds.sync.as_fd(),
+        &Msg::Failed {
+            msg: err.to_string(),
+        },
+    );
+    // SAFETY: leaving the cloned child without running the parent's atexit handlers.
+    unsafe { libc::_exit(1) }
+}
+
+fn expect(fds: &InitFds, what: &str) -> Result<Msg, InitError> {
+    match recv_msg(fds.sync.as_fd()).step(|| format!("waiting for {what}"))? {
+        Some(m) => Ok(m),
+        None => Err(failure(what, "the runtime went away")),
+    }
+}
+
+/// Signals blocked or ignored by the runtime (Rust ignores SIGPIPE) must not leak into the
+/// container: an ignored disposition survives execve.
+fn reset_signals() {
+    // SAFETY: plain libc calls on a local sigset in a single-threaded process.
+    unsafe {
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> {
+    let plan = ctx.plan;
+    reset_signals();
+    // Die with the runtime while it sets us up; never dumpable (and so never ptraceable by the
+    // container) before execve (CVE-2016-9962).
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .step(|| "prctl(PR_SET_PDEATHSIG)".into())?;
+    // Had the runtime died before PDEATHSIG was armed, the wait for Go below reads EOF.
+    nix::sys::prctl::set_dumpable(false).step(|| "prctl(PR_SET_DUMPABLE)".into())?;
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+
+    if expect(fds, "cgroup placement")? != Msg::Go {
+        return Err(failure("start", "unexpected message"));
+    }
+    enter_namespaces(plan, fds)?;
+    if let Some(h) = &plan.hostname {
+        nix::unistd::sethostname(h).step(|| "sethostname".into())?;
+    }
+    if let Some(d) = &plan.domainname {
+        // SAFETY: pointer and length of a live buffer.
+        let r = unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) };
+        nix::errno::Errno::result(r).step(|| "setdomainname".into())?;
+    }
+
+    let root = rootfs::prepare(ctx)?;
+    devices::create(root.as_fd(), plan)?;
+    let pty = if plan.process.terminal {
+        Some(console::create(root.as_fd(), plan)?)
+    } else {
+        None
+    };
+
+    send_msg(fds.sync.as_fd(), &Msg::RunHooks).step(|| "sync".into())?;
+    let state = match expect(fds, "createRuntime hooks")? {
+        Msg::HooksDone { state } => state,
+        _ => return Err(failure("hooks", "unexpected message")),
+    };
+    crate::hooks::run_all("createContainer", &plan.hooks.create_container, &state)
+        .map_err(|e| failure("createContainer hooks", e.to_string()))?;
+
+    rootfs::finish(root.as_fd(), plan)?;
+    rootfs::pivot(root, plan)?;
+
+    if let Some(pty) = pty {
+        console::attach(pty, fds.console.as_ref().map(|c| c.as_fd()))?;
+    } else {
+        nix::unistd::setsid().step(|| "setsid".into())?;
+    }
+    let prepared = exec::prepare(plan)?;
+    exec::close_fds(plan)?;
+
+    nix::sys::prctl::set_pdeathsig(None).step(|| "prctl(PR_SET_PDEATHSIG)".into())?;
+    send_msg(fds.sync.as_fd(), &Msg::Ready).step(|| "sync".into())?;
+
+    // The start barrier: `chitin start` connects to the socket in the state directory.
+    let conn = loop {
+        match nix::sys::socket::accept4(
+            fds.listener.as_raw_fd(),
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            // SAFETY: accept4 returned a new fd that we own.
+            r => {
+                break unsafe {
+                    <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(
+                        r.step(|| "waiting for start".into())?,
+                    )
+                };
+            }
+        }
+    };
+    let err = match crate::hooks::run_all("startContainer", &plan.hooks.start_container, &state) {
+        Err(e) => failure("startContainer hooks", e.to_string()),
+        Ok(()) => exec::exec(prepared),
+    };
+    // Only failures get here; on success the CLOEXEC socket closes at execve and `start` sees EOF.
+    let _ = nix::sys::socket::send(
+        conn.as_raw_fd(),
+        err.to_string().as_bytes(),
+        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+    );
+    Err(err)
+}
+
+/// Joins namespaces given by path, then makes the new ones. The user namespace comes first both
+/// ways, so that every namespace made afterwards belongs to it. pid and time namespaces were
+/// arranged by the parent before the clone (they apply to children, not to the caller).
+fn enter_namespaces(plan: &Plan, fds: &InitFds) -> Result<(), InitError> {
+    let ns = &plan.namespaces;
+    let mut order: Vec<&(NsKind, std::path::PathBuf)> = ns
+        .join
+        .iter()
+        .filter(|(k, _)| !matches!(k, NsKind::Pid | NsKind::Time))
+        .collect();
+    order.sort_by_key(|(k, _)| *k != NsKind::User);
+    for (kind, path) in order {
+        let f = std::fs::File::open(path)
+            .step(|| format!("opening {} namespace {}", kind.spec_name(), path.display()))?;
+        nix::sched::setns(f.as_fd(), kind.flag())
+            .step(|| format!("joining {} namespace {}", kind.spec_name(), path.display()))?;
+    }
+    if ns.is_new(NsKind::User) {
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER).step(|| "unshare(CLONE_NEWUSER)".into())?;
+        send_msg(fds.sync.as_fd(), &Msg::MapIds).step(|| "sync".into())?;
+        if expect(fds, "uid/gid mapping")? != Msg::IdsMapped {
+            return Err(failure("user namespace", "unexpected message"));
+        }
+        let zero_g = nix::unistd::Gid::from_raw(0);
+        let zero_u = nix::unistd::Uid::from_raw(0);
+        nix::unistd::setresgid(zero_g, zero_g, zero_g)
+            .step(|| "setresgid(0) in the user namespace".into())?;
+        nix::unistd::setresuid(zero_u, zero_u, zero_u)
+            .step(|| "setresuid(0) in the user namespace".into())?;
+    }
+    let flags = ns
+        .new
+        .iter()
+        .filter(|k| !matches!(k, NsKind::User | NsKind::Pid | NsKind::Time))
+        .fold(CloneFlags::empty(), |acc, k| acc | k.flag());
+    nix::sched::unshare(flags).step(|| format!("unshare({flags:?})"))?;
+    Ok(())
+}

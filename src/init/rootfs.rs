@@ -1,0 +1,364 @@
+//! The container's filesystem: the rootfs bind, every configured mount (targets resolved inside
+//! the rootfs by fd), sysctls, masked and read-only paths, and pivot_root.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::{Mode, SFlag, fstat};
+
+use super::{InitContext, InitError, Step, failure};
+use crate::fsutil::{ensure_in_root, fd_path, open_in_root, open_proc, write_proc};
+use crate::plan::{MountPlan, NsKind, Plan};
+
+const NONE: Option<&str> = None;
+
+fn mount_at(
+    src: Option<&Path>,
+    target: BorrowedFd<'_>,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> nix::Result<()> {
+    mount(src, &fd_path(target), fstype, flags, data)
+}
+
+/// mount_setattr(2) on an fd (and, with `recursive`, everything mounted below it).
+fn setattr(fd: BorrowedFd<'_>, set: u64, clear: u64, recursive: bool) -> nix::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        set: u64,
+        clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        set,
+        clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
+    // SAFETY: valid fd, empty C string and a struct of the size passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    nix::errno::Errno::result(r).map(drop)
+}
+
+/// Makes the mount tree private to the container and binds the rootfs onto itself, so that it is
+/// a mount point pivot_root can use. Returns an fd of the rootfs mount.
+pub fn prepare(ctx: &InitContext<'_>) -> Result<OwnedFd, InitError> {
+    let plan = ctx.plan;
+    // Shared propagation on "/" would leak our mounts to the host; runc's default is rslave.
+    let prop = plan.rootfs_propagation;
+    let first = if prop.intersects(MsFlags::MS_SHARED) {
+        MsFlags::MS_SLAVE | MsFlags::MS_REC
+    } else {
+        prop
+    };
+    mount(NONE, "/", NONE, first, NONE).step(|| "setting propagation of /".into())?;
+    mount(
+        Some(&plan.rootfs),
+        &plan.rootfs,
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        NONE,
+    )
+    .step(|| format!("binding rootfs {}", plan.rootfs.display()))?;
+    let root = nix::fcntl::open(
+        &plan.rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step(|| format!("opening rootfs {}", plan.rootfs.display()))?;
+    for m in &plan.mounts {
+        mount_one(ctx, root.as_fd(), m)
+            .map_err(|e| failure(&format!("mounting {}", m.dest.display()), e.to_string()))?;
+    }
+    Ok(root)
+}
+
+fn mount_one(ctx: &InitContext<'_>, root: BorrowedFd<'_>, m: &MountPlan) -> Result<(), InitError> {
+    let dest = &m.dest;
+    let as_dir = match &m.source {
+        Some(src) if m.is_bind() => std::fs::metadata(src)
+            .step(|| format!("source {}", src.display()))?
+            .is_dir(),
+        _ => true,
+    };
+    let target = ensure_in_root(root, dest, as_dir)
+        .step(|| "resolving the destination in the rootfs".into())?;
+    let flags = m.options.flags;
+    let data = Some(m.options.data.as_str()).filter(|d| !d.is_empty());
+    match m.fstype.as_deref() {
+        Some("cgroup") | Some("cgroup2") => mount_cgroups(ctx, root, m, target.as_fd())?,
+        _ if m.is_bind() => {
+            mount_at(
+                m.source.as_deref(),
+                target.as_fd(),
+                NONE,
+                flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
+                NONE,
+            )
+            .step(|| "bind mount".into())?;
+            let extra = flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+            if !extra.is_empty() {
+                // The fd still names the directory under the new mount: resolve again.
+                let mounted =
+                    open_in_root(root, dest, OFlag::O_PATH).step(|| "reopening".into())?;
+                let mut f = extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+                if ctx.plan.namespaces.is_new(NsKind::User)
+                    || ctx.plan.namespaces.joined(NsKind::User).is_some()
+                {
+                    // Flags locked by the source mount must be kept when remounting in a user namespace.
+                    f |= locked_flags(m.source.as_deref().unwrap_or(Path::new("/")));
+                }
+                mount_at(NONE.map(Path::new), mounted.as_fd(), NONE, f, NONE)
+                    .step(|| format!("remounting with {extra:?}"))?;
+            }
+        }
+        fstype => {
+            let src = m
+                .source
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(fstype.unwrap_or("none")));
+            mount_at(Some(&src), target.as_fd(), fstype, flags, data)
+                .step(|| format!("mount type {}", fstype.unwrap_or("")))?;
+        }
+    }
+    if !m.options.propagation.is_empty() || m.options.recursive != Default::default() {
+        let mounted = open_in_root(root, dest, OFlag::O_PATH).step(|| "reopening".into())?;
+        for p in &m.options.propagation {
+            mount_at(None, mounted.as_fd(), NONE, *p, NONE)
+                .step(|| format!("propagation {p:?}"))?;
+        }
+        let r = m.options.recursive;
+        if r.set != 0 || r.clear != 0 {
+            setattr(mounted.as_fd(), r.set, r.clear, true).step(|| "mount_setattr".into())?;
+        }
+    }
+    Ok(())
+}
+
+fn locked_flags(src: &Path) -> MsFlags {
+    let Ok(st) = nix::sys::statvfs::statvfs(src) else {
+        return MsFlags::empty();
+    };
+    use nix::sys::statvfs::FsFlags;
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+    ] {
+        if f.contains(fs) {
+            out |= ms;
+        }
+    }
+    out
+}
+
+/// A "cgroup" mount: cgroup2 on a pure v2 host; otherwise a tmpfs holding one mount per v1
+/// hierarchy (and "unified" on a hybrid host), each showing only the container's own cgroup.
+fn mount_cgroups(
+    ctx: &InitContext<'_>,
+    root: BorrowedFd<'_>,
+    m: &MountPlan,
+    target: BorrowedFd<'_>,
+) -> Result<(), InitError> {
+    let flags = m.options.flags;
+    let cgroupns = ctx.plan.namespaces.is_new(NsKind::Cgroup)
+        || ctx.plan.namespaces.joined(NsKind::Cgroup).is_some();
+    if ctx.layout.v1.is_empty() {
+        return if cgroupns {
+            mount_at(
+                Some(Path::new("cgroup2")),
+                target,
+                Some("cgroup2"),
+                flags,
+                NONE,
+            )
+            .step(|| "cgroup2".into())
+        } else {
+            let dir = ctx.placement.unified.as_deref();
+            mount_at(dir, target, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
+                .step(|| "binding the container's cgroup".into())
+        };
+    }
+    let tmpfs_flags = flags - MsFlags::MS_RDONLY;
+    mount_at(
+        Some(Path::new("tmpfs")),
+        target,
+        Some("tmpfs"),
+        tmpfs_flags,
+        Some("mode=755"),
+    )
+    .step(|| "tmpfs".into())?;
+    let hierarchies = ctx
+        .layout
+        .v1
+        .iter()
+        .zip(ctx.placement.v1.iter())
+        .map(|(h, d)| (h, d, false))
+        .chain(
+            ctx.layout
+                .unified
+                .iter()
+                .zip(ctx.placement.unified.iter())
+                .map(|(h, d)| (h, d, true)),
+        );
+    for (h, dir, unified) in hierarchies {
+        let name = h
+            .mountpoint
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("unified"));
+        let sub = ensure_in_root(root, &m.dest.join(&name), true)
+            .step(|| format!("making {}", name.display()))?;
+        let r = if cgroupns && unified {
+            mount_at(
+                Some(Path::new("cgroup2")),
+                sub.as_fd(),
+                Some("cgroup2"),
+                flags,
+                NONE,
+            )
+        } else if cgroupns {
+            mount_at(
+                Some(Path::new("cgroup")),
+                sub.as_fd(),
+                Some("cgroup"),
+                flags,
+                Some(&h.controllers),
+            )
+        } else {
+            mount_at(Some(dir), sub.as_fd(), NONE, MsFlags::MS_BIND, NONE)
+        };
+        r.step(|| format!("cgroup hierarchy {}", h.controllers))?;
+    }
+    if flags.contains(MsFlags::MS_RDONLY) {
+        let t = open_in_root(root, &m.dest, OFlag::O_PATH).step(|| "reopening".into())?;
+        setattr(t.as_fd(), libc::MOUNT_ATTR_RDONLY as u64, 0, false)
+            .step(|| "read-only cgroup tmpfs".into())?;
+    }
+    Ok(())
+}
+
+/// What is done to the finished tree before pivot_root, through the host's verified /proc:
+/// sysctls, masked paths, read-only paths and a read-only root.
+pub fn finish(root: BorrowedFd<'_>, plan: &Plan) -> Result<(), InitError> {
+    if !plan.sysctls.is_empty() {
+        // Sysctls of namespaced subsystems act on the writer's namespaces, whichever procfs.
+        let proc = open_proc(Path::new("/proc")).step(|| "opening /proc".into())?;
+        for (k, v) in &plan.sysctls {
+            let rel = PathBuf::from("sys").join(k.replace('.', "/"));
+            write_proc(proc.as_fd(), &rel, v).step(|| format!("sysctl {k}"))?;
+        }
+    }
+    for p in &plan.masked_paths {
+        let fd = match open_in_root(root, p, OFlag::O_PATH) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e).step(|| format!("masking {}", p.display())),
+        };
+        let st = fstat(fd.as_fd()).step(|| format!("masking {}", p.display()))?;
+        if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
+            mount_at(
+                Some(Path::new("tmpfs")),
+                fd.as_fd(),
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                NONE,
+            )
+        } else {
+            let null = verified_null(root)?;
+            mount_at(
+                Some(&fd_path(null.as_fd())),
+                fd.as_fd(),
+                NONE,
+                MsFlags::MS_BIND,
+                NONE,
+            )
+        }
+        .step(|| format!("masking {}", p.display()))?;
+    }
+    for p in &plan.readonly_paths {
+        let fd = match open_in_root(root, p, OFlag::O_PATH) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e).step(|| format!("read-only {}", p.display())),
+        };
+        mount_at(
+            Some(&fd_path(fd.as_fd())),
+            fd.as_fd(),
+            NONE,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            NONE,
+        )
+        .step(|| format!("binding {} onto itself", p.display()))?;
+        let mounted =
+            open_in_root(root, p, OFlag::O_PATH).step(|| format!("reopening {}", p.display()))?;
+        setattr(mounted.as_fd(), libc::MOUNT_ATTR_RDONLY as u64, 0, true)
+            .step(|| format!("read-only {}", p.display()))?;
+    }
+    if plan.root_readonly {
+        setattr(root, libc::MOUNT_ATTR_RDONLY as u64, 0, false).step(|| "read-only root".into())?;
+    }
+    Ok(())
+}
+
+/// The container's /dev/null, checked to be the real character device 1:3: an image that made it
+/// a symlink or another file cannot redirect a mask (CVE-2025-31133).
+fn verified_null(root: BorrowedFd<'_>) -> Result<OwnedFd, InitError> {
+    let fd = open_in_root(
+        root,
+        Path::new("/dev/null"),
+        OFlag::O_PATH | OFlag::O_NOFOLLOW,
+    )
+    .step(|| "opening /dev/null".into())?;
+    let st = fstat(fd.as_fd()).step(|| "checking /dev/null".into())?;
+    let is_char = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR;
+    if !is_char || nix::sys::stat::major(st.st_rdev) != 1 || nix::sys::stat::minor(st.st_rdev) != 3
+    {
+        return Err(failure(
+            "masking",
+            "/dev/null in the container is not the null device",
+        ));
+    }
+    Ok(fd)
+}
+
+/// pivot_root into the rootfs and detach the old root; or, with --no-pivot, move the rootfs over
+/// "/" and chroot (for initramfs, where pivot_root is impossible).
+pub fn pivot(root: OwnedFd, plan: &Plan) -> Result<(), InitError> {
+    nix::unistd::fchdir(root.as_fd()).step(|| "entering the rootfs".into())?;
+    drop(root);
+    if plan.opts.no_pivot {
+        mount(Some("."), "/", NONE, MsFlags::MS_MOVE, NONE)
+            .step(|| "moving the rootfs to /".into())?;
+        nix::unistd::chroot(".").step(|| "chroot".into())?;
+    } else {
+        nix::unistd::pivot_root(".", ".").step(|| "pivot_root".into())?;
+        // The old root is now stacked on ".": keep its unmount from reaching the host, then detach.
+        mount(NONE, ".", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE)
+            .step(|| "making the old root a slave".into())?;
+        umount2(".", MntFlags::MNT_DETACH).step(|| "detaching the old root".into())?;
+    }
+    nix::unistd::chdir("/").step(|| "chdir /".into())?;
+    if plan.rootfs_propagation.intersects(MsFlags::MS_SHARED) {
+        mount(NONE, "/", NONE, plan.rootfs_propagation, NONE)
+            .step(|| "rootfsPropagation".into())?;
+    }
+    Ok(())
+}

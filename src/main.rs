@@ -1,0 +1,143 @@
+//! chitin: an OCI container runtime with runc's command line.
+
+mod cgroup;
+mod cli;
+mod clone;
+mod commands;
+mod container;
+mod fsutil;
+mod hooks;
+mod init;
+mod logger;
+mod plan;
+mod state;
+mod sync;
+mod timefmt;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+use container::ContainerError;
+
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+fn version() -> String {
+    format!(
+        "chitin version {}\nspec: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        plan::OCI_VERSION
+    )
+}
+
+fn print(s: &str) -> Result<(), Error> {
+    std::io::stdout()
+        .write_all(s.as_bytes())
+        .map_err(|source| Error::Io {
+            what: "stdout".into(),
+            source,
+        })
+}
+
+fn dispatch(cli: Cli) -> Result<i32, Error> {
+    if cli.version {
+        print(&version())?;
+        return Ok(0);
+    }
+    if cli.systemd_cgroup {
+        return Err(Error::Usage(
+            "--systemd-cgroup: systemd cgroup management is not supported; use cgroupfs paths"
+                .into(),
+        ));
+    }
+    match cli.rootless.as_str() {
+        "false" | "auto" => {}
+        "true" => {
+            return Err(Error::Usage(
+                "--rootless=true: rootless mode is not supported; run as root".into(),
+            ));
+        }
+        other => {
+            return Err(Error::Usage(format!(
+                "--rootless: {other:?} is not true, false or auto"
+            )));
+        }
+    }
+    let Some(cmd) = cli.command else {
+        return Err(Error::Usage("no command given; see chitin --help".into()));
+    };
+    let root = &cli.root;
+    match cmd {
+        Command::Create { flags, id } => commands::create(root, &flags, &id)?,
+        Command::Start { id } => commands::start(root, &id)?,
+        Command::Run {
+            flags,
+            detach,
+            keep,
+            no_subreaper,
+            id,
+        } => {
+            return Ok(commands::run(
+                root,
+                &flags,
+                &id,
+                detach,
+                keep,
+                no_subreaper,
+            )?);
+        }
+        Command::State { id } => print(&format!("{}\n", commands::state(root, &id)?))?,
+        Command::Kill { all, id, signal } => commands::kill(root, &id, signal.as_deref(), all)?,
+        Command::Delete { force, id } => commands::delete(root, &id, force)?,
+        Command::List { format, quiet } => print(&commands::list(root, &format, quiet)?)?,
+        Command::Spec { bundle, rootless } => {
+            commands::spec::write(&bundle, rootless).map_err(|source| Error::Io {
+                what: "spec".into(),
+                source,
+            })?
+        }
+        Command::Features => print(&format!("{}\n", commands::features::render()))?,
+    }
+    Ok(0)
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version go to stdout with 0; usage errors exit 1, as runc's do.
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
+    if let Err(e) = logger::init(cli.log.as_deref(), cli.log_format, cli.debug) {
+        eprintln!("chitin: --log: {e}");
+        return ExitCode::from(1);
+    }
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            // One line per failure, in the log (which containerd reads) and, if the log is a
+            // file, on stderr too, as runc does.
+            let msg = e.to_string();
+            logger::error(&msg);
+            if !logger::to_stderr() {
+                eprintln!("chitin: {msg}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}

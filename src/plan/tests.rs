@@ -1,0 +1,150 @@
+use super::*;
+
+fn bundle(tag: &str, config: serde_json::Value) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("chitin-plan-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("rootfs/etc")).unwrap();
+    std::fs::write(
+        dir.join("rootfs/etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\nsvc:x:1001:1002::/:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec(&config).unwrap(),
+    )
+    .unwrap();
+    dir
+}
+
+fn base() -> serde_json::Value {
+    let mut v = crate::commands::spec::default_spec(false);
+    v["process"]["terminal"] = false.into();
+    v
+}
+
+fn err(tag: &str, config: serde_json::Value) -> String {
+    let b = bundle(tag, config);
+    let e = Plan::load(&b, "c1", RunOptions::default())
+        .unwrap_err()
+        .to_string();
+    std::fs::remove_dir_all(&b).unwrap();
+    e
+}
+
+#[test]
+fn the_default_spec_plans() {
+    let b = bundle("ok", base());
+    let p = Plan::load(&b, "c1", RunOptions::default()).unwrap();
+    assert_eq!(p.process.args, vec!["sh"]);
+    assert!(p.namespaces.is_new(NsKind::Pid) && p.namespaces.is_new(NsKind::Cgroup));
+    assert_eq!(p.mounts.len(), 7);
+    assert_eq!(p.devices.len(), 6, "default devices");
+    assert_eq!(p.device_rules[0].v1_line(), "a");
+    assert_eq!(p.cgroups_path, "/chitin/c1");
+    std::fs::remove_dir_all(&b).unwrap();
+}
+
+#[test]
+fn bad_inputs_name_the_field() {
+    let mut c = base();
+    c["process"]["user"]["uid"] = "root".into();
+    let e = err("type", c);
+    assert!(
+        e.contains("process.user.uid") && e.contains("invalid type"),
+        "{e}"
+    );
+
+    let mut c = base();
+    c["ociVersion"] = "2.0.0".into();
+    assert!(err("ver", c).contains("ociVersion"));
+
+    let mut c = base();
+    c["mounts"][0]["destination"] = "proc".into();
+    assert!(err("rel", c).contains("mounts[0].destination"));
+
+    let mut c = base();
+    c["process"]["cwd"] = "tmp".into();
+    assert!(err("cwd", c).contains("process.cwd"));
+
+    let mut c = base();
+    c["process"]["user"]["username"] = "nobody-here".into();
+    let e = err("user", c);
+    assert!(
+        e.contains("process.user.username") && e.contains("nobody-here"),
+        "{e}"
+    );
+
+    let mut c = base();
+    c["root"]["path"] = "missing".into();
+    assert!(err("root", c).contains("root.path"));
+
+    let mut c = base();
+    c["linux"]["sysctl"] = serde_json::json!({"kernel.panic": "1"});
+    assert!(err("sysctl", c).contains("kernel.panic"));
+
+    let mut c = base();
+    c["hooks"] = serde_json::json!({"prestart": [{"path": "hook"}]});
+    assert!(err("hook", c).contains("hooks.prestart[0].path"));
+
+    let mut c = base();
+    c["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"});
+    assert!(err("seccomp", c).contains("linux.seccomp: not supported"));
+
+    let b = std::env::temp_dir().join("chitin-plan-no-such-bundle");
+    let e = Plan::load(&b, "c1", RunOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("bundle ") && e.contains("No such file"),
+        "{e}"
+    );
+
+    let b = bundle("json", base());
+    std::fs::write(b.join("config.json"), "{\"ociVersion\": ").unwrap();
+    let e = Plan::load(&b, "c1", RunOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("config.json") && e.contains("EOF"), "{e}");
+    std::fs::remove_dir_all(&b).unwrap();
+}
+
+#[test]
+fn usernames_resolve_in_the_rootfs() {
+    let mut c = base();
+    c["process"]["user"]["username"] = "svc".into();
+    let b = bundle("svc", c);
+    let p = Plan::load(&b, "c1", RunOptions::default()).unwrap();
+    assert_eq!((p.process.uid, p.process.gid), (1001, 1002));
+    std::fs::remove_dir_all(&b).unwrap();
+}
+
+#[test]
+fn terminal_rules_follow_runc() {
+    let mut c = base();
+    c["process"]["terminal"] = true.into();
+    let b = bundle("tty", c);
+    let detached = RunOptions {
+        detach: true,
+        ..Default::default()
+    };
+    assert!(
+        Plan::load(&b, "c1", detached)
+            .unwrap_err()
+            .to_string()
+            .contains("--console-socket")
+    );
+    assert!(
+        Plan::load(&b, "c1", RunOptions::default()).is_ok(),
+        "run in the foreground relays the pty"
+    );
+    std::fs::remove_dir_all(&b).unwrap();
+}
+
+#[test]
+fn ids_are_checked() {
+    assert!(validate_id("ok-id_1.2").is_ok());
+    for bad in ["", "..", "a/b", "a b"] {
+        assert!(validate_id(bad).is_err(), "{bad:?}");
+    }
+}

@@ -1,0 +1,278 @@
+//! A container's state directory under --root: state.json, the start socket and the lock.
+//!
+//! The init's pid is stored with its start time (field 22 of /proc/<pid>/stat), so a pid that the
+//! kernel has reused is never taken for the container. Every command that changes a container
+//! holds an exclusive flock on its directory, so `delete` racing `start` or `kill` is safe.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::sys::stat::Mode;
+use serde::{Deserialize, Serialize};
+
+use crate::cgroup::Placement;
+use crate::plan::Hook;
+
+pub const STATE_FILE: &str = "state.json";
+pub const START_SOCKET: &str = "start.sock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("container {0:?} does not exist")]
+    NotFound(String),
+    #[error("container with id {0:?} already exists")]
+    Exists(String),
+    #[error("state directory {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("state of container {id:?} is unreadable: {msg}")]
+    Corrupt { id: String, msg: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Stopped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+/// What state.json holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    /// Host pid of the init; 0 until it exists.
+    pub pid: i32,
+    /// The init's start time in clock ticks since boot.
+    pub start_time: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub cgroup: Placement,
+    #[serde(default)]
+    pub poststart: Vec<Hook>,
+    #[serde(default)]
+    pub poststop: Vec<Hook>,
+}
+
+/// The OCI state, as hooks receive it on stdin.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OciState<'a> {
+    pub oci_version: &'a str,
+    pub id: &'a str,
+    pub status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    pub bundle: &'a Path,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: &'a BTreeMap<String, String>,
+}
+
+impl Record {
+    pub fn oci_state(&self, status: Status) -> String {
+        let pid = (status != Status::Stopped && self.pid > 0).then_some(self.pid);
+        serde_json::to_string(&OciState {
+            oci_version: crate::plan::OCI_VERSION,
+            id: &self.id,
+            status: status.as_str(),
+            pid,
+            bundle: &self.bundle,
+            annotations: &self.annotations,
+        })
+        .expect("state serializes")
+    }
+}
+
+/// Start time (clock ticks since boot) and state letter of a live process, from /proc/<pid>/stat.
+pub fn proc_stat(pid: i32) -> Option<(u64, char)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields resume after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    Some((
+        fields.get(19)?.parse().ok()?,
+        fields.first()?.chars().next()?,
+    ))
+}
+
+/// A container's state directory, locked for as long as this value lives.
+pub struct StateDir {
+    pub path: PathBuf,
+    dir: Flock<OwnedFd>,
+}
+
+fn open_dir(path: &Path) -> nix::Result<OwnedFd> {
+    nix::fcntl::open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+fn lock(fd: OwnedFd, path: &Path) -> Result<Flock<OwnedFd>, StateError> {
+    Flock::lock(fd, FlockArg::LockExclusive).map_err(|(_, e)| StateError::Io {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })
+}
+
+impl StateDir {
+    /// Makes the directory of a new container; fails if the id is taken.
+    pub fn create(root: &Path, id: &str) -> Result<StateDir, StateError> {
+        let io = |source| StateError::Io {
+            path: root.to_path_buf(),
+            source,
+        };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(root)
+            .map_err(io)?;
+        let path = root.join(id);
+        match fs::DirBuilder::new().mode(0o711).create(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(StateError::Exists(id.to_owned()));
+            }
+            Err(e) => return Err(StateError::Io { path, source: e }),
+        }
+        let fd = open_dir(&path).map_err(|e| StateError::Io {
+            path: path.clone(),
+            source: e.into(),
+        })?;
+        let dir = lock(fd, &path)?;
+        Ok(StateDir { path, dir })
+    }
+
+    /// Opens and locks an existing container's directory.
+    pub fn open(root: &Path, id: &str) -> Result<StateDir, StateError> {
+        crate::plan::validate_id(id).map_err(|_| StateError::NotFound(id.to_owned()))?;
+        let path = root.join(id);
+        let fd = match open_dir(&path) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => return Err(StateError::NotFound(id.to_owned())),
+            Err(e) => {
+                return Err(StateError::Io {
+                    path,
+                    source: e.into(),
+                });
+            }
+        };
+        let dir = lock(fd, &path)?;
+        // A delete that held the lock before us may have removed the directory.
+        if !path.join(STATE_FILE).exists()
+            && fs::read_dir(&path)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(true)
+        {
+            return Err(StateError::NotFound(id.to_owned()));
+        }
+        Ok(StateDir { path, dir })
+    }
+
+    /// A path naming `name` in this directory through the open fd, short enough for sun_path
+    /// whatever --root is.
+    pub fn fd_path(&self, name: &str) -> PathBuf {
+        PathBuf::from(format!(
+            "/proc/self/fd/{}/{name}",
+            self.dir.as_fd().as_raw_fd()
+        ))
+    }
+
+    pub fn write(&self, record: &Record) -> Result<(), StateError> {
+        let tmp = self.path.join(".state.json.tmp");
+        let io = |source| StateError::Io {
+            path: tmp.clone(),
+            source,
+        };
+        let mut f = fs::File::create(&tmp).map_err(io)?;
+        f.write_all(&serde_json::to_vec(record).expect("record serializes"))
+            .map_err(io)?;
+        fs::rename(&tmp, self.path.join(STATE_FILE)).map_err(io)?;
+        Ok(())
+    }
+
+    pub fn read(&self) -> Result<Record, StateError> {
+        read_record(&self.path)
+    }
+
+    pub fn status(&self, r: &Record) -> Status {
+        status_of(&self.path, r)
+    }
+
+    /// Removes the directory and everything in it.
+    pub fn remove(self) -> Result<(), StateError> {
+        fs::remove_dir_all(&self.path).map_err(|source| StateError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+pub fn read_record(dir: &Path) -> Result<Record, StateError> {
+    let id = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let bytes = match fs::read(dir.join(STATE_FILE)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StateError::NotFound(id)),
+        Err(e) => {
+            return Err(StateError::Io {
+                path: dir.join(STATE_FILE),
+                source: e,
+            });
+        }
+    };
+    serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+        id,
+        msg: e.to_string(),
+    })
+}
+
+/// The status, derived from the process itself: alive with the recorded start time, and the
+/// start socket still there (created) or gone (running).
+pub fn status_of(dir: &Path, r: &Record) -> Status {
+    if r.pid <= 0 {
+        return Status::Creating;
+    }
+    match proc_stat(r.pid) {
+        Some((start, state)) if start == r.start_time && state != 'Z' && state != 'X' => {
+            if dir.join(START_SOCKET).exists() {
+                Status::Created
+            } else {
+                Status::Running
+            }
+        }
+        _ => Status::Stopped,
+    }
+}
+
+/// The user name owning the state directory, as runc's `list` shows it.
+pub fn owner(dir: &Path) -> String {
+    let uid = fs::metadata(dir).map(|m| m.uid()).unwrap_or(0);
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("#{uid}"), |u| u.name)
+}

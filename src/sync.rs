@@ -1,0 +1,100 @@
+//! The messages between `chitin create` and the init it cloned, over a SOCK_SEQPACKET socketpair
+//! (one message per datagram, and EOF when the other side is gone).
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recv,
+    recvmsg, send, sendmsg, socketpair,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Msg {
+    /// Parent → init: the init is in its cgroups; go on.
+    Go,
+    /// Init → parent: write my uid_map and gid_map.
+    MapIds,
+    IdsMapped,
+    /// Init → parent: namespaces and mounts are ready; run prestart and createRuntime hooks.
+    RunHooks,
+    /// Parent → init: hooks done; the state for createContainer and startContainer hooks.
+    HooksDone {
+        state: String,
+    },
+    /// Init → parent: set up; waiting at the start barrier.
+    Ready,
+    /// Init → parent: a step failed.
+    Failed {
+        msg: String,
+    },
+}
+
+pub fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?)
+}
+
+pub fn send_msg(fd: BorrowedFd<'_>, msg: &Msg) -> io::Result<()> {
+    let bytes = serde_json::to_vec(msg).expect("message serializes");
+    send(fd.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL)?;
+    Ok(())
+}
+
+/// Receives one message; `Ok(None)` when the other side closed the socket.
+pub fn recv_msg(fd: BorrowedFd<'_>) -> io::Result<Option<Msg>> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = loop {
+        match recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => break r?,
+        }
+    };
+    if n == 0 {
+        return Ok(None);
+    }
+    serde_json::from_slice(&buf[..n])
+        .map(Some)
+        .map_err(io::Error::other)
+}
+
+/// Sends `fd` with SCM_RIGHTS and `name` as the payload, as runc does for the pty master
+/// (containerd's shim reads the fd and ignores the name).
+pub fn send_fd(sock: BorrowedFd<'_>, name: &str, fd: RawFd) -> io::Result<()> {
+    let fds = [fd];
+    let iov = [IoSlice::new(name.as_bytes())];
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )?;
+    Ok(())
+}
+
+pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let mut buf = [0u8; 4096];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel just installed this fd for us.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    Err(io::Error::other("no file descriptor in the message"))
+}
