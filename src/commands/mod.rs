@@ -122,10 +122,20 @@ pub fn run(
     if detach {
         return Ok(0);
     }
-    let code = container::relay_and_wait(created.record.pid, created.console_relay)?;
+    // Unlocked while it runs, so that kill, state and delete -f work meanwhile.
+    let record = created.record;
+    drop(created.dir);
+    let code = container::relay_and_wait(record.pid, created.console_relay)?;
     if !keep {
-        container::kill_all(&created.record)?;
-        container::destroy(created.dir, &created.record)?;
+        match StateDir::open(root, id) {
+            Ok(dir) => {
+                container::kill_all(&record)?;
+                container::destroy(dir, &record)?;
+            }
+            // Someone ran delete meanwhile.
+            Err(state::StateError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(code)
 }

@@ -206,11 +206,10 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
         ),
         None => None,
     };
-    let clone_flags = if plan.namespaces.is_new(NsKind::Pid) {
-        libc::CLONE_NEWPID as u64
-    } else {
-        0
-    };
+    let clone_flags = [NsKind::User, NsKind::Pid]
+        .into_iter()
+        .filter(|k| plan.namespaces.is_new(*k))
+        .fold(0u64, |acc, k| acc | k.flag().bits() as u64);
     let ns_guard = ForChildren::enter(plan)?;
     let forked = clone_init(clone_flags, unified_fd.as_ref().map(|f| f.as_raw_fd()))
         .map_err(io_ctx("clone"))?;

@@ -182,11 +182,25 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
     Err(err)
 }
 
-/// Joins namespaces given by path, then makes the new ones. The user namespace comes first both
-/// ways, so that every namespace made afterwards belongs to it. pid and time namespaces were
-/// arranged by the parent before the clone (they apply to children, not to the caller).
+/// Joins namespaces given by path, then makes the new ones. A new user namespace was made by the
+/// clone itself (so that the pid namespace belongs to it, as mounting /proc requires); it needs
+/// its id maps, written by the parent, before anything else. pid and time namespaces were
+/// arranged by the parent too, as they apply to children.
 fn enter_namespaces(plan: &Plan, fds: &InitFds) -> Result<(), InitError> {
     let ns = &plan.namespaces;
+    if ns.is_new(NsKind::User) {
+        send_msg(fds.sync.as_fd(), &Msg::MapIds).step(|| "sync".into())?;
+        if expect(fds, "uid/gid mapping")? != Msg::IdsMapped {
+            return Err(failure("user namespace", "unexpected message"));
+        }
+        let zero_g = nix::unistd::Gid::from_raw(0);
+        let zero_u = nix::unistd::Uid::from_raw(0);
+        nix::unistd::setresgid(zero_g, zero_g, zero_g)
+            .step(|| "setresgid(0) in the user namespace".into())?;
+        nix::unistd::setresuid(zero_u, zero_u, zero_u)
+            .step(|| "setresuid(0) in the user namespace".into())?;
+    }
+    // Joining the user namespace first gives the rights to join the namespaces it owns.
     let mut order: Vec<&(NsKind, std::path::PathBuf)> = ns
         .join
         .iter()
@@ -198,19 +212,6 @@ fn enter_namespaces(plan: &Plan, fds: &InitFds) -> Result<(), InitError> {
             .step(|| format!("opening {} namespace {}", kind.spec_name(), path.display()))?;
         nix::sched::setns(f.as_fd(), kind.flag())
             .step(|| format!("joining {} namespace {}", kind.spec_name(), path.display()))?;
-    }
-    if ns.is_new(NsKind::User) {
-        nix::sched::unshare(CloneFlags::CLONE_NEWUSER).step(|| "unshare(CLONE_NEWUSER)".into())?;
-        send_msg(fds.sync.as_fd(), &Msg::MapIds).step(|| "sync".into())?;
-        if expect(fds, "uid/gid mapping")? != Msg::IdsMapped {
-            return Err(failure("user namespace", "unexpected message"));
-        }
-        let zero_g = nix::unistd::Gid::from_raw(0);
-        let zero_u = nix::unistd::Uid::from_raw(0);
-        nix::unistd::setresgid(zero_g, zero_g, zero_g)
-            .step(|| "setresgid(0) in the user namespace".into())?;
-        nix::unistd::setresuid(zero_u, zero_u, zero_u)
-            .step(|| "setresuid(0) in the user namespace".into())?;
     }
     let flags = ns
         .new

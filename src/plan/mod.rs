@@ -544,6 +544,22 @@ impl Plan {
             ));
         }
 
+        if namespaces.is_new(NsKind::User) {
+            // The init starts inside its new user namespace, which owns none of the host's.
+            if let Some((k, _)) = namespaces
+                .join
+                .iter()
+                .find(|(k, _)| !matches!(k, NsKind::Pid | NsKind::Time))
+            {
+                return Err(PlanError::field(
+                    "linux.namespaces",
+                    format!(
+                        "joining a {} namespace by path while creating a user namespace is not supported",
+                        k.spec_name()
+                    ),
+                ));
+            }
+        }
         let uid_map = id_maps("linux.uidMappings", linux.uid_mappings().as_ref())?;
         let gid_map = id_maps("linux.gidMappings", linux.gid_mappings().as_ref())?;
         if namespaces.is_new(NsKind::User) && (uid_map.is_empty() || gid_map.is_empty()) {

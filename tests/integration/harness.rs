@@ -1,0 +1,57 @@
+//! A small test runner for tests that need root and real containers: each test passes, fails, or
+//! is skipped with the reason printed, and the run ends with "N passed, N failed, N skipped".
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+pub enum Outcome {
+    Skip(String),
+}
+
+pub type TestResult = Result<(), Outcome>;
+
+pub struct Test {
+    pub name: &'static str,
+    pub run: fn() -> TestResult,
+}
+
+pub fn skip<T>(why: impl Into<String>) -> Result<T, Outcome> {
+    Err(Outcome::Skip(why.into()))
+}
+
+pub fn main(tests: &[Test]) {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let mut failures = Vec::new();
+    for t in tests {
+        if !filter.is_empty() && !filter.iter().any(|f| t.name.contains(f.as_str())) {
+            continue;
+        }
+        let start = Instant::now();
+        let r = catch_unwind(AssertUnwindSafe(t.run));
+        let ms = start.elapsed().as_millis();
+        match r {
+            Ok(Ok(())) => {
+                passed += 1;
+                println!("test {} ... ok ({ms} ms)", t.name);
+            }
+            Ok(Err(Outcome::Skip(why))) => {
+                skipped += 1;
+                println!("test {} ... SKIPPED: {why}", t.name);
+            }
+            Err(_) => {
+                failed += 1;
+                failures.push(t.name);
+                println!("test {} ... FAILED ({ms} ms)", t.name);
+            }
+        }
+    }
+    if !failures.is_empty() {
+        println!("\nfailures:\n    {}", failures.join("\n    "));
+    }
+    println!("\nintegration: {passed} passed, {failed} failed, {skipped} skipped");
+    std::process::exit(if failed > 0 { 1 } else { 0 });
+}

@@ -1,0 +1,103 @@
+//! The six hook phases: order, where they run, the state on stdin, env, args, timeout, failures.
+
+use serde_json::{Value, json};
+
+use crate::harness::TestResult;
+use crate::support::{Ctx, cgroup_dirs, processes_with};
+
+/// A hook script that appends "<phase> <status> <pid-seen> <arg1> $HOOKENV" to a log file.
+fn hook(log: &std::path::Path, phase: &str) -> Value {
+    json!({
+        "path": "/bin/sh",
+        "args": ["sh", "-c", format!("read -r s; st=$(echo \"$s\" | sed 's/.*\"status\":\"\\([a-z]*\\)\".*/\\1/'); echo \"$1 $st $HOOKENV\" >> {}", log.display()), "hook", phase],
+        "env": ["HOOKENV=set"]
+    })
+}
+
+pub fn all_phases_in_order() -> TestResult {
+    let ctx = Ctx::new("hooks")?;
+    let log = ctx.base.join("hooks.log");
+    let mut b = ctx.bundle("echo running >> /hostlog/hooks.log");
+    let logdir = ctx.base.clone();
+    b.config["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/hostlog", "type": "bind", "source": logdir, "options": ["bind"]}),
+    );
+    // startContainer runs inside the container, so its path and log are the container's.
+    let inside_log = std::path::Path::new("/hostlog/hooks.log");
+    b.config["hooks"] = json!({
+        "prestart": [hook(&log, "prestart")],
+        "createRuntime": [hook(&log, "createRuntime")],
+        "createContainer": [hook(&log, "createContainer")],
+        "startContainer": [hook(inside_log, "startContainer")],
+        "poststart": [hook(&log, "poststart")],
+        "poststop": [hook(&log, "poststop")]
+    });
+    let id = ctx.id();
+    let (code, out, err) = ctx.run(&b, &id);
+    assert_eq!(code, 0, "{out} {err}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "prestart creating set");
+    assert_eq!(lines[1], "createRuntime creating set");
+    assert_eq!(lines[2], "createContainer created set");
+    assert_eq!(lines[3], "startContainer created set");
+    // poststart and the process itself race; poststop is last.
+    let mut middle = vec![lines[4], lines[5]];
+    middle.sort();
+    assert_eq!(middle, ["poststart running set", "running"]);
+    assert_eq!(lines[6], "poststop stopped set");
+    assert_eq!(lines.len(), 7);
+    Ok(())
+}
+
+pub fn failing_hook_fails_create_and_cleans_up() -> TestResult {
+    let ctx = Ctx::new("hookfail")?;
+    let mut b = ctx.bundle("true");
+    let id = ctx.id();
+    b.config["linux"]["cgroupsPath"] = format!("/chitin-tests/{id}").into();
+    b.config["hooks"] = json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "echo hook says no >&2; exit 3"]}]});
+    b.save();
+    let out = ctx
+        .cmd()
+        .args(["create", "-b"])
+        .arg(&b.dir)
+        .arg(&id)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("createRuntime hook /bin/sh: exit status 3: hook says no"),
+        "{err}"
+    );
+    assert!(!ctx.root.join(&id).exists());
+    for d in cgroup_dirs(&format!("/chitin-tests/{id}")) {
+        assert!(!d.exists(), "{}", d.display());
+    }
+    Ok(())
+}
+
+pub fn hook_timeout() -> TestResult {
+    let ctx = Ctx::new("hooktime")?;
+    let mut b = ctx.bundle("true");
+    b.config["hooks"] =
+        json!({"prestart": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
+    b.save();
+    let id = ctx.id();
+    let start = std::time::Instant::now();
+    let out = ctx
+        .cmd()
+        .args(["create", "-b"])
+        .arg(&b.dir)
+        .arg(&id)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(start.elapsed().as_secs() < 10);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("timed out after 1s"));
+    assert!(
+        processes_with("sleep\u{0}30").is_empty(),
+        "the hook was killed"
+    );
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! Integration tests: real containers, run as root on a busybox rootfs.
+
+mod compare;
+mod errors;
+mod harness;
+mod hooks;
+mod lifecycle;
+mod process;
+mod rootfs;
+mod support;
+
+use harness::Test;
+
+macro_rules! tests {
+    ($($m:ident :: $f:ident),* $(,)?) => {
+        &[$(Test { name: concat!(stringify!($m), "::", stringify!($f)), run: $m::$f }),*]
+    };
+}
+
+fn main() {
+    harness::main(tests![
+        lifecycle::spec_and_run_print_from_inside,
+        lifecycle::create_waits_until_start,
+        lifecycle::delete_force_and_kill_all,
+        lifecycle::run_exit_codes,
+        lifecycle::signals_are_forwarded_by_run,
+        lifecycle::list_formats,
+        lifecycle::features_and_version,
+        lifecycle::json_log_on_failure,
+        process::user_groups_umask_cwd_env,
+        process::capabilities_all_five_sets,
+        process::rlimits_and_oom_score_adj,
+        process::hostname_and_domainname,
+        process::console_socket_gets_the_pty_master,
+        process::terminal_without_socket_is_refused_when_detached,
+        process::preserve_fds_and_listen_fds,
+        rootfs::namespaces_new_and_joined,
+        rootfs::user_namespace_mappings,
+        rootfs::time_namespace_offsets,
+        rootfs::mounts_with_options,
+        rootfs::symlinked_mount_destination_stays_inside,
+        rootfs::readonly_root_masked_and_readonly_paths,
+        rootfs::devices_and_dev_layout,
+        rootfs::device_cgroup_denies,
+        rootfs::sysctls_apply_in_the_container,
+        rootfs::no_pivot,
+        hooks::all_phases_in_order,
+        hooks::failing_hook_fails_create_and_cleans_up,
+        hooks::hook_timeout,
+        errors::bad_configs,
+        errors::bad_bundles_and_json,
+        errors::ids_and_signals,
+        errors::refused_flags,
+        compare::same_view_as_runc,
+    ]);
+}

@@ -1,0 +1,210 @@
+//! The container process: user, capabilities, rlimits, no_new_privs, oom_score_adj, env, cwd,
+//! terminal through --console-socket, and --preserve-fds.
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+
+use serde_json::json;
+
+use crate::harness::TestResult;
+use crate::support::{Ctx, cap_field};
+
+pub fn user_groups_umask_cwd_env() -> TestResult {
+    let ctx = Ctx::new("user")?;
+    let mut b = ctx.bundle("id -u; id -g; id -G; umask; pwd; echo $GREETING");
+    b.config["process"]["user"] =
+        json!({"uid": 1000, "gid": 1000, "additionalGids": [5, 65534], "umask": 63});
+    b.config["process"]["cwd"] = "/work/dir".into();
+    b.config["root"]["readonly"] = false.into();
+    b.config["process"]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push("GREETING=hi there".into());
+    let out = ctx.run_ok(&b);
+    assert_eq!(out, "1000\n1000\n1000 5 65534\n0077\n/work/dir\nhi there\n");
+
+    let mut b = ctx.bundle("id -u; id -g");
+    b.config["process"]["user"] = json!({"uid": 0, "gid": 0, "username": "svc"});
+    assert_eq!(
+        ctx.run_ok(&b),
+        "1000\n1000\n",
+        "username resolved in the rootfs's /etc/passwd"
+    );
+    Ok(())
+}
+
+pub fn capabilities_all_five_sets() -> TestResult {
+    let ctx = Ctx::new("caps")?;
+    let mut b = ctx.bundle("cat /proc/self/status");
+    // CAP_CHOWN=0, CAP_KILL=5, CAP_NET_BIND_SERVICE=10, CAP_SYS_ADMIN=21
+    b.config["process"]["capabilities"] = json!({
+        "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN"],
+        "permitted": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+        "effective": ["CAP_CHOWN", "CAP_KILL"],
+        "inheritable": ["CAP_NET_BIND_SERVICE"],
+        "ambient": ["CAP_NET_BIND_SERVICE"]
+    });
+    b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    b.config["process"]["noNewPrivileges"] = false.into();
+    let s = ctx.run_ok(&b);
+    assert_eq!(cap_field(&s, "CapBnd:"), 1 | 1 << 5 | 1 << 10 | 1 << 21);
+    // execve as a non-root user: permitted and effective come from the ambient set alone.
+    assert_eq!(cap_field(&s, "CapAmb:"), 1 << 10);
+    assert_eq!(cap_field(&s, "CapInh:"), 1 << 10);
+    assert_eq!(cap_field(&s, "CapPrm:"), 1 << 10);
+    assert_eq!(cap_field(&s, "CapEff:"), 1 << 10);
+    assert!(s.contains("NoNewPrivs:\t0"));
+
+    // As root the sets apply as given; the inheritable set stays empty unless asked for.
+    let mut b = ctx.bundle("cat /proc/self/status");
+    b.config["process"]["capabilities"] = json!({"bounding": ["CAP_KILL", "CAP_CHOWN"], "permitted": ["CAP_KILL", "CAP_CHOWN"], "effective": ["CAP_KILL"]});
+    let s = ctx.run_ok(&b);
+    assert_eq!(cap_field(&s, "CapBnd:"), 1 | 1 << 5);
+    assert_eq!(cap_field(&s, "CapPrm:"), 1 | 1 << 5);
+    assert_eq!(cap_field(&s, "CapInh:"), 0);
+    assert!(
+        s.contains("NoNewPrivs:\t1"),
+        "the default spec sets noNewPrivileges"
+    );
+    Ok(())
+}
+
+pub fn rlimits_and_oom_score_adj() -> TestResult {
+    let ctx = Ctx::new("rlimit")?;
+    let mut b = ctx.bundle("ulimit -n; ulimit -Hn; ulimit -c; cat /proc/self/oom_score_adj");
+    b.config["process"]["rlimits"] = json!([
+        {"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654},
+        {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}
+    ]);
+    b.config["process"]["oomScoreAdj"] = 500.into();
+    assert_eq!(ctx.run_ok(&b), "321\n654\n0\n500\n");
+    Ok(())
+}
+
+pub fn hostname_and_domainname() -> TestResult {
+    let ctx = Ctx::new("uts")?;
+    let mut b = ctx.bundle("hostname; cat /proc/sys/kernel/domainname");
+    b.config["hostname"] = "box1".into();
+    b.config["domainname"] = "example.test".into();
+    assert_eq!(ctx.run_ok(&b), "box1\nexample.test\n");
+    Ok(())
+}
+
+fn recv_fd(sock: &std::os::unix::net::UnixStream) -> OwnedFd {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    for c in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no fd received");
+}
+
+pub fn console_socket_gets_the_pty_master() -> TestResult {
+    let ctx = Ctx::new("tty")?;
+    let mut b = ctx.bundle("tty; stty size; ls -l /dev/console | cut -c1; echo done");
+    b.config["process"]["terminal"] = true.into();
+    b.config["process"]["consoleSize"] = json!({"height": 33, "width": 111});
+    b.save();
+    let sock_path = ctx.base.join("console.sock");
+    let listener = UnixListener::bind(&sock_path).unwrap();
+    let id = ctx.id();
+    let (code, err) = ctx.create(
+        &b,
+        &id,
+        &["--console-socket".as_ref(), sock_path.as_os_str()],
+    );
+    assert_eq!(code, 0, "create: {err}");
+    let (conn, _) = listener.accept().unwrap();
+    let master = recv_fd(&conn);
+    assert!(ctx.chitin(&["start", &id]).status.success());
+    let mut f = std::fs::File::from(master);
+    let mut text = String::new();
+    let mut buf = [0u8; 1024];
+    // Read until the slave side closes (EIO) or "done" arrives.
+    while !text.contains("done") {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    let text = text.replace('\r', "");
+    assert!(text.contains("/dev/pts/0\n"), "{text}");
+    assert!(text.contains("33 111\n"), "{text}");
+    assert!(text.contains("c\ndone"), "/dev/console is the pty: {text}");
+    Ok(())
+}
+
+pub fn terminal_without_socket_is_refused_when_detached() -> TestResult {
+    let ctx = Ctx::new("notty")?;
+    let mut b = ctx.bundle("true");
+    b.config["process"]["terminal"] = true.into();
+    b.save();
+    let id = ctx.id();
+    let out = ctx
+        .cmd()
+        .args(["create", "-b"])
+        .arg(&b.dir)
+        .arg(&id)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--console-socket"));
+    assert!(!ctx.root.join(&id).exists());
+    Ok(())
+}
+
+pub fn preserve_fds_and_listen_fds() -> TestResult {
+    let ctx = Ctx::new("fds")?;
+    let b = ctx.bundle("echo via-fd4 >&4; echo LISTEN_FDS=$LISTEN_FDS LISTEN_PID=$LISTEN_PID; ls /proc/self/fd | sort -n | tr '\\n' ' '");
+    b.save();
+    let (r3, w3) = nix::unistd::pipe().unwrap();
+    let (r4, w4) = nix::unistd::pipe().unwrap();
+    let id = ctx.id();
+    let mut cmd = ctx.cmd();
+    cmd.args(["run", "--preserve-fds", "1", "-b"])
+        .arg(&b.dir)
+        .arg(&id)
+        .env("LISTEN_FDS", "1");
+    let (w3raw, w4raw) = (w3.as_raw_fd(), w4.as_raw_fd());
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            if libc::dup2(w3raw, 3) < 0 || libc::dup2(w4raw, 4) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // A stray fd the caller did not ask to pass on.
+            if libc::dup2(w4raw, 9) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    drop((w3, w4));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got = String::new();
+    std::fs::File::from(r4).read_to_string(&mut got).unwrap();
+    assert_eq!(got, "via-fd4\n");
+    drop(r3);
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("LISTEN_FDS=1 LISTEN_PID=1"));
+    // 0-2, the two passed on, and the fd ls itself opens for /proc/self/fd; never fd 9.
+    assert_eq!(lines.next().map(str::trim), Some("0 1 2 3 4 5"));
+    Ok(())
+}

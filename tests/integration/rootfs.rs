@@ -1,0 +1,293 @@
+//! Namespaces, mounts, devices, masked and read-only paths, sysctls, pivot and --no-pivot.
+
+use serde_json::json;
+
+use crate::harness::{TestResult, skip};
+use crate::support::Ctx;
+
+fn ns_id(path: &str) -> String {
+    std::fs::read_link(path)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+pub fn namespaces_new_and_joined() -> TestResult {
+    let ctx = Ctx::new("ns")?;
+    let mut b = ctx.bundle(
+        "for n in pid net ipc uts mnt cgroup user time; do readlink /proc/self/ns/$n; done",
+    );
+    b.config["linux"]["namespaces"] = json!([
+        {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"},
+        {"type": "network", "path": format!("/proc/{}/ns/net", std::process::id())}
+    ]);
+    let out = ctx.run_ok(&b);
+    let inside: Vec<&str> = out.lines().collect();
+    let host = |n: &str| ns_id(&format!("/proc/self/ns/{n}"));
+    for (i, n) in ["pid", "net", "ipc", "uts", "mnt", "cgroup", "user", "time"]
+        .iter()
+        .enumerate()
+    {
+        let same = inside[i] == host(n);
+        let expect_same = matches!(*n, "net" | "user" | "time");
+        assert_eq!(
+            same,
+            expect_same,
+            "{n}: inside {} host {}",
+            inside[i],
+            host(n)
+        );
+    }
+    Ok(())
+}
+
+pub fn user_namespace_mappings() -> TestResult {
+    let ctx = Ctx::new("userns")?;
+    let mut b =
+        ctx.bundle("cat /proc/self/uid_map /proc/self/gid_map; id -u; stat -c %u /dev/null");
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    // The bundle must be reachable by the mapped root.
+    std::fs::set_permissions(
+        &ctx.base,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = ctx.run_ok(&b);
+    let norm: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(norm[0], ["0", "100000", "65536"]);
+    assert_eq!(norm[1], ["0", "100000", "65536"]);
+    assert_eq!(norm[2], ["0"]);
+    Ok(())
+}
+
+pub fn time_namespace_offsets() -> TestResult {
+    let ctx = Ctx::new("timens")?;
+    if !std::path::Path::new("/proc/self/ns/time").exists() {
+        return skip("kernel without time namespaces");
+    }
+    let mut b = ctx.bundle("cut -d. -f1 /proc/uptime");
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "time"}));
+    b.config["linux"]["timeOffsets"] = json!({"boottime": {"secs": 864000, "nanosecs": 0}});
+    let inside: u64 = ctx.run_ok(&b).trim().parse().unwrap();
+    let host: f64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        inside as f64 >= host + 864000.0 - 5.0 && (inside as f64) < host + 864000.0 + 60.0,
+        "inside {inside} host {host}"
+    );
+    Ok(())
+}
+
+pub fn mounts_with_options() -> TestResult {
+    let ctx = Ctx::new("mounts")?;
+    let src = ctx.base.join("vol");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("file"), "from host\n").unwrap();
+    let mut b = ctx.bundle(
+        "cat /data/file; touch /data/x 2>/dev/null && echo writable || echo readonly; \
+         grep -E ' /(scratch|data|proc|sys/fs/cgroup|dev/pts) ' /proc/self/mountinfo | cut -d' ' -f5,6,9 | sort; \
+         ls /sys/fs/cgroup | head -3",
+    );
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.push(json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "noexec", "size=1m", "mode=700"]}));
+    mounts.push(json!({"destination": "/data", "type": "bind", "source": src, "options": ["rbind", "ro", "nosuid"]}));
+    let out = ctx.run_ok(&b);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "from host");
+    assert_eq!(lines[1], "readonly");
+    let find = |mp: &str| {
+        lines
+            .iter()
+            .find(|l| l.split(' ').next() == Some(mp))
+            .unwrap_or_else(|| panic!("{mp} in {out}"))
+            .to_string()
+    };
+    assert!(
+        find("/scratch").contains("nosuid,nodev,noexec") && find("/scratch").ends_with("tmpfs"),
+        "{out}"
+    );
+    assert!(find("/data").starts_with("/data ro,nosuid"), "{out}");
+    assert!(find("/proc").ends_with("proc"));
+    assert!(find("/dev/pts").ends_with("devpts"));
+    assert!(
+        find("/sys/fs/cgroup").starts_with("/sys/fs/cgroup ro,"),
+        "{out}"
+    );
+    assert!(!src.join("x").exists());
+    Ok(())
+}
+
+pub fn symlinked_mount_destination_stays_inside() -> TestResult {
+    let ctx = Ctx::new("escape")?;
+    let mut b = ctx.bundle("ls -d /evil/target && grep -c ' /target ' /proc/self/mountinfo");
+    // The image points a destination at the host's root; the mount must land in the rootfs.
+    std::os::unix::fs::symlink("/../../../../..", b.rootfs().join("evil")).unwrap();
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/evil/target", "type": "tmpfs", "source": "tmpfs"}));
+    b.config["root"]["readonly"] = false.into();
+    assert_eq!(ctx.run_ok(&b), "/evil/target\n1\n");
+    assert!(
+        !std::path::Path::new("/target").exists(),
+        "nothing made on the host"
+    );
+    assert!(
+        b.rootfs().join("target").is_dir(),
+        "made inside the rootfs instead"
+    );
+
+    // A symlink to a host path that the rootfs lacks is refused, and still nothing is made outside.
+    let mut b = ctx.bundle("true");
+    let victim = ctx.base.join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::os::unix::fs::symlink(&victim, b.rootfs().join("evil")).unwrap();
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/evil/target", "type": "tmpfs", "source": "tmpfs"}));
+    let (code, _, err) = ctx.run(&b, &ctx.id());
+    assert_eq!(code, 1);
+    assert!(err.contains("mounting /evil/target"), "{err}");
+    assert!(
+        !victim.join("target").exists(),
+        "nothing created outside the rootfs"
+    );
+    Ok(())
+}
+
+pub fn readonly_root_masked_and_readonly_paths() -> TestResult {
+    let ctx = Ctx::new("ro")?;
+    let mut b = ctx.bundle(
+        "touch /x 2>/dev/null && echo root-rw || echo root-ro; \
+         cat /etc/secret; ls /etc/secretdir | wc -l; touch /etc/secretdir/x 2>/dev/null || echo masked-ro; \
+         echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null && echo sys-rw || echo sys-ro; \
+         touch /tmp/ok && echo tmp-rw",
+    );
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
+    std::fs::write(b.rootfs().join("etc/secret"), "s3cret\n").unwrap();
+    std::fs::create_dir_all(b.rootfs().join("etc/secretdir")).unwrap();
+    std::fs::write(b.rootfs().join("etc/secretdir/key"), "k").unwrap();
+    b.config["linux"]["maskedPaths"]
+        .as_array_mut()
+        .unwrap()
+        .extend([json!("/etc/secret"), json!("/etc/secretdir")]);
+    let out = ctx.run_ok(&b);
+    assert_eq!(out, "root-ro\n0\nmasked-ro\nsys-ro\ntmp-rw\n");
+    Ok(())
+}
+
+pub fn devices_and_dev_layout() -> TestResult {
+    let ctx = Ctx::new("dev")?;
+    let mut b = ctx.bundle(
+        "ls -ln /dev | grep '^c' | awk '{print $1, $3, $4, $5, $6, $NF}'; \
+         for l in fd stdin stdout stderr ptmx; do echo $l $(readlink /dev/$l); done; echo x > /dev/mynull && echo wrote",
+    );
+    b.config["linux"]["devices"] = json!([{"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 438, "uid": 7, "gid": 8}]);
+    b.config["linux"]["resources"]["devices"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}));
+    let out = ctx.run_ok(&b);
+    let expected = "\
+crw-rw-rw- 0 0 1, 7 full
+crw-rw-rw- 7 8 1, 3 mynull
+crw-rw-rw- 0 0 1, 3 null
+crw-rw-rw- 0 0 1, 8 random
+crw-rw-rw- 0 0 5, 0 tty
+crw-rw-rw- 0 0 1, 9 urandom
+crw-rw-rw- 0 0 1, 5 zero
+fd /proc/self/fd
+stdin /proc/self/fd/0
+stdout /proc/self/fd/1
+stderr /proc/self/fd/2
+ptmx pts/ptmx
+wrote
+";
+    assert_eq!(out, expected);
+    Ok(())
+}
+
+pub fn device_cgroup_denies() -> TestResult {
+    let ctx = Ctx::new("devcg")?;
+    if !std::path::Path::new("/sys/fs/cgroup/devices/devices.allow").exists() {
+        return skip("no v1 devices controller on this host");
+    }
+    // mknod is allowed by the default rules ("c *:* m"); reading the memory device is not.
+    let b = ctx.bundle("mknod /dev/mem2 c 1 1; head -c1 /dev/mem2 >/dev/null 2>&1 && echo opened || echo denied; echo ok > /dev/null && echo null-ok");
+    let mut b = b;
+    b.config["process"]["capabilities"]["bounding"]
+        .as_array_mut()
+        .unwrap()
+        .push("CAP_MKNOD".into());
+    b.config["process"]["capabilities"]["effective"]
+        .as_array_mut()
+        .unwrap()
+        .push("CAP_MKNOD".into());
+    b.config["process"]["capabilities"]["permitted"]
+        .as_array_mut()
+        .unwrap()
+        .push("CAP_MKNOD".into());
+    b.config["root"]["readonly"] = false.into();
+    assert_eq!(ctx.run_ok(&b), "denied\nnull-ok\n");
+    Ok(())
+}
+
+pub fn sysctls_apply_in_the_container() -> TestResult {
+    let ctx = Ctx::new("sysctl")?;
+    let host_before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    let mut b = ctx.bundle("cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni");
+    let new = if host_before.trim() == "1" { "0" } else { "1" };
+    b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": new, "kernel.shmmni": "1234"});
+    assert_eq!(ctx.run_ok(&b), format!("{new}\n1234\n"));
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+        host_before,
+        "the host is untouched"
+    );
+    Ok(())
+}
+
+pub fn no_pivot() -> TestResult {
+    let ctx = Ctx::new("nopivot")?;
+    let b = ctx.bundle("ls /; echo $$");
+    b.save();
+    let id = ctx.id();
+    let out = ctx
+        .cmd()
+        .args(["run", "--no-pivot", "-b"])
+        .arg(&b.dir)
+        .arg(&id)
+        .output()
+        .unwrap();
+    let s = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        s.contains("bin\n") && s.contains("etc\n") && s.ends_with("\n1\n"),
+        "{s}"
+    );
+    Ok(())
+}

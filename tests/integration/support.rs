@@ -1,0 +1,274 @@
+//! Fixtures: a state root and bundles with a busybox rootfs in a temp dir, and the chitin binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+
+use crate::harness::{Outcome, skip};
+
+pub const BUSYBOX: &str = "/bin/busybox";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_chitin")
+}
+
+/// Root and a static busybox are what every container test needs.
+pub fn prerequisites() -> Result<(), Outcome> {
+    if !nix::unistd::geteuid().is_root() {
+        return skip("needs root");
+    }
+    let Ok(bytes) = std::fs::read(BUSYBOX) else {
+        return skip("needs busybox-static (/bin/busybox)");
+    };
+    if has_interpreter(&bytes) {
+        return skip("/bin/busybox is dynamically linked; install busybox-static");
+    }
+    Ok(())
+}
+
+/// True for an ELF64 with a PT_INTERP header, i.e. one that needs a dynamic loader.
+fn has_interpreter(elf: &[u8]) -> bool {
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    if elf.len() < 64 || &elf[..4] != b"\x7fELF" {
+        return true;
+    }
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+    let (size, count) = (u16_at(0x36), u16_at(0x38));
+    (0..count)
+        .any(|i| elf.get(phoff + i * size..phoff + i * size + 4) == Some(&3u32.to_le_bytes()[..]))
+}
+
+fn applets() -> &'static Vec<String> {
+    static LIST: OnceLock<Vec<String>> = OnceLock::new();
+    LIST.get_or_init(|| {
+        let out = Command::new(BUSYBOX)
+            .arg("--list")
+            .output()
+            .expect("busybox --list");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
+/// Makes a busybox rootfs at `dir`.
+pub fn make_rootfs(dir: &Path) {
+    for d in ["bin", "etc", "tmp", "proc", "sys", "dev", "root"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    std::fs::copy(BUSYBOX, dir.join("bin/busybox")).unwrap();
+    for a in applets() {
+        let _ = std::os::unix::fs::symlink("busybox", dir.join("bin").join(a));
+    }
+    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\nsvc:x:1000:1000::/tmp:/bin/sh\n").unwrap();
+    std::fs::write(
+        dir.join("etc/group"),
+        "root:x:0:\nnogroup:x:65534:\nsvc:x:1000:\n",
+    )
+    .unwrap();
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+pub struct Ctx {
+    pub base: PathBuf,
+    pub root: PathBuf,
+    pub tag: String,
+}
+
+impl Ctx {
+    pub fn new(tag: &str) -> Result<Ctx, Outcome> {
+        prerequisites()?;
+        let base = std::env::temp_dir().join(format!(
+            "chitin-it-{}-{tag}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        let root = base.join("state");
+        Ok(Ctx {
+            base,
+            root,
+            tag: tag.to_owned(),
+        })
+    }
+
+    /// A fresh id, unique in this run.
+    pub fn id(&self) -> String {
+        format!(
+            "{}-{}-{}",
+            self.tag,
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        )
+    }
+
+    /// A bundle with its own rootfs and chitin's default spec, no terminal, running `script`
+    /// with sh, in the cgroup /chitin-tests/<id>.
+    pub fn bundle(&self, script: &str) -> Bundle {
+        let dir = self
+            .base
+            .join(format!("bundle-{}", COUNTER.fetch_add(1, Ordering::SeqCst)));
+        make_rootfs(&dir.join("rootfs"));
+        let out = Command::new(bin())
+            .args(["spec", "-b"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "spec: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut config: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+        config["process"]["terminal"] = false.into();
+        config["process"]["args"] = serde_json::json!(["sh", "-c", script]);
+        Bundle { dir, config }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--root").arg(&self.root).stdin(Stdio::null());
+        c
+    }
+
+    pub fn chitin(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// `create` with `extra` flags. The init keeps the stdio it is given until it exits, so
+    /// stdout goes nowhere and stderr to a file. Returns (exit code, stderr).
+    pub fn create(&self, b: &Bundle, id: &str, extra: &[&std::ffi::OsStr]) -> (i32, String) {
+        b.save();
+        let err_path = self.base.join(format!("create-{id}.err"));
+        let err = std::fs::File::create(&err_path).unwrap();
+        let st = self
+            .cmd()
+            .arg("create")
+            .args(extra)
+            .arg("-b")
+            .arg(&b.dir)
+            .arg(id)
+            .stdout(Stdio::null())
+            .stderr(err)
+            .status()
+            .unwrap();
+        (
+            st.code().unwrap_or(-1),
+            std::fs::read_to_string(&err_path).unwrap(),
+        )
+    }
+
+    /// Runs the bundle in the foreground; returns (exit code, stdout, stderr).
+    pub fn run(&self, b: &Bundle, id: &str) -> (i32, String, String) {
+        b.save();
+        let out = self
+            .cmd()
+            .args(["run", "-b"])
+            .arg(&b.dir)
+            .arg(id)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs and insists on success; returns stdout.
+    pub fn run_ok(&self, b: &Bundle) -> String {
+        let id = self.id();
+        let (code, out, err) = self.run(b, &id);
+        assert_eq!(code, 0, "run failed: stdout={out} stderr={err}");
+        out
+    }
+
+    pub fn state(&self, id: &str) -> Value {
+        let out = self.chitin(&["state", id]);
+        assert!(
+            out.status.success(),
+            "state {id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        if let Ok(rd) = std::fs::read_dir(&self.root) {
+            for e in rd.flatten() {
+                let _ = self.chitin(&["delete", "-f", &e.file_name().to_string_lossy()]);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub config: Value,
+}
+
+impl Bundle {
+    pub fn save(&self) {
+        std::fs::write(
+            self.dir.join("config.json"),
+            serde_json::to_vec_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
+    }
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+}
+
+/// The directories a container's cgroup would have, in every mounted hierarchy.
+pub fn cgroup_dirs(cgroups_path: &str) -> Vec<PathBuf> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mi.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let fstype = right.split(' ').next()?;
+            matches!(fstype, "cgroup" | "cgroup2")
+                .then(|| PathBuf::from(left.split(' ').nth(4).unwrap()))
+        })
+        .map(|m| m.join(cgroups_path.trim_start_matches('/')))
+        .collect()
+}
+
+pub fn mount_count() -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+/// Processes whose command line mentions `needle` (for "nothing left behind").
+pub fn processes_with(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        })
+        .collect()
+}
+
+/// Parses "Cap...:\t<hex>" from /proc/self/status text.
+pub fn cap_field(status: &str, name: &str) -> u64 {
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("{name} in {status}"));
+    u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+}
