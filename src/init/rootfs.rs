@@ -249,7 +249,7 @@ fn mount_cgroups(
     }
     if flags.contains(MsFlags::MS_RDONLY) {
         let t = open_in_root(root, &m.dest, OFlag::O_PATH).step(|| "reopening".into())?;
-        setattr(t.as_fd(), libc::MOUNT_ATTR_RDONLY as u64, 0, false)
+        setattr(t.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, false)
             .step(|| "read-only cgroup tmpfs".into())?;
     }
     Ok(())
@@ -309,11 +309,11 @@ pub fn finish(root: BorrowedFd<'_>, plan: &Plan) -> Result<(), InitError> {
         .step(|| format!("binding {} onto itself", p.display()))?;
         let mounted =
             open_in_root(root, p, OFlag::O_PATH).step(|| format!("reopening {}", p.display()))?;
-        setattr(mounted.as_fd(), libc::MOUNT_ATTR_RDONLY as u64, 0, true)
+        setattr(mounted.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, true)
             .step(|| format!("read-only {}", p.display()))?;
     }
     if plan.root_readonly {
-        setattr(root, libc::MOUNT_ATTR_RDONLY as u64, 0, false).step(|| "read-only root".into())?;
+        setattr(root, libc::MOUNT_ATTR_RDONLY, 0, false).step(|| "read-only root".into())?;
     }
     Ok(())
 }

@@ -123,7 +123,7 @@ fn recursive_attr(opt: &str) -> Option<(bool, u64)> {
         "symfollow" => (false, libc::MOUNT_ATTR_NOSYMFOLLOW),
         _ => return None,
     };
-    Some((r.0, r.1 as u64))
+    Some(r)
 }
 
 #[cfg(test)]
@@ -144,7 +144,7 @@ mod tests {
         assert_eq!(o.flags, MsFlags::MS_BIND | MsFlags::MS_REC);
         assert_eq!(
             o.recursive.set,
-            (libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID) as u64
+            libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID
         );
         assert!(parse(&["idmap".into()]).is_err());
     }
