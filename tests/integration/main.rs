@@ -52,5 +52,6 @@ fn main() {
         errors::ids_and_signals,
         errors::refused_flags,
         compare::same_view_as_runc,
+        compare::same_lifecycle_as_runc,
     ]);
 }
