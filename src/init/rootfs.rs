@@ -342,6 +342,12 @@ fn verified_null(root: BorrowedFd<'_>) -> Result<OwnedFd, InitError> {
 /// pivot_root into the rootfs and detach the old root; or, with --no-pivot, move the rootfs over
 /// "/" and chroot (for initramfs, where pivot_root is impossible).
 pub fn pivot(root: OwnedFd, plan: &Plan) -> Result<(), InitError> {
+    let old_root = nix::fcntl::open(
+        "/",
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step(|| "opening the old root".into())?;
     nix::unistd::fchdir(root.as_fd()).step(|| "entering the rootfs".into())?;
     drop(root);
     if plan.opts.no_pivot {
@@ -350,11 +356,15 @@ pub fn pivot(root: OwnedFd, plan: &Plan) -> Result<(), InitError> {
         nix::unistd::chroot(".").step(|| "chroot".into())?;
     } else {
         nix::unistd::pivot_root(".", ".").step(|| "pivot_root".into())?;
-        // The old root is now stacked on ".": keep its unmount from reaching the host, then detach.
+        // The old root is now stacked on the new one. "." must name it, not the new root that
+        // the cwd still is: go there by fd. Then keep its unmount from reaching the host and
+        // detach it.
+        nix::unistd::fchdir(old_root.as_fd()).step(|| "entering the old root".into())?;
         mount(NONE, ".", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE)
             .step(|| "making the old root a slave".into())?;
         umount2(".", MntFlags::MNT_DETACH).step(|| "detaching the old root".into())?;
     }
+    drop(old_root);
     nix::unistd::chdir("/").step(|| "chdir /".into())?;
     if plan.rootfs_propagation.intersects(MsFlags::MS_SHARED) {
         mount(NONE, "/", NONE, plan.rootfs_propagation, NONE)

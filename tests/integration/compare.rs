@@ -53,10 +53,26 @@ pub fn same_view_as_runc() -> TestResult {
 }
 
 /// One lifecycle, step by step, as a client sees it: exit codes, statuses and state keys.
-fn lifecycle(runtime: &str, root: &std::path::Path, bundle: &std::path::Path, id: &str) -> Vec<String> {
+fn lifecycle(
+    runtime: &str,
+    root: &std::path::Path,
+    bundle: &std::path::Path,
+    id: &str,
+) -> Vec<String> {
     let run = |args: &[&str]| {
-        let out = Command::new(runtime).arg("--root").arg(root).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).output().unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+        let out = Command::new(runtime)
+            .arg("--root")
+            .arg(root)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     let state = |log: &mut Vec<String>| {
         let (code, out) = run(&["state", id]);
@@ -68,14 +84,31 @@ fn lifecycle(runtime: &str, root: &std::path::Path, bundle: &std::path::Path, id
         let mut keys: Vec<&String> = v.as_object().unwrap().keys().collect();
         keys.sort();
         let pid_set = v["pid"].as_i64().unwrap_or(0) > 0;
-        log.push(format!("state {} pid>0={pid_set} keys={keys:?}", v["status"]));
+        log.push(format!(
+            "state {} pid>0={pid_set} keys={keys:?}",
+            v["status"]
+        ));
     };
     let mut log = Vec::new();
-    let st = Command::new(runtime).arg("--root").arg(root).args(["create", "-b"]).arg(bundle).arg(id)
-        .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+    let st = Command::new(runtime)
+        .arg("--root")
+        .arg(root)
+        .args(["create", "-b"])
+        .arg(bundle)
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
     log.push(format!("create exit {:?}", st.code()));
     state(&mut log);
-    for step in [&["start", id][..], &["start", id], &["delete", id], &["kill", id, "KILL"]] {
+    for step in [
+        &["start", id][..],
+        &["start", id],
+        &["delete", id],
+        &["kill", id, "KILL"],
+    ] {
         log.push(format!("{} exit {}", step[0], run(step).0));
         if step[0] == "kill" {
             let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -88,7 +121,10 @@ fn lifecycle(runtime: &str, root: &std::path::Path, bundle: &std::path::Path, id
     log.push(format!("kill-stopped exit {}", run(&["kill", id]).0));
     let (code, out) = run(&["list", "-f", "json"]);
     let list: serde_json::Value = serde_json::from_str(&out).unwrap();
-    log.push(format!("list exit {code} entries {}", list.as_array().map_or(0, |a| a.len())));
+    log.push(format!(
+        "list exit {code} entries {}",
+        list.as_array().map_or(0, |a| a.len())
+    ));
     log.push(format!("delete exit {}", run(&["delete", id]).0));
     state(&mut log);
     log
@@ -96,13 +132,23 @@ fn lifecycle(runtime: &str, root: &std::path::Path, bundle: &std::path::Path, id
 
 pub fn same_lifecycle_as_runc() -> TestResult {
     let ctx = Ctx::new("runclife")?;
-    let Ok(runc) = which("runc") else { return skip("runc is not installed") };
+    let Ok(runc) = which("runc") else {
+        return skip("runc is not installed");
+    };
     let b = ctx.bundle("sleep 100");
     b.save();
-    let theirs = lifecycle(runc.to_str().unwrap(), &ctx.base.join("runc-state"), &b.dir, &ctx.id());
+    let theirs = lifecycle(
+        runc.to_str().unwrap(),
+        &ctx.base.join("runc-state"),
+        &b.dir,
+        &ctx.id(),
+    );
     let ours = lifecycle(crate::support::bin(), &ctx.root, &b.dir, &ctx.id());
     assert_eq!(ours, theirs);
-    assert!(ours.iter().any(|l| l.starts_with("state \"running\"")), "{ours:?}");
+    assert!(
+        ours.iter().any(|l| l.starts_with("state \"running\"")),
+        "{ours:?}"
+    );
     Ok(())
 }
 

@@ -101,3 +101,29 @@ pub fn hook_timeout() -> TestResult {
     );
     Ok(())
 }
+
+pub fn late_hook_failures() -> TestResult {
+    let ctx = Ctx::new("hooklate")?;
+    // A failing startContainer hook fails start, and the process never runs.
+    let mut b = ctx.bundle("echo ran");
+    b.config["hooks"] = json!({"startContainer": [{"path": "/bin/false"}]});
+    let (code, out, err) = ctx.run(&b, &ctx.id());
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(out, "");
+    assert!(err.contains("startContainer hook /bin/false"), "{err}");
+
+    // Failing poststart and poststop hooks are warnings: the container runs and is removed.
+    let mut b = ctx.bundle("echo ran");
+    b.config["hooks"] =
+        json!({"poststart": [{"path": "/bin/false"}], "poststop": [{"path": "/bin/false"}]});
+    let id = ctx.id();
+    let (code, out, err) = ctx.run(&b, &id);
+    assert_eq!((code, out.as_str()), (0, "ran\n"), "{err}");
+    assert!(
+        err.contains("level=warning") && err.contains("poststart hook /bin/false"),
+        "{err}"
+    );
+    assert!(err.contains("poststop hook /bin/false"), "{err}");
+    assert!(!ctx.root.join(&id).exists());
+    Ok(())
+}

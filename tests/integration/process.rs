@@ -208,3 +208,44 @@ pub fn preserve_fds_and_listen_fds() -> TestResult {
     assert_eq!(lines.next().map(str::trim), Some("0 1 2 3 4 5"));
     Ok(())
 }
+
+/// `run` in the foreground with process.terminal: chitin relays a pty of the container's own,
+/// under a real terminal made by script(1).
+pub fn foreground_terminal() -> TestResult {
+    let ctx = Ctx::new("fgtty")?;
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return crate::harness::skip("script(1) from util-linux is not installed");
+    }
+    let mut b = ctx.bundle("tty; stty size; read -r line; echo got:$line; exit 5");
+    b.config["process"]["terminal"] = true.into();
+    b.save();
+    let id = ctx.id();
+    let cmd = format!(
+        "stty rows 20 cols 70; {} --root {} run -b {} {id}; echo rc=$?",
+        crate::support::bin(),
+        ctx.root.display(),
+        b.dir.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(text.contains("/dev/pts/0\n"), "{text}");
+    assert!(
+        text.contains("20 70\n"),
+        "the window size comes from chitin's terminal: {text}"
+    );
+    assert!(text.contains("got:hello\n"), "{text}");
+    assert!(text.contains("rc=5"), "{text}");
+    Ok(())
+}

@@ -44,7 +44,7 @@ pub fn namespaces_new_and_joined() -> TestResult {
 pub fn user_namespace_mappings() -> TestResult {
     let ctx = Ctx::new("userns")?;
     let mut b =
-        ctx.bundle("cat /proc/self/uid_map /proc/self/gid_map; id -u; stat -c %u /dev/null");
+        ctx.bundle("cat /proc/self/uid_map /proc/self/gid_map; id -u; ls -l /dev/null | cut -c1; echo x > /dev/null && echo null-ok");
     b.config["linux"]["namespaces"]
         .as_array_mut()
         .unwrap()
@@ -65,6 +65,9 @@ pub fn user_namespace_mappings() -> TestResult {
     assert_eq!(norm[0], ["0", "100000", "65536"]);
     assert_eq!(norm[1], ["0", "100000", "65536"]);
     assert_eq!(norm[2], ["0"]);
+    // mknod is refused in a user namespace: the host's node is bound instead.
+    assert_eq!(norm[3], ["c"]);
+    assert_eq!(norm[4], ["null-ok"]);
     Ok(())
 }
 
@@ -130,6 +133,17 @@ pub fn mounts_with_options() -> TestResult {
         "{out}"
     );
     assert!(!src.join("x").exists());
+    Ok(())
+}
+
+pub fn propagation() -> TestResult {
+    let ctx = Ctx::new("prop")?;
+    let src = ctx.base.join("shared-src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut b = ctx.bundle("awk '$5 == \"/\" || $5 == \"/vol\" {print $5, ($7 ~ /shared:/) ? \"shared\" : \"private\"}' /proc/self/mountinfo");
+    b.config["linux"]["rootfsPropagation"] = "rprivate".into();
+    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/vol", "type": "bind", "source": src, "options": ["rbind", "rshared"]}));
+    assert_eq!(ctx.run_ok(&b), "/ private\n/vol shared\n");
     Ok(())
 }
 
