@@ -19,15 +19,9 @@ fn refused(ctx: &Ctx, spoil: impl FnOnce(&mut Value, &std::path::Path), expect: 
     spoil(&mut b.config, &rootfs);
     b.save();
     let mounts = mount_count();
-    let out = ctx
-        .cmd()
-        .args(["create", "-b"])
-        .arg(&b.dir)
-        .arg(&id)
-        .output()
-        .unwrap();
-    let err = unescape(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{expect}: {err}");
+    let (code, err) = ctx.create(&b, &id, &[]);
+    let err = err.replace("\\\"", "\"");
+    assert_eq!(code, 1, "{expect}: {err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(err.contains(expect), "expected {expect:?} in {err}");
     assert!(!ctx.root.join(&id).exists(), "{expect}: state dir left");
@@ -141,15 +135,9 @@ pub fn ids_and_signals() -> TestResult {
     b.save();
     let id = ctx.id();
     assert_eq!(ctx.create(&b, &id, &[]).0, 0);
-    let out = ctx
-        .cmd()
-        .args(["create", "-b"])
-        .arg(&b.dir)
-        .arg(&id)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let (code, err) = ctx.create(&b, &id, &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already exists"));
     assert_eq!(
         ctx.state(&id)["status"],
         "created",

@@ -57,15 +57,8 @@ pub fn failing_hook_fails_create_and_cleans_up() -> TestResult {
     b.config["linux"]["cgroupsPath"] = format!("/chitin-tests/{id}").into();
     b.config["hooks"] = json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "echo hook says no >&2; exit 3"]}]});
     b.save();
-    let out = ctx
-        .cmd()
-        .args(["create", "-b"])
-        .arg(&b.dir)
-        .arg(&id)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = ctx.create(&b, &id, &[]);
+    assert_eq!(code, 1);
     assert!(
         err.contains("createRuntime hook /bin/sh: exit status 3: hook says no"),
         "{err}"
@@ -85,16 +78,10 @@ pub fn hook_timeout() -> TestResult {
     b.save();
     let id = ctx.id();
     let start = std::time::Instant::now();
-    let out = ctx
-        .cmd()
-        .args(["create", "-b"])
-        .arg(&b.dir)
-        .arg(&id)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let (code, err) = ctx.create(&b, &id, &[]);
+    assert_eq!(code, 1);
     assert!(start.elapsed().as_secs() < 10);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("timed out after 1s"));
+    assert!(err.contains("timed out after 1s"));
     assert!(
         processes_with("sleep\u{0}30").is_empty(),
         "the hook was killed"

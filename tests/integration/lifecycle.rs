@@ -109,17 +109,7 @@ pub fn delete_force_and_kill_all() -> TestResult {
     let b = ctx.bundle("sleep 100 & sleep 100");
     b.save();
     let id = ctx.id();
-    assert!(
-        ctx.cmd()
-            .args(["run", "-d", "-b"])
-            .arg(&b.dir)
-            .arg(&id)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert_eq!(ctx.run_detached(&b, &id), 0);
     assert_eq!(ctx.state(&id)["status"], "running");
     let pid = ctx.state(&id)["pid"].as_i64().unwrap();
     assert!(ctx.chitin(&["kill", "--all", &id, "9"]).status.success());
@@ -127,17 +117,7 @@ pub fn delete_force_and_kill_all() -> TestResult {
     assert!(ctx.chitin(&["delete", &id]).status.success());
 
     let id = ctx.id();
-    assert!(
-        ctx.cmd()
-            .args(["run", "-d", "-b"])
-            .arg(&b.dir)
-            .arg(&id)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert_eq!(ctx.run_detached(&b, &id), 0);
     let pid2 = ctx.state(&id)["pid"].as_i64().unwrap();
     assert_ne!(pid, pid2);
     let out = ctx.chitin(&["delete", "--force", &id]);

@@ -152,15 +152,9 @@ pub fn terminal_without_socket_is_refused_when_detached() -> TestResult {
     b.config["process"]["terminal"] = true.into();
     b.save();
     let id = ctx.id();
-    let out = ctx
-        .cmd()
-        .args(["create", "-b"])
-        .arg(&b.dir)
-        .arg(&id)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--console-socket"));
+    let (code, err) = ctx.create(&b, &id, &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--console-socket"));
     assert!(!ctx.root.join(&id).exists());
     Ok(())
 }

@@ -165,6 +165,21 @@ impl Ctx {
         )
     }
 
+    /// `run -d`; returns the exit code.
+    pub fn run_detached(&self, b: &Bundle, id: &str) -> i32 {
+        b.save();
+        let st = self
+            .cmd()
+            .args(["run", "-d", "-b"])
+            .arg(&b.dir)
+            .arg(id)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        st.code().unwrap_or(-1)
+    }
+
     /// Runs the bundle in the foreground; returns (exit code, stdout, stderr).
     pub fn run(&self, b: &Bundle, id: &str) -> (i32, String, String) {
         b.save();
