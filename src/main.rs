@@ -110,6 +110,19 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             })?
         }
         Command::Features => print(&format!("{}\n", commands::features::render()))?,
+        Command::Update { flags, id } => commands::cgroups::update(root, &id, &flags)?,
+        Command::Pause { id } => commands::cgroups::pause(root, &id, true)?,
+        Command::Resume { id } => commands::cgroups::pause(root, &id, false)?,
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => print(&commands::cgroups::ps(root, &id, &format, &ps_args)?)?,
+        Command::Events {
+            stats,
+            interval,
+            id,
+        } => commands::cgroups::events(root, &id, stats, &interval, &mut std::io::stdout())?,
     }
     Ok(0)
 }

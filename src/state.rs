@@ -39,6 +39,7 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    Paused,
     Stopped,
 }
 
@@ -48,6 +49,7 @@ impl Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }
@@ -68,6 +70,9 @@ pub struct Record {
     pub annotations: BTreeMap<String, String>,
     #[serde(default)]
     pub cgroup: Placement,
+    /// The resources in force (`update` changes them).
+    #[serde(default)]
+    pub resources: Option<oci_spec::runtime::LinuxResources>,
     #[serde(default)]
     pub poststart: Vec<Hook>,
     #[serde(default)]
@@ -260,6 +265,8 @@ pub fn status_of(dir: &Path, r: &Record) -> Status {
         Some((start, state)) if start == r.start_time && state != 'Z' && state != 'X' => {
             if dir.join(START_SOCKET).exists() {
                 Status::Created
+            } else if crate::cgroup::freezer::is_frozen(&r.cgroup) {
+                Status::Paused
             } else {
                 Status::Running
             }

@@ -1,5 +1,6 @@
 //! The commands, each a thin layer over `plan`, `container` and `state`.
 
+pub mod cgroups;
 pub mod features;
 pub mod signals;
 pub mod spec;
@@ -79,7 +80,6 @@ fn plan_and_layout(
 ) -> Result<(Plan, Layout), ContainerError> {
     let plan = Plan::load(&f.bundle, id, run_options(f, detach))?;
     let layout = Layout::detect()?;
-    layout.check(&plan.device_rules)?;
     Ok((plan, layout))
 }
 
@@ -166,8 +166,12 @@ pub fn kill(root: &Path, id: &str, signal: Option<&str>, all: bool) -> Result<()
         _ => {}
     }
     if all {
-        for pid in r.cgroup.pids() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+        if sig == nix::sys::signal::Signal::SIGKILL {
+            r.cgroup.kill_all();
+        } else {
+            for pid in r.cgroup.pids() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+            }
         }
     }
     container::signal_init(&r, sig)

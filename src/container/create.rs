@@ -128,6 +128,7 @@ fn write_id_map(pid: i32, file: &str, maps: &[crate::plan::IdMap]) -> Result<(),
 }
 
 pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, ContainerError> {
+    let writes = layout.check(plan.resources.as_ref(), &plan.device_rules)?;
     let dir = StateDir::create(root, &plan.id)?;
     let mut undo = Undo {
         dir: None,
@@ -143,6 +144,7 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
         created: crate::timefmt::rfc3339_nano(SystemTime::now()),
         annotations: plan.annotations.clone(),
         cgroup: Placement::default(),
+        resources: plan.resources.clone(),
         poststart: plan.hooks.poststart.clone(),
         poststop: plan.hooks.poststop.clone(),
     };
@@ -172,9 +174,12 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
         .map_err(|e| io_ctx("listen")(e.into()))?;
     let listener = above(listener, min_fd)?;
 
-    let placement = layout.create(&plan.cgroups_path)?;
+    let placement = layout.create(&plan.cgroups_path, plan.cgroups_path_default)?;
     record.cgroup = placement.clone();
     undo.placement = Some(placement);
+    // Limits are in place before the init exists: it never runs unrestricted.
+    crate::cgroup::resources::apply(&record.cgroup, &writes)?;
+    record.cgroup.apply_device_rules(&plan.device_rules)?;
     // Written now, so that `delete -f` can clean up after a create that was killed midway.
     dir.write(&record)?;
 
@@ -238,7 +243,6 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
     crate::logger::debug(&format!("cloned container init {pid}"));
 
     record.cgroup.add(pid, into_cgroup)?;
-    record.cgroup.apply_device_rules(&plan.device_rules)?;
     if let Some(adj) = plan.process.oom_score_adj {
         let proc = crate::fsutil::open_proc(Path::new("/proc")).map_err(io_ctx("/proc"))?;
         crate::fsutil::write_proc(

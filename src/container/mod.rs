@@ -95,8 +95,10 @@ pub fn kill_all(r: &Record) -> Result<(), ContainerError> {
     if let Some(fd) = &fd {
         let _ = pidfd_send_signal(fd.as_fd(), Signal::SIGKILL);
     }
-    for pid in r.cgroup.pids() {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    r.cgroup.kill_all();
+    // Frozen tasks die only once thawed.
+    if crate::cgroup::freezer::is_frozen(&r.cgroup) {
+        let _ = crate::cgroup::freezer::set(&r.cgroup, false);
     }
     if let Some(fd) = fd {
         // A pidfd polls readable once the process has exited.

@@ -13,7 +13,7 @@ use crate::state::{Record, START_SOCKET, StateDir, Status};
 pub fn start(dir: &StateDir, r: &Record) -> Result<(), ContainerError> {
     match dir.status(r) {
         Status::Created => {}
-        Status::Running => {
+        Status::Running | Status::Paused => {
             return Err(ContainerError::Status(
                 "cannot start an already running container".into(),
             ));

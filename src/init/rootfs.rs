@@ -210,13 +210,13 @@ fn mount_cgroups(
         .v1
         .iter()
         .zip(ctx.placement.v1.iter())
-        .map(|(h, d)| (h, d, false))
+        .map(|(h, d)| (h, d.path.as_path(), false))
         .chain(
             ctx.layout
                 .unified
                 .iter()
                 .zip(ctx.placement.unified.iter())
-                .map(|(h, d)| (h, d, true)),
+                .map(|(h, d)| (h, d.as_path(), true)),
         );
     for (h, dir, unified) in hierarchies {
         let name = h

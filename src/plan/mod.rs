@@ -20,6 +20,8 @@ pub use process::{CapSets, Rlimit};
 pub const OCI_MAJOR: u32 = 1;
 /// The runtime-spec version chitin implements, reported in state and features.
 pub const OCI_VERSION: &str = "1.2.0";
+/// Containers without linux.cgroupsPath go below this cgroup.
+pub const DEFAULT_CGROUP_PARENT: &str = "/chitin";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -275,6 +277,10 @@ pub struct Plan {
     pub process: ProcessPlan,
     pub hooks: HookSet,
     pub cgroups_path: String,
+    /// The path is chitin's default (so its parent is chitin's too).
+    pub cgroups_path_default: bool,
+    /// `linux.resources` but the device rules.
+    pub resources: Option<oci_spec::runtime::LinuxResources>,
     pub device_rules: Vec<DeviceRule>,
     pub opts: RunOptions,
 }
@@ -832,31 +838,17 @@ impl Plan {
                 }
                 s.to_owned()
             }
-            _ => format!("/chitin/{id}"),
+            _ => format!("{DEFAULT_CGROUP_PARENT}/{id}"),
         };
+        let cgroups_path_default = cgroups_path == format!("{DEFAULT_CGROUP_PARENT}/{id}");
         let mut device_rules = Vec::new();
+        // Device rules become their own list; the rest is checked against the host's cgroup
+        // layout (cgroup::Layout::check) and written by cgroup::resources.
+        let resources = linux.resources().clone().map(|mut r| {
+            r.set_devices(None);
+            r
+        });
         if let Some(res) = linux.resources() {
-            let refused = [
-                ("memory", res.memory().is_some()),
-                ("cpu", res.cpu().is_some()),
-                ("pids", res.pids().is_some()),
-                ("blockIO", res.block_io().is_some()),
-                (
-                    "hugepageLimits",
-                    res.hugepage_limits()
-                        .as_ref()
-                        .is_some_and(|v| !v.is_empty()),
-                ),
-                ("network", res.network().is_some()),
-                ("rdma", res.rdma().as_ref().is_some_and(|v| !v.is_empty())),
-                (
-                    "unified",
-                    res.unified().as_ref().is_some_and(|v| !v.is_empty()),
-                ),
-            ];
-            if let Some((name, _)) = refused.iter().find(|(_, set)| *set) {
-                return Err(PlanError::unsupported(&format!("linux.resources.{name}")));
-            }
             for (i, d) in res.devices().iter().flatten().enumerate() {
                 let kind = match d.typ() {
                     None | Some(LinuxDeviceType::A) => 'a',
@@ -914,6 +906,8 @@ impl Plan {
             process,
             hooks: hooks(&spec)?,
             cgroups_path,
+            cgroups_path_default,
+            resources,
             device_rules,
             opts,
         })

@@ -1,5 +1,6 @@
 //! Integration tests: real containers, run as root on a busybox rootfs.
 
+mod cgroups;
 mod compare;
 mod errors;
 mod harness;
@@ -54,6 +55,14 @@ fn main() {
         errors::bad_bundles_and_json,
         errors::ids_and_signals,
         errors::refused_flags,
+        cgroups::resources_reach_the_cgroup_files,
+        cgroups::memory_limit_oom_kills_and_events_reports_it,
+        cgroups::pids_limit_stops_forks,
+        cgroups::pause_freezes_and_resume_thaws,
+        cgroups::update_changes_limits,
+        cgroups::ps_lists_the_container,
+        cgroups::stats_event,
+        cgroups::unsupported_resources_are_refused,
         compare::same_view_as_runc,
         compare::same_lifecycle_as_runc,
     ]);

@@ -224,6 +224,10 @@ impl Drop for Ctx {
             }
         }
         let _ = std::fs::remove_dir_all(&self.base);
+        // The tests' shared cgroup parent goes once it is empty.
+        for d in cgroup_dirs("/chitin-tests") {
+            let _ = std::fs::remove_dir(d);
+        }
     }
 }
 

@@ -1,7 +1,11 @@
-//! Cgroup placement: finding the host's layout (v1, v2 or hybrid), making the container's cgroup in
-//! every hierarchy, putting the init there, and removing it again. The resource controllers
-//! themselves arrive with the cgroups work; the devices rules of v1 are written here because
-//! every default config carries them.
+//! Cgroups: finding the host's layout (v1, v2 or hybrid), making the container's cgroup in every
+//! hierarchy, putting the init there, and removing it again. `resources` applies
+//! `linux.resources` to whichever hierarchy holds each controller; `freezer` and `stats` serve
+//! pause/resume and events.
+
+pub mod freezer;
+pub mod resources;
+pub mod stats;
 
 use std::fs;
 use std::io;
@@ -9,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+use oci_spec::runtime::LinuxResources;
 
 use crate::plan::DeviceRule;
 
@@ -22,6 +28,8 @@ pub enum CgroupError {
         "linux.resources.devices: device rules need the v1 devices controller; eBPF device programs for cgroup v2 are not supported yet"
     )]
     DevicesOnV2,
+    #[error("linux.resources.{field}: {reason}")]
+    Resource { field: String, reason: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
@@ -118,12 +126,42 @@ impl Layout {
             .any(|h| h.controllers.split(',').any(|c| c == "devices"))
     }
 
-    /// Refuses what this layout cannot apply, before anything is created.
-    pub fn check(&self, rules: &[DeviceRule]) -> Result<(), CgroupError> {
+    /// Where a controller would live for a new container: a v1 hierarchy that has it bound,
+    /// else the unified one if its root offers it. "" asks for the unified hierarchy itself.
+    pub fn kind_of(&self, controller: &str) -> Option<resources::Kind> {
+        if !controller.is_empty()
+            && self
+                .v1
+                .iter()
+                .any(|h| h.controllers.split(',').any(|c| c == controller))
+        {
+            return Some(resources::Kind::V1);
+        }
+        let u = self.unified.as_ref()?;
+        if controller.is_empty() {
+            return Some(resources::Kind::V2);
+        }
+        let avail = fs::read_to_string(u.mountpoint.join("cgroup.controllers")).unwrap_or_default();
+        avail
+            .split_whitespace()
+            .any(|c| c == controller)
+            .then_some(resources::Kind::V2)
+    }
+
+    /// Works out the resource writes for this host, refusing what it cannot apply, before
+    /// anything is created.
+    pub fn check(
+        &self,
+        res: Option<&LinuxResources>,
+        rules: &[DeviceRule],
+    ) -> Result<Vec<resources::Write>, CgroupError> {
         if !rules.is_empty() && !self.has_v1_devices() {
             return Err(CgroupError::DevicesOnV2);
         }
-        Ok(())
+        match res {
+            Some(r) => resources::writes(r, &|c| self.kind_of(c)),
+            None => Ok(Vec::new()),
+        }
     }
 
     fn dir_for(h: &Hierarchy, cgroups_path: &str) -> PathBuf {
@@ -137,8 +175,15 @@ impl Layout {
     }
 
     /// Makes the container's cgroup in every hierarchy. On error, what was made is removed.
-    pub fn create(&self, cgroups_path: &str) -> Result<Placement, CgroupError> {
-        let mut placement = Placement::default();
+    pub fn create(
+        &self,
+        cgroups_path: &str,
+        default_parent: bool,
+    ) -> Result<Placement, CgroupError> {
+        let mut placement = Placement {
+            default_parent,
+            ..Placement::default()
+        };
         let all = self
             .v1
             .iter()
@@ -155,12 +200,13 @@ impl Layout {
                 });
             }
             if unified {
+                enable_controllers(&h.mountpoint, &dir);
                 placement.unified = Some(dir);
             } else {
-                if h.controllers.split(',').any(|c| c == "devices") {
-                    placement.devices = Some(dir.clone());
-                }
-                placement.v1.push(dir);
+                placement.v1.push(V1Dir {
+                    controllers: h.controllers.clone(),
+                    path: dir,
+                });
             }
         }
         Ok(placement)
@@ -199,26 +245,95 @@ fn mkdir_tracked(dir: &Path, created: &mut Vec<PathBuf>, cpuset: bool) -> io::Re
     Ok(())
 }
 
+/// On cgroup v2 a controller is usable in a cgroup only if every ancestor enables it for its
+/// children: enable, down to the container's parent, whatever each level offers.
+fn enable_controllers(mountpoint: &Path, dir: &Path) {
+    let Ok(rel) = dir.strip_prefix(mountpoint) else {
+        return;
+    };
+    let mut cur = mountpoint.to_path_buf();
+    for comp in rel
+        .parent()
+        .into_iter()
+        .flat_map(|p| p.components())
+        .map(Some)
+        .chain([None])
+    {
+        let avail = fs::read_to_string(cur.join("cgroup.controllers")).unwrap_or_default();
+        for c in avail.split_whitespace() {
+            // Best effort: a level with processes of its own refuses, and then so would runc.
+            let _ = fs::write(cur.join("cgroup.subtree_control"), format!("+{c}"));
+        }
+        match comp {
+            Some(c) => cur.push(c),
+            None => break,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct V1Dir {
+    pub controllers: String,
+    pub path: PathBuf,
+}
+
 /// Where a container's cgroup is, in every hierarchy; kept in its state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {
-    pub v1: Vec<PathBuf>,
+    pub v1: Vec<V1Dir>,
     pub unified: Option<PathBuf>,
-    pub devices: Option<PathBuf>,
     /// Directories this container made (so delete removes those, and not a shared parent).
     pub created: Vec<PathBuf>,
+    /// The path was chitin's default, whose parent is chitin's to remove when empty.
+    #[serde(default)]
+    pub default_parent: bool,
+}
+
+/// Which hierarchy serves a controller for this container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ctl<'a> {
+    V1(&'a Path),
+    V2(&'a Path),
 }
 
 impl Placement {
+    pub fn v1_dir(&self, controller: &str) -> Option<&Path> {
+        self.v1
+            .iter()
+            .find(|d| d.controllers.split(',').any(|c| c == controller))
+            .map(|d| d.path.as_path())
+    }
+
+    /// The hierarchy that holds `controller`: a v1 one that has it bound, else the unified one
+    /// if it is enabled there.
+    pub fn controller(&self, controller: &str) -> Option<Ctl<'_>> {
+        if let Some(d) = self.v1_dir(controller) {
+            return Some(Ctl::V1(d));
+        }
+        let u = self.unified.as_deref()?;
+        let avail = fs::read_to_string(u.join("cgroup.controllers")).unwrap_or_default();
+        avail
+            .split_whitespace()
+            .any(|c| c == controller)
+            .then_some(Ctl::V2(u))
+    }
+
+    fn all_dirs(&self) -> impl Iterator<Item = &Path> {
+        self.v1
+            .iter()
+            .map(|d| d.path.as_path())
+            .chain(self.unified.as_deref())
+    }
+
     /// Adds `pid` to the cgroup in every hierarchy but the unified one when the init was cloned
     /// straight into it.
     pub fn add(&self, pid: i32, skip_unified: bool) -> Result<(), CgroupError> {
         let unified = if skip_unified {
             None
         } else {
-            self.unified.as_ref()
+            self.unified.as_deref()
         };
-        for dir in self.v1.iter().chain(unified) {
+        for dir in self.v1.iter().map(|d| d.path.as_path()).chain(unified) {
             let f = dir.join("cgroup.procs");
             fs::write(&f, pid.to_string()).map_err(io_err(&f))?;
         }
@@ -228,7 +343,7 @@ impl Placement {
     /// Writes the devices rules, then allows the devices every container gets (runc does the same,
     /// so that a deny-all rule still leaves /dev/null and the pty usable).
     pub fn apply_device_rules(&self, rules: &[DeviceRule]) -> Result<(), CgroupError> {
-        let Some(dir) = &self.devices else {
+        let Some(dir) = self.v1_dir("devices") else {
             return Ok(());
         };
         let defaults = [
@@ -266,42 +381,72 @@ impl Placement {
     pub fn pids(&self) -> Vec<i32> {
         self.unified
             .iter()
-            .chain(self.v1.iter())
+            .map(|p| p.as_path())
+            .chain(self.v1.iter().map(|d| d.path.as_path()))
             .find_map(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
             .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
             .unwrap_or_default()
     }
 
-    /// Removes the cgroup directories this container made, deepest first. A cgroup whose last
-    /// task is still exiting is busy for a moment, so busy ones are retried briefly.
+    /// SIGKILLs every process in the cgroup: with cgroup.kill where the kernel has it (no race
+    /// with forks), else pid by pid.
+    pub fn kill_all(&self) {
+        if let Some(u) = &self.unified {
+            if fs::write(u.join("cgroup.kill"), "1").is_ok() {
+                return;
+            }
+        }
+        for pid in self.pids() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
+    /// Removes the container's cgroup, then the parents this container made and, when the path
+    /// was chitin's default, the shared default parent; a parent still in use stays. The leaf of
+    /// a container whose last task is still exiting is busy for a moment, so it is retried.
     pub fn remove(&self) -> Result<(), CgroupError> {
         let deadline = Instant::now() + Duration::from_secs(5);
-        for d in self.created.iter().rev() {
+        for leaf in self.all_dirs() {
             loop {
-                match fs::remove_dir(d) {
+                match fs::remove_dir(leaf) {
                     Ok(()) => break,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => break,
                     Err(e)
                         if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
                     {
-                        std::thread::sleep(Duration::from_millis(5));
+                        std::thread::sleep(Duration::from_millis(2));
                     }
-                    // A parent that another container still uses stays.
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && !self.is_leaf(d) => break,
                     Err(e) => {
                         return Err(CgroupError::Io {
-                            path: d.clone(),
+                            path: leaf.to_path_buf(),
                             source: e,
                         });
                     }
                 }
             }
         }
+        let default_parents = self
+            .all_dirs()
+            .filter(|_| self.default_parent)
+            .filter_map(|l| l.parent());
+        for d in self
+            .created
+            .iter()
+            .rev()
+            .map(|p| p.as_path())
+            .filter(|d| !self.is_leaf(d))
+            .chain(default_parents)
+        {
+            let _ = fs::remove_dir(d);
+        }
         Ok(())
     }
 
     fn is_leaf(&self, d: &Path) -> bool {
-        self.v1.iter().chain(self.unified.iter()).any(|l| l == d)
+        self.all_dirs().any(|l| l == d)
     }
 
     fn remove_created(&self) {

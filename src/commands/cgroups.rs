@@ -1,0 +1,340 @@
+//! The commands that work on a running container's cgroup: update, pause, resume, ps, events.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::LinuxResources;
+use serde_json::{Value, json};
+
+use crate::cgroup::resources::{self, Kind};
+use crate::cgroup::{Ctl, freezer, stats};
+use crate::cli::UpdateFlags;
+use crate::container::{ContainerError, io_ctx};
+use crate::state::{StateDir, Status};
+
+fn running(dir: &StateDir, r: &crate::state::Record, what: &str) -> Result<Status, ContainerError> {
+    match dir.status(r) {
+        s @ (Status::Running | Status::Paused | Status::Created) => Ok(s),
+        s => Err(ContainerError::Status(format!(
+            "cannot {what} a container that is {}",
+            s.as_str()
+        ))),
+    }
+}
+
+pub fn pause(root: &Path, id: &str, freeze: bool) -> Result<(), ContainerError> {
+    let dir = StateDir::open(root, id)?;
+    let r = dir.read()?;
+    let what = if freeze { "pause" } else { "resume" };
+    match (running(&dir, &r, what)?, freeze) {
+        (Status::Running, true) | (Status::Paused, false) => Ok(freezer::set(&r.cgroup, freeze)?),
+        (s, _) => Err(ContainerError::Status(format!(
+            "cannot {what} a container that is {}",
+            s.as_str()
+        ))),
+    }
+}
+
+/// runc's memory values: bytes, or with a k/m/g/t suffix (powers of 1024); -1 for unlimited.
+fn ram_in_bytes(flag: &str, s: &str) -> Result<i64, ContainerError> {
+    let bad = || ContainerError::Status(format!("--{flag}: {s:?} is not a size like 512m"));
+    if s == "-1" {
+        return Ok(-1);
+    }
+    let lower = s.trim().to_ascii_lowercase();
+    let lower = lower.trim_end_matches('b').trim_end_matches('i');
+    let (num, mult) = match lower.chars().last() {
+        Some('k') => (&lower[..lower.len() - 1], 1i64 << 10),
+        Some('m') => (&lower[..lower.len() - 1], 1 << 20),
+        Some('g') => (&lower[..lower.len() - 1], 1 << 30),
+        Some('t') => (&lower[..lower.len() - 1], 1 << 40),
+        _ => (lower, 1),
+    };
+    let n: f64 = num.trim().parse().map_err(|_| bad())?;
+    if n < 0.0 {
+        return Err(bad());
+    }
+    Ok((n * mult as f64) as i64)
+}
+
+/// Objects merge key by key; anything else replaces.
+fn merge(base: &mut Value, new: Value) {
+    match (base, new) {
+        (Value::Object(b), Value::Object(n)) => {
+            for (k, v) in n {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, n) => *b = n,
+    }
+}
+
+/// The resources that `update`'s flags ask for, as runtime-spec JSON.
+fn from_flags(f: &UpdateFlags) -> Result<Value, ContainerError> {
+    let mut v = json!({});
+    let mut set = |path: &[&str], value: Value| {
+        let mut cur = &mut v;
+        for p in &path[..path.len() - 1] {
+            cur = cur
+                .as_object_mut()
+                .expect("object")
+                .entry(*p)
+                .or_insert(json!({}));
+        }
+        cur[path[path.len() - 1]] = value;
+    };
+    if let Some(w) = f.blkio_weight {
+        set(&["blockIO", "weight"], json!(w));
+    }
+    for (path, val) in [
+        (&["cpu", "period"][..], f.cpu_period.map(|v| json!(v))),
+        (&["cpu", "quota"], f.cpu_quota.map(|v| json!(v))),
+        (&["cpu", "burst"], f.cpu_burst.map(|v| json!(v))),
+        (&["cpu", "shares"], f.cpu_share.map(|v| json!(v))),
+        (
+            &["cpu", "realtimePeriod"],
+            f.cpu_rt_period.map(|v| json!(v)),
+        ),
+        (
+            &["cpu", "realtimeRuntime"],
+            f.cpu_rt_runtime.map(|v| json!(v)),
+        ),
+        (&["cpu", "cpus"], f.cpuset_cpus.clone().map(Value::from)),
+        (&["cpu", "mems"], f.cpuset_mems.clone().map(Value::from)),
+        (&["pids", "limit"], f.pids_limit.map(|v| json!(v))),
+    ] {
+        if let Some(val) = val {
+            set(path, val);
+        }
+    }
+    for (flag, key, val) in [
+        ("memory", "limit", &f.memory),
+        ("memory-reservation", "reservation", &f.memory_reservation),
+        ("memory-swap", "swap", &f.memory_swap),
+        ("kernel-memory", "kernel", &f.kernel_memory),
+        ("kernel-memory-tcp", "kernelTCP", &f.kernel_memory_tcp),
+    ] {
+        if let Some(s) = val {
+            set(&["memory", key], json!(ram_in_bytes(flag, s)?));
+        }
+    }
+    if f.l3_cache_schema.is_some() || f.mem_bw_schema.is_some() {
+        return Err(ContainerError::Status(
+            "--l3-cache-schema/--mem-bw-schema: Intel RDT is not supported".into(),
+        ));
+    }
+    Ok(v)
+}
+
+pub fn update(root: &Path, id: &str, f: &UpdateFlags) -> Result<(), ContainerError> {
+    let mut delta = match f.resources.as_deref() {
+        None => json!({}),
+        Some(p) => {
+            let mut text = String::new();
+            if p == Path::new("-") {
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .map_err(io_ctx("reading resources from stdin"))?;
+            } else {
+                text = std::fs::read_to_string(p)
+                    .map_err(io_ctx(format!("reading {}", p.display())))?;
+            }
+            serde_json::from_str(&text)
+                .map_err(|e| ContainerError::Status(format!("--resources: {e}")))?
+        }
+    };
+    merge(&mut delta, from_flags(f)?);
+    let parsed = |v: Value| -> Result<LinuxResources, ContainerError> {
+        serde_path_to_error::deserialize(v)
+            .map_err(|e| ContainerError::Status(format!("resources: {}: {}", e.path(), e.inner())))
+    };
+    let change = parsed(delta.clone())?;
+    if change.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(ContainerError::Status(
+            "update: device rules cannot be changed on a running container".into(),
+        ));
+    }
+
+    let dir = StateDir::open(root, id)?;
+    let mut r = dir.read()?;
+    running(&dir, &r, "update")?;
+    let mut merged =
+        serde_json::to_value(r.resources.clone().unwrap_or_default()).expect("resources serialize");
+    merge(&mut merged, delta);
+    let merged = parsed(merged)?;
+    let kind = |c: &str| match (c, &r.cgroup) {
+        ("", p) => p.unified.as_ref().map(|_| Kind::V2),
+        (c, p) => p.controller(c).map(|k| {
+            if matches!(k, Ctl::V1(_)) {
+                Kind::V1
+            } else {
+                Kind::V2
+            }
+        }),
+    };
+    let writes = resources::writes(&change, &kind)?;
+    if let (Some(limit), true) = (
+        change.memory().as_ref().and_then(|m| m.limit()),
+        merged
+            .memory()
+            .as_ref()
+            .and_then(|m| m.check_before_update())
+            .unwrap_or(false),
+    ) {
+        let usage = stats::stats(&r.cgroup)["memory"]["usage"]["usage"]
+            .as_i64()
+            .unwrap_or(0);
+        if limit >= 0 && limit < usage {
+            return Err(ContainerError::Status(format!(
+                "memory.limit {limit} is below the current usage {usage} (checkBeforeUpdate)"
+            )));
+        }
+    }
+    resources::apply(&r.cgroup, &writes)?;
+    r.resources = Some(merged);
+    dir.write(&r)?;
+    Ok(())
+}
+
+/// `ps`: the container's processes, as pids (json) or as ps(1) lines (table).
+pub fn ps(root: &Path, id: &str, format: &str, args: &[String]) -> Result<String, ContainerError> {
+    let dir = StateDir::open(root, id)?;
+    let r = dir.read()?;
+    let pids = r.cgroup.pids();
+    if format == "json" {
+        return Ok(format!(
+            "{}\n",
+            serde_json::to_string(&pids).expect("pids serialize")
+        ));
+    }
+    let args: Vec<&str> = if args.is_empty() {
+        vec!["-ef"]
+    } else {
+        args.iter().map(String::as_str).collect()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .map_err(io_ctx("running ps"))?;
+    if !out.status.success() {
+        return Err(ContainerError::Status(format!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .ok_or_else(|| ContainerError::Status("ps output has no PID column".into()))?;
+    let mut result = format!("{header}\n");
+    for l in lines {
+        if l.split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<i32>().ok())
+            .is_some_and(|p| pids.contains(&p))
+        {
+            result.push_str(l);
+            result.push('\n');
+        }
+    }
+    Ok(result)
+}
+
+fn parse_interval(s: &str) -> Result<Duration, ContainerError> {
+    let bad = || {
+        ContainerError::Status(format!(
+            "--interval: {s:?} is not a duration like 5s or 500ms"
+        ))
+    };
+    let (num, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(bad()),
+    };
+    if secs <= 0.0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `events`: stats every interval and OOM events as they happen, one JSON object a line,
+/// until the container stops; with --stats, one stats object and done.
+pub fn events(
+    root: &Path,
+    id: &str,
+    once: bool,
+    interval: &str,
+    out: &mut dyn std::io::Write,
+) -> Result<(), ContainerError> {
+    let interval = parse_interval(interval)?;
+    let (path, r) = {
+        let dir = StateDir::open(root, id)?;
+        let r = dir.read()?;
+        running(&dir, &r, "get events from")?;
+        (dir.path.clone(), r)
+    };
+    let emit = |out: &mut dyn std::io::Write, v: Value| {
+        let _ = writeln!(out, "{v}").and_then(|_| out.flush());
+    };
+    let stats_event = || json!({"type": "stats", "id": id, "data": stats::stats(&r.cgroup)});
+    if once {
+        emit(out, stats_event());
+        return Ok(());
+    }
+    let mut ooms = stats::oom_kills(&r.cgroup);
+    let mut next = Instant::now() + interval;
+    while crate::state::status_of(&path, &r) != Status::Stopped {
+        let now = stats::oom_kills(&r.cgroup);
+        if now > ooms {
+            ooms = now;
+            emit(out, json!({"type": "oom", "id": id}));
+        }
+        if Instant::now() >= next {
+            emit(out, stats_event());
+            next += interval;
+        }
+        std::thread::sleep(Duration::from_millis(50).min(interval));
+    }
+    // An OOM kill that ended the container is reported too.
+    if stats::oom_kills(&r.cgroup) > ooms {
+        emit(out, json!({"type": "oom", "id": id}));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_intervals() {
+        assert_eq!(ram_in_bytes("memory", "512m").unwrap(), 512 << 20);
+        assert_eq!(ram_in_bytes("memory", "1G").unwrap(), 1 << 30);
+        assert_eq!(ram_in_bytes("memory", "4096").unwrap(), 4096);
+        assert_eq!(ram_in_bytes("memory", "-1").unwrap(), -1);
+        assert!(ram_in_bytes("memory", "lots").is_err());
+        assert_eq!(parse_interval("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_interval("5s").unwrap(), Duration::from_secs(5));
+        assert!(parse_interval("0s").is_err());
+    }
+
+    #[test]
+    fn merging_keeps_what_is_not_given() {
+        let mut base = json!({"memory": {"limit": 1, "swap": 2}, "pids": {"limit": 3}});
+        merge(&mut base, json!({"memory": {"limit": 5}}));
+        assert_eq!(
+            base,
+            json!({"memory": {"limit": 5, "swap": 2}, "pids": {"limit": 3}})
+        );
+    }
+}

@@ -1,0 +1,380 @@
+//! Cgroup resources on this host's layout, checked in the cgroup files and by their effect; and
+//! the commands that use them: update, pause/resume, ps, events.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{TestResult, skip};
+use crate::support::{Bundle, Ctx};
+
+/// The container's directory for `controller`: a v1 hierarchy with it, or the unified one.
+fn dir(id: &str, controller: &str) -> PathBuf {
+    let v1 = Path::new("/sys/fs/cgroup").join(controller);
+    if v1.join("cgroup.procs").exists() {
+        return v1.join("chitin-tests").join(id);
+    }
+    let unified = if Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists() {
+        "/sys/fs/cgroup/unified"
+    } else {
+        "/sys/fs/cgroup"
+    };
+    Path::new(unified).join("chitin-tests").join(id)
+}
+
+fn read(p: PathBuf) -> String {
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_owned()
+}
+
+fn is_v1(controller: &str) -> bool {
+    Path::new("/sys/fs/cgroup")
+        .join(controller)
+        .join("cgroup.procs")
+        .exists()
+}
+
+fn bundle(ctx: &Ctx, script: &str, id: &str, resources: Value) -> Bundle {
+    let mut b = ctx.bundle(script);
+    b.config["linux"]["cgroupsPath"] = format!("/chitin-tests/{id}").into();
+    for (k, v) in resources.as_object().unwrap() {
+        b.config["linux"]["resources"][k] = v.clone();
+    }
+    b.config["root"]["readonly"] = false.into();
+    b
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn resources_reach_the_cgroup_files() -> TestResult {
+    let ctx = Ctx::new("res")?;
+    if !is_v1("memory") {
+        return skip("these file names are cgroup v1's; the v2 run covers v2");
+    }
+    let id = ctx.id();
+    let mut res = json!({
+        "memory": {"limit": 64 << 20, "swap": 96 << 20, "reservation": 32 << 20, "swappiness": 10},
+        "cpu": {"shares": 512, "quota": 30000, "period": 100000, "burst": 1000, "cpus": "0", "mems": "0"},
+        "pids": {"limit": 40},
+        "blockIO": {"throttleReadBpsDevice": [{"major": 7, "minor": 0, "rate": 1048576}]}
+    });
+    let hugetlb = Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists();
+    if hugetlb {
+        res["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 4194304}]);
+    }
+    let b = bundle(
+        &ctx,
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max",
+        &id,
+        res,
+    );
+    b.save();
+    assert_eq!(ctx.run_detached(&b, &id), 0);
+    for (ctl, file, want) in [
+        ("memory", "memory.limit_in_bytes", "67108864"),
+        ("memory", "memory.memsw.limit_in_bytes", "100663296"),
+        ("memory", "memory.soft_limit_in_bytes", "33554432"),
+        ("memory", "memory.swappiness", "10"),
+        ("cpu", "cpu.shares", "512"),
+        ("cpu", "cpu.cfs_quota_us", "30000"),
+        ("cpu", "cpu.cfs_period_us", "100000"),
+        ("cpu", "cpu.cfs_burst_us", "1000"),
+        ("cpuset", "cpuset.cpus", "0"),
+        ("pids", "pids.max", "40"),
+        ("blkio", "blkio.throttle.read_bps_device", "7:0 1048576"),
+    ] {
+        assert_eq!(read(dir(&id, ctl).join(file)), want, "{ctl}/{file}");
+    }
+    if hugetlb {
+        let d = dir(&id, "hugetlb");
+        let f = if is_v1("hugetlb") {
+            "hugetlb.2MB.limit_in_bytes"
+        } else {
+            "hugetlb.2MB.max"
+        };
+        assert_eq!(read(d.join(f)), "4194304", "hugetlb in {}", d.display());
+    }
+    assert!(ctx.chitin(&["delete", "-f", &id]).status.success());
+    assert!(!dir(&id, "memory").exists());
+    Ok(())
+}
+
+pub fn memory_limit_oom_kills_and_events_reports_it() -> TestResult {
+    let ctx = Ctx::new("oom")?;
+    let id = ctx.id();
+    // tail keeps a line without newlines whole: 200 MiB against a 32 MiB limit, no swap.
+    let b = bundle(
+        &ctx,
+        "sleep 0.5; head -c 209715200 /dev/zero | tail >/dev/null; echo tail=$?; sleep 0.3",
+        &id,
+        json!({"memory": {"limit": 32 << 20, "swap": 32 << 20}}),
+    );
+    b.save();
+    let out_path = ctx.base.join("out");
+    let out = std::fs::File::create(&out_path).unwrap();
+    let st = ctx
+        .cmd()
+        .args(["run", "-d", "-b"])
+        .arg(&b.dir)
+        .arg(&id)
+        .stdout(out)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let events = ctx
+        .cmd()
+        .args(["events", "--interval", "100ms", &id])
+        .output()
+        .unwrap();
+    assert!(
+        events.status.success(),
+        "{}",
+        String::from_utf8_lossy(&events.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&events.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|e| e["type"] == "oom" && e["id"] == id.as_str()),
+        "an oom event: {lines:?}"
+    );
+    let stats = lines
+        .iter()
+        .find(|e| e["type"] == "stats")
+        .expect("a stats event");
+    assert_eq!(stats["data"]["memory"]["usage"]["limit"], 32 << 20);
+    assert_eq!(
+        read(out_path),
+        "tail=137",
+        "the allocating process was killed by SIGKILL"
+    );
+    assert!(ctx.chitin(&["delete", &id]).status.success());
+    Ok(())
+}
+
+pub fn pids_limit_stops_forks() -> TestResult {
+    let ctx = Ctx::new("pids")?;
+    let id = ctx.id();
+    // A child shell forks until the limit stops it; the outer one then uses builtins only.
+    let b = bundle(
+        &ctx,
+        "sh -c 'for i in 1 2 3 4 5 6 7 8; do sleep 5 & done' 2>/tmp/err; rc=$?; \
+         { read c < /sys/fs/cgroup/pids/pids.current || read c < /sys/fs/cgroup/pids.current; } 2>/dev/null; \
+         read e < /tmp/err; echo $rc $c; echo $e",
+        &id,
+        json!({"pids": {"limit": 4}}),
+    );
+    let out = ctx.run_ok(&b);
+    let mut lines = out.lines();
+    // sh, the child sh and two sleeps made four; the third sleep's fork failed and the child
+    // shell gave up. Left: sh and two sleeps.
+    assert_eq!(lines.next(), Some("2 3"), "{out}");
+    assert!(
+        lines.next().is_some_and(|l| l.contains("can't fork")),
+        "{out}"
+    );
+    Ok(())
+}
+
+pub fn pause_freezes_and_resume_thaws() -> TestResult {
+    let ctx = Ctx::new("freeze")?;
+    let id = ctx.id();
+    let b = bundle(
+        &ctx,
+        "while true; do echo t >> /tmp/ticks; sleep 0.02; done",
+        &id,
+        json!({}),
+    );
+    b.save();
+    assert_eq!(ctx.run_detached(&b, &id), 0);
+    let ticks = b.rootfs().join("tmp/ticks");
+    let count = || {
+        std::fs::read_to_string(&ticks)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    wait_until("ticks", 5, || count() > 3);
+    assert!(ctx.chitin(&["pause", &id]).status.success());
+    assert_eq!(ctx.state(&id)["status"], "paused");
+    let frozen_at = count();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(count(), frozen_at, "a frozen container makes no progress");
+    let again = ctx.chitin(&["pause", &id]);
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "pausing a paused container fails"
+    );
+    assert!(ctx.chitin(&["resume", &id]).status.success());
+    assert_eq!(ctx.state(&id)["status"], "running");
+    wait_until("progress after resume", 5, || count() > frozen_at + 3);
+    // delete -f reaches a paused container too.
+    assert!(ctx.chitin(&["pause", &id]).status.success());
+    assert!(ctx.chitin(&["delete", "-f", &id]).status.success());
+    assert!(!ctx.root.join(&id).exists());
+    Ok(())
+}
+
+pub fn update_changes_limits() -> TestResult {
+    let ctx = Ctx::new("update")?;
+    let id = ctx.id();
+    let b = bundle(
+        &ctx,
+        "sleep 100",
+        &id,
+        json!({"memory": {"limit": 64 << 20}, "pids": {"limit": 10}}),
+    );
+    b.save();
+    assert_eq!(ctx.run_detached(&b, &id), 0);
+    assert!(
+        ctx.chitin(&[
+            "update",
+            "--memory",
+            "128m",
+            "--pids-limit",
+            "20",
+            "--cpu-share",
+            "256",
+            &id
+        ])
+        .status
+        .success()
+    );
+    let mem_file = if is_v1("memory") {
+        "memory.limit_in_bytes"
+    } else {
+        "memory.max"
+    };
+    assert_eq!(
+        read(dir(&id, "memory").join(mem_file)),
+        (128u64 << 20).to_string()
+    );
+    assert_eq!(read(dir(&id, "pids").join("pids.max")), "20");
+    let cpu = if is_v1("cpu") {
+        read(dir(&id, "cpu").join("cpu.shares"))
+    } else {
+        read(dir(&id, "cpu").join("cpu.weight"))
+    };
+    assert_eq!(cpu, if is_v1("cpu") { "256" } else { "10" });
+    // -r with a file, then from stdin.
+    let f = ctx.base.join("res.json");
+    std::fs::write(&f, r#"{"pids": {"limit": 30}}"#).unwrap();
+    assert!(
+        ctx.cmd()
+            .args(["update", "-r"])
+            .arg(&f)
+            .arg(&id)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(read(dir(&id, "pids").join("pids.max")), "30");
+    let mut child = ctx
+        .cmd()
+        .args(["update", "-r", "-", &id])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), br#"{"pids": {"limit": 31}}"#)
+        .unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    assert_eq!(read(dir(&id, "pids").join("pids.max")), "31");
+    // Bad values are refused with the field named, and change nothing.
+    let out = ctx.chitin(&["update", "--cpuset-cpus", "0-x", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cpu.cpus"));
+    // What update set is kept in the state: a later update merges with it.
+    assert!(
+        ctx.chitin(&["update", "--pids-limit", "32", &id])
+            .status
+            .success()
+    );
+    assert_eq!(
+        read(dir(&id, "memory").join(mem_file)),
+        (128u64 << 20).to_string()
+    );
+    assert!(ctx.chitin(&["delete", "-f", &id]).status.success());
+    Ok(())
+}
+
+pub fn ps_lists_the_container() -> TestResult {
+    let ctx = Ctx::new("ps")?;
+    let id = ctx.id();
+    let b = bundle(&ctx, "sleep 100 & sleep 100", &id, json!({}));
+    b.save();
+    assert_eq!(ctx.run_detached(&b, &id), 0);
+    let init = ctx.state(&id)["pid"].as_i64().unwrap();
+    wait_until("two processes", 5, || {
+        let v: Value = serde_json::from_slice(&ctx.chitin(&["ps", "-f", "json", &id]).stdout)
+            .unwrap_or(json!([]));
+        v.as_array().is_some_and(|a| a.len() == 2)
+    });
+    let pids: Vec<i64> =
+        serde_json::from_slice(&ctx.chitin(&["ps", "--format", "json", &id]).stdout).unwrap();
+    assert!(pids.contains(&init));
+    let table = String::from_utf8(ctx.chitin(&["ps", &id, "-o", "pid,comm"]).stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["PID", "COMMAND"]
+    );
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[1..].iter().all(|l| l.ends_with("sleep")), "{table}");
+    assert!(ctx.chitin(&["delete", "-f", &id]).status.success());
+    Ok(())
+}
+
+pub fn stats_event() -> TestResult {
+    let ctx = Ctx::new("stats")?;
+    let id = ctx.id();
+    let b = bundle(
+        &ctx,
+        "sleep 100",
+        &id,
+        json!({"pids": {"limit": 9}, "memory": {"limit": 100 << 20}}),
+    );
+    b.save();
+    assert_eq!(ctx.run_detached(&b, &id), 0);
+    let out = ctx.chitin(&["events", "--stats", &id]);
+    assert!(out.status.success());
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["type"], "stats");
+    assert_eq!(e["id"], id.as_str());
+    assert_eq!(e["data"]["pids"]["current"], 1);
+    assert_eq!(e["data"]["pids"]["limit"], 9);
+    assert_eq!(e["data"]["memory"]["usage"]["limit"], 100 << 20);
+    assert!(e["data"]["memory"]["usage"]["usage"].as_u64().unwrap() > 0);
+    assert!(e["data"]["cpu"]["usage"]["total"].as_u64().is_some());
+    assert!(ctx.chitin(&["delete", "-f", &id]).status.success());
+    Ok(())
+}
+
+pub fn unsupported_resources_are_refused() -> TestResult {
+    let ctx = Ctx::new("nores")?;
+    let id = ctx.id();
+    let b = bundle(&ctx, "true", &id, json!({"network": {"classID": 42}}));
+    b.save();
+    let (code, err) = ctx.create(&b, &id, &[]);
+    if is_v1("net_cls") {
+        return skip("this host has net_cls; the refusal needs a host without it");
+    }
+    assert_eq!(code, 1);
+    assert!(err.contains("linux.resources.network.classID"), "{err}");
+    assert!(!ctx.root.join(&id).exists());
+    assert!(!dir(&id, "memory").exists());
+    Ok(())
+}
