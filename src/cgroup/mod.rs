@@ -3,6 +3,7 @@
 //! `linux.resources` to whichever hierarchy holds each controller; `freezer` and `stats` serve
 //! pause/resume and events.
 
+pub mod bpf_devices;
 pub mod freezer;
 pub mod resources;
 pub mod stats;
@@ -24,10 +25,8 @@ pub enum CgroupError {
     Layout(io::Error),
     #[error("cgroup {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error(
-        "linux.resources.devices: device rules need the v1 devices controller; eBPF device programs for cgroup v2 are not supported yet"
-    )]
-    DevicesOnV2,
+    #[error("linux.resources.devices: this host has neither a v1 devices controller nor cgroup v2")]
+    NoDevices,
     #[error("linux.resources.{field}: {reason}")]
     Resource { field: String, reason: String },
 }
@@ -155,8 +154,8 @@ impl Layout {
         res: Option<&LinuxResources>,
         rules: &[DeviceRule],
     ) -> Result<Vec<resources::Write>, CgroupError> {
-        if !rules.is_empty() && !self.has_v1_devices() {
-            return Err(CgroupError::DevicesOnV2);
+        if !rules.is_empty() && !self.has_v1_devices() && self.unified.is_none() {
+            return Err(CgroupError::NoDevices);
         }
         match res {
             Some(r) => resources::writes(r, &|c| self.kind_of(c)),
@@ -343,9 +342,9 @@ impl Placement {
     /// Writes the devices rules, then allows the devices every container gets (runc does the same,
     /// so that a deny-all rule still leaves /dev/null and the pty usable).
     pub fn apply_device_rules(&self, rules: &[DeviceRule]) -> Result<(), CgroupError> {
-        let Some(dir) = self.v1_dir("devices") else {
+        if rules.is_empty() {
             return Ok(());
-        };
+        }
         let defaults = [
             ('c', None, None, "m"),
             ('b', None, None, "m"),
@@ -366,15 +365,23 @@ impl Placement {
             minor,
             access: access.into(),
         });
-        for rule in rules.iter().chain(defaults.iter()) {
-            let f = dir.join(if rule.allow {
-                "devices.allow"
-            } else {
-                "devices.deny"
-            });
-            fs::write(&f, rule.v1_line()).map_err(io_err(&f))?;
+        let all: Vec<DeviceRule> = rules.iter().cloned().chain(defaults).collect();
+        if let Some(dir) = self.v1_dir("devices") {
+            for rule in &all {
+                let f = dir.join(if rule.allow {
+                    "devices.allow"
+                } else {
+                    "devices.deny"
+                });
+                fs::write(&f, rule.v1_line()).map_err(io_err(&f))?;
+            }
+            return Ok(());
         }
-        Ok(())
+        let dir = self.unified.as_deref().ok_or(CgroupError::NoDevices)?;
+        bpf_devices::attach(dir, &all).map_err(|e| CgroupError::Io {
+            path: dir.to_path_buf(),
+            source: io::Error::new(e.kind(), format!("attaching the eBPF device program: {e}")),
+        })
     }
 
     /// The pids in the container's cgroup (from the first hierarchy that has it).

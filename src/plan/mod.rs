@@ -193,7 +193,8 @@ pub struct DeviceRule {
 impl DeviceRule {
     pub fn v1_line(&self) -> String {
         let n = |v: Option<i64>| v.map_or("*".to_string(), |v| v.to_string());
-        if self.kind == 'a' {
+        if self.kind == 'a' && self.major.is_none() && self.minor.is_none() && self.access == "rwm"
+        {
             return "a".into();
         }
         format!(

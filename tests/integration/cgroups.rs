@@ -378,3 +378,132 @@ pub fn unsupported_resources_are_refused() -> TestResult {
     assert!(!dir(&id, "memory").exists());
     Ok(())
 }
+
+/// Runs `chitin <args>` in a private mount namespace where `hide` (a cgroup mount) is unmounted:
+/// how a host without that hierarchy looks to chitin.
+fn chitin_without(ctx: &Ctx, hide: &str, args: &str) -> std::process::Output {
+    let script = format!(
+        "umount {hide} && exec {} --root {} {args}",
+        crate::support::bin(),
+        ctx.root.display()
+    );
+    std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap()
+}
+
+/// A container that opens /dev/net/tun (10:200, openable without privileges), with or without
+/// a deny-all device rule. The kernel must have tun for the node to open at all.
+fn tun_bundle(ctx: &Ctx, id: &str, deny_all: bool) -> Result<Bundle, crate::harness::Outcome> {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .is_err()
+    {
+        return skip("/dev/net/tun does not open on this host (no tun driver)");
+    }
+    let mut b = bundle(
+        ctx,
+        "(exec 3<>/dev/net/tun) 2>/dev/null && echo tun-opened || echo tun-denied; echo x > /dev/null && echo null-ok",
+        id,
+        json!({}),
+    );
+    b.config["linux"]["devices"] =
+        json!([{"path": "/dev/net/tun", "type": "c", "major": 10, "minor": 200, "fileMode": 438}]);
+    b.config["linux"]["resources"]["devices"] = if deny_all {
+        json!([{"allow": false, "access": "rwm"}])
+    } else {
+        json!([])
+    };
+    b.save();
+    Ok(b)
+}
+
+/// Device rules through the v1 devices controller: tun is denied by "deny all" and opens without
+/// it, while the default devices stay usable.
+pub fn device_rules_v1() -> TestResult {
+    let ctx = Ctx::new("devv1")?;
+    if !is_v1("devices") {
+        return skip("no v1 devices controller on this host");
+    }
+    for (deny, want) in [
+        (true, "tun-denied\nnull-ok\n"),
+        (false, "tun-opened\nnull-ok\n"),
+    ] {
+        let b = tun_bundle(&ctx, &ctx.id(), deny)?;
+        assert_eq!(ctx.run_ok(&b), want);
+    }
+    Ok(())
+}
+
+/// The eBPF device program, on this host's unified hierarchy with the v1 devices controller
+/// hidden: tun is denied with the rules and opens without them.
+pub fn ebpf_device_filter() -> TestResult {
+    let ctx = Ctx::new("ebpf")?;
+    if !Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists()
+        && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    {
+        return skip("no cgroup v2 hierarchy to attach a program to");
+    }
+    let hide = if is_v1("devices") {
+        "/sys/fs/cgroup/devices"
+    } else {
+        ""
+    };
+    for (deny, want) in [
+        (true, "tun-denied\nnull-ok\n"),
+        (false, "tun-opened\nnull-ok\n"),
+    ] {
+        let id = ctx.id();
+        let b = tun_bundle(&ctx, &id, deny)?;
+        let args = format!("run -b {} {id}", b.dir.display());
+        let out = if hide.is_empty() {
+            ctx.cmd().args(args.split(' ')).output().unwrap()
+        } else {
+            chitin_without(&ctx, hide, &args)
+        };
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            want,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// A cgroup v1 host: the unified hierarchy hidden. Resources still apply, and the container's
+/// cgroup mount shows v1 hierarchies only.
+pub fn v1_only_host() -> TestResult {
+    let ctx = Ctx::new("v1only")?;
+    if !Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() || !is_v1("memory") {
+        return skip("needs a hybrid host to hide the unified hierarchy of");
+    }
+    let id = ctx.id();
+    let b = bundle(
+        &ctx,
+        "ls /sys/fs/cgroup | tr '\\n' ' '; cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+        &id,
+        json!({"memory": {"limit": 48 << 20}}),
+    );
+    b.save();
+    let out = chitin_without(
+        &ctx,
+        "/sys/fs/cgroup/unified",
+        &format!("run -b {} {id}", b.dir.display()),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("memory") && !text.contains("unified"),
+        "{text}"
+    );
+    assert!(text.ends_with(&format!("{}\n", 48 << 20)), "{text}");
+    Ok(())
+}

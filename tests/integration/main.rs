@@ -43,7 +43,6 @@ fn main() {
         rootfs::symlinked_mount_destination_stays_inside,
         rootfs::readonly_root_masked_and_readonly_paths,
         rootfs::devices_and_dev_layout,
-        rootfs::device_cgroup_denies,
         rootfs::sysctls_apply_in_the_container,
         rootfs::no_pivot,
         hooks::all_phases_in_order,
@@ -63,6 +62,9 @@ fn main() {
         cgroups::ps_lists_the_container,
         cgroups::stats_event,
         cgroups::unsupported_resources_are_refused,
+        cgroups::device_rules_v1,
+        cgroups::ebpf_device_filter,
+        cgroups::v1_only_host,
         compare::same_view_as_runc,
         compare::same_lifecycle_as_runc,
     ]);

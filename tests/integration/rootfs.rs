@@ -241,31 +241,6 @@ wrote
     Ok(())
 }
 
-pub fn device_cgroup_denies() -> TestResult {
-    let ctx = Ctx::new("devcg")?;
-    if !std::path::Path::new("/sys/fs/cgroup/devices/devices.allow").exists() {
-        return skip("no v1 devices controller on this host");
-    }
-    // mknod is allowed by the default rules ("c *:* m"); reading the memory device is not.
-    let b = ctx.bundle("mknod /dev/mem2 c 1 1; head -c1 /dev/mem2 >/dev/null 2>&1 && echo opened || echo denied; echo ok > /dev/null && echo null-ok");
-    let mut b = b;
-    b.config["process"]["capabilities"]["bounding"]
-        .as_array_mut()
-        .unwrap()
-        .push("CAP_MKNOD".into());
-    b.config["process"]["capabilities"]["effective"]
-        .as_array_mut()
-        .unwrap()
-        .push("CAP_MKNOD".into());
-    b.config["process"]["capabilities"]["permitted"]
-        .as_array_mut()
-        .unwrap()
-        .push("CAP_MKNOD".into());
-    b.config["root"]["readonly"] = false.into();
-    assert_eq!(ctx.run_ok(&b), "denied\nnull-ok\n");
-    Ok(())
-}
-
 pub fn sysctls_apply_in_the_container() -> TestResult {
     let ctx = Ctx::new("sysctl")?;
     let host_before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
