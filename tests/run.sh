@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test of chitin on a fresh Debian machine, as root: installs what the tests use (busybox
-# for the rootfs, runc to compare with), then runs the unit and integration tests.
+# for the rootfs, runc to compare with), runs the unit and integration tests on this host, then
+# the integration tests again on pure cgroup v2 in a QEMU VM (tests/vm/run-v2.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -10,3 +11,9 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 cargo test --all-targets -- "$@"
+# The same integration tests on a pure cgroup v2 kernel, in a VM (CHITIN_SKIP_VM=1 skips it).
+if [ "${CHITIN_SKIP_VM:-0}" = 1 ]; then
+  echo "cgroup v2 VM run skipped: CHITIN_SKIP_VM=1"
+else
+  bash tests/vm/run-v2.sh "$@"
+fi

@@ -589,6 +589,11 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("cpu.cpus"), "{e}");
+        let r = res(serde_json::json!({"rdma": {"mlx5_0": {"hcaHandles": 3, "hcaObjects": 100}}}));
+        assert_eq!(
+            files(&writes(&r, &|_| Some(Kind::V2)).unwrap()),
+            ["rdma.max=mlx5_0 hca_handle=3 hca_object=100"]
+        );
         assert_eq!(shares_to_weight(2), 1);
         assert_eq!(shares_to_weight(262_144), 10_000);
     }

@@ -108,6 +108,63 @@ pub fn resources_reach_the_cgroup_files() -> TestResult {
     Ok(())
 }
 
+/// The same resources on a pure cgroup v2 host, converted as runc converts them, plus a
+/// `unified` key.
+pub fn resources_reach_the_cgroup_files_v2() -> TestResult {
+    let ctx = Ctx::new("resv2")?;
+    if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        return skip("not a pure cgroup v2 host (the VM run covers it)");
+    }
+    let id = ctx.id();
+    let mut res = json!({
+        "memory": {"limit": 64 << 20, "swap": 96 << 20, "reservation": 32 << 20},
+        "cpu": {"shares": 512, "quota": 30000, "period": 100000, "burst": 1000, "cpus": "0", "mems": "0", "idle": 0},
+        "pids": {"limit": 40},
+        "unified": {"memory.high": "60000000"}
+    });
+    let block = std::fs::read_dir("/sys/block")
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|e| e.ok())
+        .and_then(|e| std::fs::read_to_string(e.path().join("dev")).ok());
+    if let Some((major, minor)) = block.as_deref().and_then(|d| d.trim().split_once(':')) {
+        res["blockIO"] = json!({"throttleReadBpsDevice": [{"major": major.parse::<i64>().unwrap(), "minor": minor.parse::<i64>().unwrap(), "rate": 1048576}]});
+    }
+    let hugetlb = Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists();
+    if hugetlb {
+        res["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 4194304}]);
+    }
+    let b = bundle(&ctx, "sleep 100", &id, res);
+    b.save();
+    assert_eq!(ctx.run_detached(&b, &id), 0);
+    let d = dir(&id, "memory");
+    for (file, want) in [
+        ("memory.max", "67108864".to_string()),
+        ("memory.swap.max", (32u64 << 20).to_string()),
+        ("memory.low", "33554432".into()),
+        ("memory.high", "59998208".into()),
+        ("cpu.weight", "20".into()),
+        ("cpu.max", "30000 100000".into()),
+        ("cpu.max.burst", "1000".into()),
+        ("cpuset.cpus", "0".into()),
+        ("pids.max", "40".into()),
+    ] {
+        assert_eq!(read(d.join(file)), want, "{file}");
+    }
+    if let Some(dev) = block {
+        assert!(
+            read(d.join("io.max")).starts_with(&format!("{} rbps=1048576", dev.trim())),
+            "io.max"
+        );
+    }
+    if hugetlb {
+        assert_eq!(read(d.join("hugetlb.2MB.max")), "4194304");
+    }
+    assert!(ctx.chitin(&["delete", "-f", &id]).status.success());
+    assert!(!d.exists());
+    Ok(())
+}
+
 pub fn memory_limit_oom_kills_and_events_reports_it() -> TestResult {
     let ctx = Ctx::new("oom")?;
     let id = ctx.id();

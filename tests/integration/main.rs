@@ -55,6 +55,7 @@ fn main() {
         errors::ids_and_signals,
         errors::refused_flags,
         cgroups::resources_reach_the_cgroup_files,
+        cgroups::resources_reach_the_cgroup_files_v2,
         cgroups::memory_limit_oom_kills_and_events_reports_it,
         cgroups::pids_limit_stops_forks,
         cgroups::pause_freezes_and_resume_thaws,

@@ -11,8 +11,12 @@ use crate::harness::{Outcome, skip};
 
 pub const BUSYBOX: &str = "/bin/busybox";
 
+/// The binary under test: cargo's, or CHITIN_BIN where the tests run elsewhere (the VM).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_chitin")
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("CHITIN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_chitin").to_owned())
+    })
 }
 
 /// Root and a static busybox are what every container test needs.

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Runs the integration tests on a pure cgroup v2 host: Debian's kernel booted under
+# qemu-system-x86_64 (software emulation), from a busybox initramfs that carries chitin, the test
+# binary and their libraries. Arguments filter the tests by name, as for the test binary.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+compgen -G '/boot/vmlinuz-*' >/dev/null || need+=(linux-image-amd64)
+command -v cpio >/dev/null || need+=(cpio)
+{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+kernel=$(ls /boot/vmlinuz-* | sort -V | tail -n 1)
+kver=${kernel#/boot/vmlinuz-}
+
+cargo build --quiet
+testbin=$(cargo test --test integration --no-run --message-format=json 2>/dev/null \
+  | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+[ -x "$testbin" ] || { echo "no integration test binary" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/chitin-vm.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+root=$work/root
+mkdir -p "$root"/{bin,proc,sys,dev,tmp,run,etc,newroot,lib/modules}
+cp /bin/busybox "$root/bin/busybox"
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"; done
+cp target/debug/chitin "$root/bin/chitin"
+cp "$testbin" "$root/bin/integration"
+# The binaries' shared libraries, at the paths their loader expects.
+for lib in $(ldd target/debug/chitin "$testbin" | awk '/=>/ {print $3} /^[ \t]*\/lib/ {print $1}' | sort -u); do
+  mkdir -p "$root$(dirname "$lib")"
+  cp -L "$lib" "$root$lib"
+done
+# tun, for the device tests; Debian ships it as a compressed module.
+tun=$(find "/lib/modules/$kver" -name 'tun.ko*' | head -n 1)
+case "$tun" in
+  *.xz) xz -dc "$tun" > "$root/lib/modules/tun.ko" ;;
+  *.zst) zstd -qdc "$tun" > "$root/lib/modules/tun.ko" ;;
+  ?*) cp "$tun" "$root/lib/modules/tun.ko" ;;
+esac
+printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
+printf 'root:x:0:\n' > "$root/etc/group"
+
+# pivot_root cannot leave an initramfs: /init copies the tree to a tmpfs and switches to it.
+cat > "$root/init" <<'INIT'
+#!/bin/sh
+mount -t proc proc /proc
+mount -t tmpfs -o size=1500m root /newroot
+for d in bin etc lib lib64 usr init2; do [ -e /$d ] && cp -a /$d /newroot/; done
+mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/tmp /newroot/run
+umount /proc
+exec switch_root /newroot /init2 "$@"
+INIT
+cat > "$root/init2" <<'INIT'
+#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp
+mount -t tmpfs run /run
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+insmod /lib/modules/tun.ko 2>/dev/null
+echo "cgroup-layout: $(cat /sys/fs/cgroup/cgroup.controllers)"
+set -- $(cat /proc/cmdline)
+filter=""
+for a in "$@"; do case $a in chitin.filter=*) filter=$(echo "${a#chitin.filter=}" | tr , ' ') ;; esac; done
+CHITIN_BIN=/bin/chitin TMPDIR=/tmp /bin/integration $filter
+echo "vm-exit=$?"
+poweroff -f
+INIT
+chmod +x "$root/init" "$root/init2"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initramfs.gz"
+
+filter=$(IFS=,; echo "$*")
+log=$work/console.log
+timeout 1500 qemu-system-x86_64 -accel tcg -m 2048 -smp 2 -nographic -no-reboot \
+  -kernel "$kernel" -initrd "$work/initramfs.gz" \
+  -append "console=ttyS0 quiet panic=-1 chitin.filter=$filter" | tee "$log" | grep -E '^(test |integration:|cgroup-layout:|vm-exit=|thread |  left|  right|assertion)' || true
+code=$(sed -n 's/^vm-exit=\([0-9]*\).*/\1/p' "$log" | tail -n 1)
+if [ -z "$code" ]; then
+  echo "the VM did not finish the tests; last lines:" >&2
+  tail -n 30 "$log" >&2
+  exit 1
+fi
+exit "$code"
