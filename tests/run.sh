@@ -11,6 +11,14 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 cargo test --all-targets -- "$@"
+# A cgroup v1-only host: the same host with its unified hierarchy hidden in a private mount
+# namespace, for the tests that touch cgroups.
+if mountpoint -q /sys/fs/cgroup/unified; then
+  unshare -m --propagation private sh -c \
+    'umount /sys/fs/cgroup/unified && exec cargo test --test integration -- cgroups:: lifecycle::'
+else
+  echo "cgroup v1-only run skipped: this host has no separate unified hierarchy to hide"
+fi
 # The same integration tests on a pure cgroup v2 kernel, in a VM (CHITIN_SKIP_VM=1 skips it).
 if [ "${CHITIN_SKIP_VM:-0}" = 1 ]; then
   echo "cgroup v2 VM run skipped: CHITIN_SKIP_VM=1"

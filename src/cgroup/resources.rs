@@ -465,6 +465,22 @@ pub fn writes(
     Ok(w.out)
 }
 
+/// Block I/O weights live in the BFQ files when BFQ is the scheduler (and CFQ, which had the
+/// plain ones on v1, is gone from current kernels).
+fn file_name<'a>(dir: &Path, file: &'a str) -> &'a str {
+    let bfq = match file {
+        "blkio.weight" => "blkio.bfq.weight",
+        "blkio.weight_device" => "blkio.bfq.weight_device",
+        "io.weight" => "io.bfq.weight",
+        _ => return file,
+    };
+    if !dir.join(file).exists() && dir.join(bfq).exists() {
+        bfq
+    } else {
+        file
+    }
+}
+
 /// Applies the writes to the container's cgroup. A write the kernel refuses because of the
 /// current value of another (memory below memsw, a quota above the period) is retried after the
 /// others.

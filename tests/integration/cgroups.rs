@@ -37,6 +37,17 @@ fn is_v1(controller: &str) -> bool {
         .exists()
 }
 
+/// A hugetlb controller, in v1 or offered by a cgroup2 root.
+fn has_hugetlb() -> bool {
+    is_v1("hugetlb")
+        || ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+            .iter()
+            .any(|m| {
+                std::fs::read_to_string(Path::new(m).join("cgroup.controllers"))
+                    .is_ok_and(|c| c.split_whitespace().any(|c| c == "hugetlb"))
+            })
+}
+
 fn bundle(ctx: &Ctx, script: &str, id: &str, resources: Value) -> Bundle {
     let mut b = ctx.bundle(script);
     b.config["linux"]["cgroupsPath"] = format!("/chitin-tests/{id}").into();
@@ -67,18 +78,27 @@ pub fn resources_reach_the_cgroup_files() -> TestResult {
         "pids": {"limit": 40},
         "blockIO": {"throttleReadBpsDevice": [{"major": 7, "minor": 0, "rate": 1048576}]}
     });
-    let hugetlb = Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists();
+    let hugetlb = Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists() && has_hugetlb();
     if hugetlb {
         res["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 4194304}]);
     }
     let b = bundle(
         &ctx,
-        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max",
+        "grep Cpus_allowed_list /proc/self/status > /tmp/cpus; sleep 100",
         &id,
         res,
     );
     b.save();
     assert_eq!(ctx.run_detached(&b, &id), 0);
+    let cpus = b.rootfs().join("tmp/cpus");
+    wait_until("the cpuset check", 5, || {
+        std::fs::read_to_string(&cpus).is_ok_and(|s| s.ends_with('\n'))
+    });
+    assert_eq!(
+        read(cpus),
+        "Cpus_allowed_list:\t0",
+        "the cpuset is in effect"
+    );
     for (ctl, file, want) in [
         ("memory", "memory.limit_in_bytes", "67108864"),
         ("memory", "memory.memsw.limit_in_bytes", "100663296"),
@@ -162,6 +182,77 @@ pub fn resources_reach_the_cgroup_files_v2() -> TestResult {
     }
     assert!(ctx.chitin(&["delete", "-f", &id]).status.success());
     assert!(!d.exists());
+    Ok(())
+}
+
+/// cpu.max / cfs_quota in effect: a busy loop over 1.5 s of wall time gets about a fifth of a CPU.
+pub fn cpu_quota_throttles() -> TestResult {
+    let ctx = Ctx::new("quota")?;
+    let id = ctx.id();
+    let b = bundle(
+        &ctx,
+        "timeout 1.5 sh -c 'while :; do :; done'; sleep 100",
+        &id,
+        json!({"cpu": {"quota": 20000, "period": 100000}}),
+    );
+    b.save();
+    let start = Instant::now();
+    assert_eq!(ctx.run_detached(&b, &id), 0);
+    std::thread::sleep(Duration::from_millis(2000).saturating_sub(start.elapsed()));
+    let e: Value = serde_json::from_slice(&ctx.chitin(&["events", "--stats", &id]).stdout).unwrap();
+    let used = e["data"]["cpu"]["usage"]["total"].as_u64().unwrap() as f64 / 1e9;
+    assert!(
+        used > 0.05 && used < 0.5,
+        "about 0.3 s of CPU in 1.5 s at 20%: {used}"
+    );
+    assert!(ctx.chitin(&["delete", "-f", &id]).status.success());
+    Ok(())
+}
+
+/// A relative cgroupsPath is below chitin's own cgroup, as runc places it.
+pub fn relative_cgroups_path() -> TestResult {
+    let ctx = Ctx::new("relcg")?;
+    let id = ctx.id();
+    let mut b = bundle(&ctx, "sleep 100", &id, json!({"pids": {"limit": 7}}));
+    b.config["linux"]["cgroupsPath"] = format!("chitin-rel/{id}").into();
+    b.save();
+    assert_eq!(ctx.run_detached(&b, &id), 0);
+    // The test runs chitin from its own cgroup: find it in the pids hierarchy.
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let (mount, rel) = if is_v1("pids") {
+        (
+            "/sys/fs/cgroup/pids",
+            own.lines()
+                .find_map(|l| {
+                    l.split(':')
+                        .nth(1)
+                        .filter(|c| c.split(',').any(|c| c == "pids"))
+                        .map(|_| l.splitn(3, ':').nth(2).unwrap().to_owned())
+                })
+                .unwrap(),
+        )
+    } else {
+        let unified = if Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+            "/sys/fs/cgroup/unified"
+        } else {
+            "/sys/fs/cgroup"
+        };
+        (
+            unified,
+            own.lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .unwrap()
+                .to_owned(),
+        )
+    };
+    let d = Path::new(mount)
+        .join(rel.trim_start_matches('/'))
+        .join("chitin-rel")
+        .join(&id);
+    assert_eq!(read(d.join("pids.max")), "7", "{}", d.display());
+    assert!(ctx.chitin(&["delete", "-f", &id]).status.success());
+    assert!(!d.exists());
+    let _ = std::fs::remove_dir(d.parent().unwrap());
     Ok(())
 }
 

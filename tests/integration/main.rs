@@ -57,6 +57,8 @@ fn main() {
         cgroups::resources_reach_the_cgroup_files,
         cgroups::resources_reach_the_cgroup_files_v2,
         cgroups::memory_limit_oom_kills_and_events_reports_it,
+        cgroups::cpu_quota_throttles,
+        cgroups::relative_cgroups_path,
         cgroups::pids_limit_stops_forks,
         cgroups::pause_freezes_and_resume_thaws,
         cgroups::update_changes_limits,
