@@ -497,21 +497,22 @@ pub fn apply(placement: &super::Placement, writes: &[Write]) -> Result<(), Cgrou
     for wr in writes {
         let dir =
             dir_of(wr.controller).ok_or_else(|| err(wr.controller, "controller not available"))?;
-        if let Err(e) = fs::write(dir.join(&wr.file), &wr.value) {
-            failed.push((wr, dir, e));
+        let path = dir.join(file_name(dir, &wr.file));
+        if let Err(e) = fs::write(&path, &wr.value) {
+            failed.push((wr, path, e));
         }
     }
-    for (wr, dir, first) in failed {
-        if matches!(first.raw_os_error(), Some(libc::EINVAL) | Some(libc::EBUSY))
-            && fs::write(dir.join(&wr.file), &wr.value).is_ok()
-        {
-            continue;
-        }
-        let e = fs::write(dir.join(&wr.file), &wr.value)
-            .err()
-            .unwrap_or(first);
+    for (wr, path, first) in failed {
+        let e = if matches!(first.raw_os_error(), Some(libc::EINVAL | libc::EBUSY)) {
+            match fs::write(&path, &wr.value) {
+                Ok(()) => continue,
+                Err(e) => e,
+            }
+        } else {
+            first
+        };
         return Err(CgroupError::Io {
-            path: dir.join(&wr.file),
+            path,
             source: io::Error::new(e.kind(), format!("writing {:?}: {e}", wr.value)),
         });
     }
