@@ -655,3 +655,41 @@ pub fn v1_only_host() -> TestResult {
     assert!(text.ends_with(&format!("{}\n", 48 << 20)), "{text}");
     Ok(())
 }
+
+/// A create killed while it waits on a hook leaves a container that `delete` still removes whole:
+/// state, cgroup and init.
+pub fn delete_after_a_killed_create() -> TestResult {
+    let ctx = Ctx::new("crash")?;
+    let id = ctx.id();
+    let mut b = bundle(&ctx, "true", &id, json!({"pids": {"limit": 10}}));
+    b.config["hooks"] = json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"]}]});
+    b.save();
+    let mut create = ctx
+        .cmd()
+        .args(["create", "-b"])
+        .arg(&b.dir)
+        .arg(&id)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pids = dir(&id, "pids");
+    wait_until("the init in its cgroup", 10, || {
+        std::fs::read_to_string(pids.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
+    });
+    create.kill().unwrap();
+    create.wait().unwrap();
+    assert!(ctx.root.join(&id).exists());
+    let out = ctx.chitin(&["delete", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!ctx.root.join(&id).exists(), "state removed");
+    assert!(!pids.exists(), "cgroup removed");
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", "^sleep 30$"])
+        .status();
+    Ok(())
+}

@@ -68,6 +68,8 @@ fn main() {
         cgroups::device_rules_v1,
         cgroups::ebpf_device_filter,
         cgroups::v1_only_host,
+        cgroups::delete_after_a_killed_create,
+        process::session_keyring,
         compare::same_view_as_runc,
         compare::same_lifecycle_as_runc,
     ]);

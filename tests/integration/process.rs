@@ -243,3 +243,25 @@ pub fn foreground_terminal() -> TestResult {
     assert!(text.contains("rc=5"), "{text}");
     Ok(())
 }
+
+/// Each container joins a session keyring named after it, unless --no-new-keyring.
+pub fn session_keyring() -> TestResult {
+    let ctx = Ctx::new("keys")?;
+    let mut b = ctx.bundle("grep -c keyring /proc/self/keys 2>/dev/null; awk '$9 ~ /^_ses|^keys-/ {print $9}' /proc/keys | tr -d :");
+    b.config["linux"]["maskedPaths"] = json!([]);
+    let id = ctx.id();
+    let (code, out, err) = ctx.run(&b, &id);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l == id), "a keyring named {id}: {out}");
+    let id2 = ctx.id();
+    let out2 = ctx
+        .cmd()
+        .args(["run", "--no-new-keyring", "-b"])
+        .arg(&b.dir)
+        .arg(&id2)
+        .output()
+        .unwrap();
+    let out2 = String::from_utf8_lossy(&out2.stdout);
+    assert!(!out2.lines().any(|l| l == id2), "{out2}");
+    Ok(())
+}
