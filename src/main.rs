@@ -10,6 +10,7 @@ mod hooks;
 mod init;
 mod logger;
 mod plan;
+mod seccomp;
 mod state;
 mod sync;
 mod timefmt;

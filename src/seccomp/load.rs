@@ -1,0 +1,40 @@
+//! Installing a compiled filter with seccomp(2).
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use super::bpf::SockFilter;
+
+const SECCOMP_SET_MODE_FILTER: libc::c_long = 1;
+const SECCOMP_GET_ACTION_AVAIL: libc::c_long = 2;
+const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+
+#[repr(C)]
+struct SockFprog {
+    len: u16,
+    filter: *const SockFilter,
+}
+
+/// Whether this kernel takes seccomp filters (sparc64's has only strict mode).
+pub fn filters_supported() -> bool {
+    let action = SECCOMP_RET_ALLOW;
+    // SAFETY: GET_ACTION_AVAIL reads one u32.
+    let r = unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0, &action as *const u32) };
+    r == 0
+}
+
+/// Loads `prog` for this thread (or process, with TSYNC). With SECCOMP_FILTER_FLAG_NEW_LISTENER
+/// the kernel returns the notification fd.
+pub fn load(prog: &[SockFilter], flags: u32) -> io::Result<Option<OwnedFd>> {
+    let fprog = SockFprog { len: prog.len() as u16, filter: prog.as_ptr() };
+    // SAFETY: the program outlives the call; the kernel copies it.
+    let r = unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags as libc::c_ulong, &fprog as *const SockFprog) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if flags & super::FLAG_NEW_LISTENER != 0 {
+        // SAFETY: with NEW_LISTENER the return value is a new fd.
+        return Ok(Some(unsafe { OwnedFd::from_raw_fd(r as i32) }));
+    }
+    Ok(None)
+}

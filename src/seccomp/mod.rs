@@ -1,0 +1,234 @@
+//! Seccomp: the profile from `linux.seccomp` as plain data, compiled to BPF by chitin itself over
+//! the arch crate's tables (`compile`), and loaded with seccomp(2) (`load`).
+//!
+//! The OCI section is parsed here rather than by oci-spec, whose architecture list has no
+//! SCMP_ARCH_SPARC64 (chitin's own extension).
+
+pub mod bpf;
+pub mod compile;
+pub mod load;
+
+use std::path::PathBuf;
+
+use chitin_arch::Arch;
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("linux.seccomp.{field}: {reason}")]
+    Field { field: String, reason: String },
+    #[error("linux.seccomp: {0}")]
+    Compile(#[from] bpf::TooLong),
+}
+
+fn field(f: impl Into<String>, reason: impl Into<String>) -> SeccompError {
+    SeccompError::Field { field: f.into(), reason: reason.into() }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    KillThread,
+    KillProcess,
+    Trap(u16),
+    Errno(u16),
+    Trace(u16),
+    Allow,
+    Log,
+    Notify,
+}
+
+impl Action {
+    /// The SECCOMP_RET_* value the filter returns.
+    pub fn ret(self) -> u32 {
+        match self {
+            Action::KillThread => 0x0000_0000,
+            Action::KillProcess => 0x8000_0000,
+            Action::Trap(d) => 0x0003_0000 | u32::from(d),
+            Action::Errno(e) => 0x0005_0000 | u32::from(e),
+            Action::Trace(d) => 0x7ff0_0000 | u32::from(d),
+            Action::Log => 0x7ffc_0000,
+            Action::Notify => 0x7fc0_0000,
+            Action::Allow => 0x7fff_0000,
+        }
+    }
+
+    /// Actions after which a syscall the profile does not know may simply run, so that the
+    /// ENOSYS fallback is not needed (runc treats TRACE the same: a tracer handles new calls).
+    pub fn lets_through(self) -> bool {
+        matches!(self, Action::Allow | Action::Log | Action::Trace(_))
+    }
+
+    fn parse(f: &str, name: &str, errno: Option<u32>) -> Result<Action, SeccompError> {
+        let data = |what: &str, default: u16| -> Result<u16, SeccompError> {
+            match errno {
+                None => Ok(default),
+                Some(v) if v <= 0xffff => Ok(v as u16),
+                Some(v) => Err(field(f, format!("{what} {v} does not fit in 16 bits"))),
+            }
+        };
+        Ok(match name {
+            "SCMP_ACT_KILL" | "SCMP_ACT_KILL_THREAD" => Action::KillThread,
+            "SCMP_ACT_KILL_PROCESS" => Action::KillProcess,
+            "SCMP_ACT_TRAP" => Action::Trap(data("errnoRet", 0)?),
+            "SCMP_ACT_ERRNO" => Action::Errno(data("errnoRet", libc::EPERM as u16)?),
+            "SCMP_ACT_TRACE" => Action::Trace(data("errnoRet", libc::EPERM as u16)?),
+            "SCMP_ACT_ALLOW" => Action::Allow,
+            "SCMP_ACT_LOG" => Action::Log,
+            "SCMP_ACT_NOTIFY" => Action::Notify,
+            other => return Err(field(f, format!("unknown action {other:?}"))),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Ne,
+    Lt,
+    Le,
+    Eq,
+    Ge,
+    Gt,
+    /// (arg & value) == value_two
+    MaskedEq,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArgCmp {
+    pub index: u8,
+    pub op: CmpOp,
+    pub value: u64,
+    pub value_two: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub names: Vec<String>,
+    pub action: Action,
+    pub args: Vec<ArgCmp>,
+}
+
+/// SECCOMP_FILTER_FLAG_*.
+pub const FLAG_TSYNC: u32 = 1;
+pub const FLAG_LOG: u32 = 2;
+pub const FLAG_SPEC_ALLOW: u32 = 4;
+pub const FLAG_NEW_LISTENER: u32 = 8;
+pub const FLAG_WAIT_KILLABLE_RECV: u32 = 32;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub default_action: Action,
+    /// The ABIs the filter decides for; any other gets SECCOMP_RET_KILL_THREAD, as libseccomp's
+    /// default bad-arch action.
+    pub archs: Vec<Arch>,
+    pub flags: u32,
+    pub rules: Vec<Rule>,
+    pub listener_path: Option<PathBuf>,
+    pub listener_metadata: String,
+}
+
+impl Profile {
+    pub fn needs_listener(&self) -> bool {
+        self.default_action == Action::Notify || self.rules.iter().any(|r| r.action == Action::Notify)
+    }
+}
+
+// The OCI shape of linux.seccomp.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OciSeccomp {
+    default_action: String,
+    default_errno_ret: Option<u32>,
+    #[serde(default)]
+    architectures: Vec<String>,
+    #[serde(default)]
+    flags: Vec<String>,
+    listener_path: Option<PathBuf>,
+    #[serde(default)]
+    listener_metadata: String,
+    #[serde(default)]
+    syscalls: Vec<OciSyscall>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OciSyscall {
+    names: Vec<String>,
+    action: String,
+    errno_ret: Option<u32>,
+    #[serde(default)]
+    args: Vec<OciArg>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OciArg {
+    index: u32,
+    value: u64,
+    #[serde(default)]
+    value_two: u64,
+    op: String,
+}
+
+/// Parses the `linux.seccomp` object of a config.
+pub fn from_json(v: serde_json::Value) -> Result<Profile, SeccompError> {
+    let oci: OciSeccomp = serde_path_to_error::deserialize(v).map_err(|e| field(e.path().to_string(), e.inner().to_string()))?;
+    let default_action = Action::parse("defaultAction", &oci.default_action, oci.default_errno_ret)?;
+    let mut archs = Vec::new();
+    for (i, a) in oci.architectures.iter().enumerate() {
+        let arch = Arch::from_oci_name(a).ok_or_else(|| field(format!("architectures[{i}]"), format!("unknown architecture {a:?}")))?;
+        if !archs.contains(&arch) {
+            archs.push(arch);
+        }
+    }
+    // Without a list, the filter covers the native ABI, as libseccomp's does.
+    if archs.is_empty() {
+        archs.push(Arch::native());
+    }
+    let mut flags = 0;
+    for (i, f) in oci.flags.iter().enumerate() {
+        flags |= match f.as_str() {
+            "SECCOMP_FILTER_FLAG_TSYNC" => FLAG_TSYNC,
+            "SECCOMP_FILTER_FLAG_LOG" => FLAG_LOG,
+            "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => FLAG_SPEC_ALLOW,
+            "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" => FLAG_WAIT_KILLABLE_RECV,
+            other => return Err(field(format!("flags[{i}]"), format!("unknown flag {other:?}"))),
+        };
+    }
+    let mut rules = Vec::new();
+    for (i, s) in oci.syscalls.into_iter().enumerate() {
+        let f = format!("syscalls[{i}]");
+        if s.names.is_empty() {
+            return Err(field(format!("{f}.names"), "empty"));
+        }
+        let action = Action::parse(&format!("{f}.action"), &s.action, s.errno_ret)?;
+        let mut args = Vec::new();
+        for (j, a) in s.args.into_iter().enumerate() {
+            let af = format!("{f}.args[{j}]");
+            if a.index > 5 {
+                return Err(field(format!("{af}.index"), format!("{} is not an argument index (0..5)", a.index)));
+            }
+            let op = match a.op.as_str() {
+                "SCMP_CMP_NE" => CmpOp::Ne,
+                "SCMP_CMP_LT" => CmpOp::Lt,
+                "SCMP_CMP_LE" => CmpOp::Le,
+                "SCMP_CMP_EQ" => CmpOp::Eq,
+                "SCMP_CMP_GE" => CmpOp::Ge,
+                "SCMP_CMP_GT" => CmpOp::Gt,
+                "SCMP_CMP_MASKED_EQ" => CmpOp::MaskedEq,
+                other => return Err(field(format!("{af}.op"), format!("unknown operator {other:?}"))),
+            };
+            args.push(ArgCmp { index: a.index as u8, op, value: a.value, value_two: a.value_two });
+        }
+        rules.push(Rule { names: s.names, action, args });
+    }
+    let profile = Profile { default_action, archs, flags, rules, listener_path: oci.listener_path, listener_metadata: oci.listener_metadata };
+    match (&profile.listener_path, profile.needs_listener()) {
+        (None, true) => return Err(field("listenerPath", "SCMP_ACT_NOTIFY needs a listenerPath")),
+        (Some(p), _) if !p.is_absolute() => return Err(field("listenerPath", format!("{} is not an absolute path", p.display()))),
+        _ => {}
+    }
+    if profile.default_action == Action::Notify {
+        return Err(field("defaultAction", "SCMP_ACT_NOTIFY cannot be the default action (the runtime's own calls would wait on the agent)"));
+    }
+    Ok(profile)
+}
