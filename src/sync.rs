@@ -23,6 +23,8 @@ pub enum Msg {
     HooksDone {
         state: String,
     },
+    /// Init → parent: the seccomp notification fd follows (SCM_RIGHTS) for the agent.
+    SeccompListener,
     /// Init → parent: set up; waiting at the start barrier.
     Ready,
     /// Init → parent: a step failed.

@@ -94,6 +94,16 @@ impl Arch {
         self.audit_arch() & AUDIT_ARCH_64BIT != 0
     }
 
+    /// Whether system call arguments are 32 bits wide in this ABI, so that a filter compares only
+    /// their low words. True for x32 too, whose kernel entry is x86_64's (libseccomp and so runc
+    /// treat it the same way).
+    pub const fn args_are_32bit(self) -> bool {
+        matches!(
+            self,
+            Arch::X86 | Arch::X32 | Arch::Arm | Arch::S390 | Arch::Sparc
+        )
+    }
+
     /// ENOSYS as this ABI's errno numbering has it.
     pub const fn enosys(self) -> u32 {
         match self {

@@ -91,7 +91,7 @@ mod tests {
                 console_socket: Some("/x".into()),
                 ..Default::default()
             };
-            let plan = Plan::from_spec(spec, &dir, "x", opts).unwrap();
+            let plan = Plan::from_spec(spec, None, &dir, "x", opts).unwrap();
             assert_eq!(plan.hostname.as_deref(), Some("chitin"));
             assert!(plan.process.terminal);
         }

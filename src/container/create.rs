@@ -129,6 +129,11 @@ fn write_id_map(pid: i32, file: &str, maps: &[crate::plan::IdMap]) -> Result<(),
 
 pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, ContainerError> {
     let writes = layout.check(plan.resources.as_ref(), &plan.device_rules)?;
+    // Compiled here, in the parent: the child only loads it.
+    let seccomp = match &plan.seccomp {
+        Some(p) => crate::seccomp::prepare(p, &plan.annotations)?,
+        None => None,
+    };
     let dir = StateDir::create(root, &plan.id)?;
     let mut undo = Undo {
         dir: None,
@@ -225,6 +230,7 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
                 plan,
                 layout,
                 placement: &record.cgroup,
+                seccomp: seccomp.as_ref(),
             };
             crate::init::run(
                 &ctx,
@@ -277,6 +283,15 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
                 )
                 .map_err(io_ctx("sync"))?;
             }
+            Some(Msg::SeccompListener) => {
+                let fd =
+                    crate::sync::recv_fd(sync).map_err(io_ctx("receiving the seccomp listener"))?;
+                let profile = plan
+                    .seccomp
+                    .as_ref()
+                    .expect("a listener comes from a profile");
+                send_to_agent(profile, &record, fd)?;
+            }
             Some(Msg::Ready) => break,
             Some(Msg::Failed { msg }) => return Err(ContainerError::Init(msg)),
             Some(other) => {
@@ -299,6 +314,28 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
         record,
         console_relay,
     })
+}
+
+/// Hands the seccomp notification fd to the agent at listenerPath, with the container's state
+/// (runtime-spec "ContainerProcessState"), in one message with the fd attached.
+fn send_to_agent(
+    p: &crate::seccomp::Profile,
+    r: &Record,
+    fd: OwnedFd,
+) -> Result<(), ContainerError> {
+    let path = p.listener_path.as_ref().expect("checked by the planner");
+    let what = || format!("seccomp agent at {}", path.display());
+    let sock = std::os::unix::net::UnixStream::connect(path).map_err(io_ctx(what()))?;
+    let state: serde_json::Value =
+        serde_json::from_str(&r.oci_state(Status::Creating)).expect("state is JSON");
+    let msg = serde_json::json!({
+        "ociVersion": crate::plan::OCI_VERSION,
+        "fds": ["seccompFd"],
+        "pid": r.pid,
+        "metadata": p.listener_metadata,
+        "state": state,
+    });
+    crate::sync::send_fd(sock.as_fd(), &msg.to_string(), fd.as_raw_fd()).map_err(io_ctx(what()))
 }
 
 /// The pid file is written whole or not at all: clients poll for it.

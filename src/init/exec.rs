@@ -11,14 +11,32 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use nix::unistd::{AccessFlags, Gid, Uid};
 
+use std::os::fd::{AsRawFd, BorrowedFd};
+
 use super::{InitError, Step, failure};
 use crate::fsutil::mkdir_all_in_root;
 use crate::plan::Plan;
+use crate::seccomp::Filter;
+use crate::sync::{Msg, send_msg};
 
-pub struct Prepared {
+pub struct Prepared<'a> {
     path: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
+    /// A filter loaded at the very end, right before execve (with no_new_privs).
+    seccomp: Option<&'a Filter>,
+}
+
+/// Loads the filter; a listener fd goes to the parent, which hands it to the agent.
+fn load_seccomp(f: &Filter, sync: BorrowedFd<'_>) -> Result<(), InitError> {
+    let fd = crate::seccomp::load::load(&f.prog, f.flags)
+        .step(|| "loading the seccomp filter".into())?;
+    if let Some(fd) = fd {
+        send_msg(sync, &Msg::SeccompListener).step(|| "sync".into())?;
+        crate::sync::send_fd(sync, "seccomp", fd.as_raw_fd())
+            .step(|| "sending the seccomp listener".into())?;
+    }
+    Ok(())
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -27,7 +45,11 @@ fn cstring(s: &str) -> Result<CString, InitError> {
     CString::new(s).map_err(|_| failure("exec", format!("{s:?} contains a NUL byte")))
 }
 
-pub fn prepare(plan: &Plan) -> Result<Prepared, InitError> {
+pub fn prepare<'a>(
+    plan: &Plan,
+    seccomp: Option<&'a Filter>,
+    sync: BorrowedFd<'_>,
+) -> Result<Prepared<'a>, InitError> {
     let p = &plan.process;
     // The cwd is resolved inside the new root with magic links refused, so a leaked fd named as
     // /proc/self/fd/N can never become the working directory (CVE-2024-21626).
@@ -70,6 +92,18 @@ pub fn prepare(plan: &Plan) -> Result<Prepared, InitError> {
                 .step(|| "joining a session keyring".into());
         }
     }
+
+    // Where runc loads it: before the capabilities go when there is no no_new_privs (loading
+    // then needs CAP_SYS_ADMIN), else as late as possible. A listener is handed over during
+    // setup, while the runtime still waits.
+    let late = match seccomp {
+        Some(f) if p.no_new_privs && !f.listener => Some(f),
+        Some(f) => {
+            load_seccomp(f, sync)?;
+            None
+        }
+        None => None,
+    };
 
     // The bounding set is dropped while still privileged; the other sets after the uid change,
     // which PR_SET_KEEPCAPS lets the permitted set survive.
@@ -123,6 +157,7 @@ pub fn prepare(plan: &Plan) -> Result<Prepared, InitError> {
             .map(|a| cstring(a))
             .collect::<Result<_, _>>()?,
         envp: p.env.iter().map(|e| cstring(e)).collect::<Result<_, _>>()?,
+        seccomp: late,
     })
 }
 
@@ -180,7 +215,12 @@ pub fn close_fds(plan: &Plan) -> Result<(), InitError> {
 }
 
 /// execve; returns only on failure.
-pub fn exec(p: Prepared) -> InitError {
+pub fn exec(p: Prepared<'_>) -> InitError {
+    if let Some(f) = p.seccomp {
+        if let Err(e) = crate::seccomp::load::load(&f.prog, f.flags) {
+            return failure("loading the seccomp filter", e.to_string());
+        }
+    }
     let err = nix::unistd::execve(&p.path, &p.argv, &p.envp).unwrap_err();
     failure("exec", format!("{:?}: {err}", p.path))
 }

@@ -57,6 +57,7 @@ pub struct InitContext<'a> {
     pub plan: &'a Plan,
     pub layout: &'a Layout,
     pub placement: &'a Placement,
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
 }
 
 /// Runs the init; never returns.
@@ -146,7 +147,7 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
     } else {
         nix::unistd::setsid().step(|| "setsid".into())?;
     }
-    let prepared = exec::prepare(plan)?;
+    let prepared = exec::prepare(plan, ctx.seccomp, fds.sync.as_fd())?;
     exec::close_fds(plan)?;
 
     nix::sys::prctl::set_pdeathsig(None).step(|| "prctl(PR_SET_PDEATHSIG)".into())?;

@@ -38,6 +38,8 @@ pub enum PlanError {
     Unsupported { field: String },
     #[error("{0}")]
     Options(String),
+    #[error("config.json: {0}")]
+    Seccomp(#[from] crate::seccomp::SeccompError),
 }
 
 impl PlanError {
@@ -283,6 +285,7 @@ pub struct Plan {
     /// `linux.resources` but the device rules.
     pub resources: Option<oci_spec::runtime::LinuxResources>,
     pub device_rules: Vec<DeviceRule>,
+    pub seccomp: Option<crate::seccomp::Profile>,
     pub opts: RunOptions,
 }
 
@@ -445,22 +448,35 @@ fn hooks(spec: &Spec) -> Result<HookSet, PlanError> {
 }
 
 /// Reads and parses `<bundle>/config.json`, naming the JSON path of any type error.
-pub fn read_spec(bundle: &Path) -> Result<Spec, PlanError> {
+/// Reads and parses `<bundle>/config.json`, naming the JSON path of any type error. The
+/// `linux.seccomp` object comes back apart, for `seccomp::from_json`.
+pub fn read_spec(bundle: &Path) -> Result<(Spec, Option<serde_json::Value>), PlanError> {
     let path = bundle.join("config.json");
     let bytes = std::fs::read(&path).map_err(|source| PlanError::Bundle {
         path: path.clone(),
         source,
     })?;
-    let de = &mut serde_json::Deserializer::from_slice(&bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let parse = |e: serde_path_to_error::Error<serde_json::Error>| {
         let at = e.path().to_string();
         let msg = if at == "." {
             e.inner().to_string()
         } else {
             format!("{at}: {}", e.inner())
         };
-        PlanError::Parse { path, msg }
-    })
+        PlanError::Parse {
+            path: path.clone(),
+            msg,
+        }
+    };
+    let mut value: serde_json::Value =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&bytes))
+            .map_err(parse)?;
+    let seccomp = value
+        .get_mut("linux")
+        .and_then(|l| l.as_object_mut())
+        .and_then(|l| l.remove("seccomp"));
+    let spec = serde_path_to_error::deserialize(value).map_err(parse)?;
+    Ok((spec, seccomp))
 }
 
 impl Plan {
@@ -471,12 +487,13 @@ impl Plan {
             path: bundle.into(),
             source,
         })?;
-        let spec = read_spec(&bundle)?;
-        Plan::from_spec(spec, &bundle, id, opts)
+        let (spec, seccomp) = read_spec(&bundle)?;
+        Plan::from_spec(spec, seccomp, &bundle, id, opts)
     }
 
     pub fn from_spec(
         spec: Spec,
+        seccomp: Option<serde_json::Value>,
         bundle: &Path,
         id: &str,
         opts: RunOptions,
@@ -906,6 +923,7 @@ impl Plan {
             sysctls,
             process,
             hooks: hooks(&spec)?,
+            seccomp: seccomp.map(crate::seccomp::from_json).transpose()?,
             cgroups_path,
             cgroups_path_default,
             resources,
@@ -919,7 +937,6 @@ impl Plan {
 fn refuse_unsupported(spec: &Spec) -> Result<(), PlanError> {
     if let Some(l) = spec.linux() {
         let checks = [
-            ("linux.seccomp", l.seccomp().is_some()),
             ("linux.intelRdt", l.intel_rdt().is_some()),
             ("linux.personality", l.personality().is_some()),
             ("linux.memoryPolicy", l.memory_policy().is_some()),

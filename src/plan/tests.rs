@@ -88,8 +88,23 @@ fn bad_inputs_name_the_field() {
     assert!(err("hook", c).contains("hooks.prestart[0].path"));
 
     let mut c = base();
-    c["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"});
-    assert!(err("seccomp", c).contains("linux.seccomp: not supported"));
+    c["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOWED"});
+    let e = err("seccomp", c);
+    assert!(
+        e.contains("linux.seccomp.defaultAction") && e.contains("SCMP_ACT_ALLOWED"),
+        "{e}"
+    );
+
+    let mut c = base();
+    c["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_SPARC64"]});
+    let b = bundle("sparc", c);
+    let p = Plan::load(&b, "c1", RunOptions::default()).unwrap();
+    assert_eq!(
+        p.seccomp.unwrap().archs,
+        [chitin_arch::Arch::Sparc64],
+        "chitin's own arch name is accepted"
+    );
+    std::fs::remove_dir_all(&b).unwrap();
 
     let b = std::env::temp_dir().join("chitin-plan-no-such-bundle");
     let e = Plan::load(&b, "c1", RunOptions::default())

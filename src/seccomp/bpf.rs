@@ -104,10 +104,30 @@ impl Asm {
             let here = out.len();
             match *op {
                 Op::Mark(_) => {}
-                Op::Ld(off) => out.push(SockFilter { code: LD_W_ABS, jt: 0, jf: 0, k: off }),
-                Op::And(k) => out.push(SockFilter { code: ALU_AND_K, jt: 0, jf: 0, k }),
-                Op::Ret(k) => out.push(SockFilter { code: RET_K, jt: 0, jf: 0, k }),
-                Op::Ja(l) => out.push(SockFilter { code: JA, jt: 0, jf: 0, k: (at[l] - (here + 1)) as u32 }),
+                Op::Ld(off) => out.push(SockFilter {
+                    code: LD_W_ABS,
+                    jt: 0,
+                    jf: 0,
+                    k: off,
+                }),
+                Op::And(k) => out.push(SockFilter {
+                    code: ALU_AND_K,
+                    jt: 0,
+                    jf: 0,
+                    k,
+                }),
+                Op::Ret(k) => out.push(SockFilter {
+                    code: RET_K,
+                    jt: 0,
+                    jf: 0,
+                    k,
+                }),
+                Op::Ja(l) => out.push(SockFilter {
+                    code: JA,
+                    jt: 0,
+                    jf: 0,
+                    k: (at[l] - (here + 1)) as u32,
+                }),
                 Op::Cond(code, k, t, f) => {
                     let (lt, lf) = (long_t[i], long_f[i]);
                     let after = here + 1 + usize::from(lt) + usize::from(lf);
@@ -117,14 +137,33 @@ impl Asm {
                     };
                     // Trampolines sit right after the branch: the true one first.
                     let jt = if lt { 0 } else { dest(t) - (here + 1) };
-                    let jf = if lf { usize::from(lt) } else { dest(f) - (here + 1) };
-                    out.push(SockFilter { code, jt: jt as u8, jf: jf as u8, k });
+                    let jf = if lf {
+                        usize::from(lt)
+                    } else {
+                        dest(f) - (here + 1)
+                    };
+                    out.push(SockFilter {
+                        code,
+                        jt: jt as u8,
+                        jf: jf as u8,
+                        k,
+                    });
                     if lt {
-                        out.push(SockFilter { code: JA, jt: 0, jf: 0, k: (dest(t) - (here + 2)) as u32 });
+                        out.push(SockFilter {
+                            code: JA,
+                            jt: 0,
+                            jf: 0,
+                            k: (dest(t) - (here + 2)) as u32,
+                        });
                     }
                     if lf {
                         let me = out.len();
-                        out.push(SockFilter { code: JA, jt: 0, jf: 0, k: (dest(f) - (me + 1)) as u32 });
+                        out.push(SockFilter {
+                            code: JA,
+                            jt: 0,
+                            jf: 0,
+                            k: (dest(f) - (me + 1)) as u32,
+                        });
                     }
                 }
             }
@@ -138,8 +177,15 @@ impl Asm {
 
 /// Runs a seccomp program on one `struct seccomp_data`, as the kernel would (the instructions
 /// above, plus those libseccomp emits), for tests and differential checks.
+#[cfg(test)]
 pub fn run(prog: &[SockFilter], data: &[u8; 64]) -> u32 {
-    let word = |off: u32| u32::from_ne_bytes(data[off as usize..off as usize + 4].try_into().expect("4 bytes"));
+    let word = |off: u32| {
+        u32::from_ne_bytes(
+            data[off as usize..off as usize + 4]
+                .try_into()
+                .expect("4 bytes"),
+        )
+    };
     let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
     let mut mem = [0u32; 16];
     loop {
@@ -188,7 +234,11 @@ pub fn run(prog: &[SockFilter], data: &[u8; 64]) -> u32 {
             }
             0x06 => return if i.code & 0x18 == 0x10 { a } else { i.k },
             0x07 => {
-                if i.code & 0xf8 == 0x00 { x = a } else { a = x }
+                if i.code & 0xf8 == 0x00 {
+                    x = a
+                } else {
+                    a = x
+                }
             }
             _ => unreachable!(),
         }

@@ -47,9 +47,17 @@ pub fn compile_with(p: &Profile, enosys: bool) -> Result<Vec<SockFilter>, Seccom
         if archs.iter().any(|a| matches!(a, Arch::X86_64 | Arch::X32)) {
             let x32 = asm.label();
             asm.push(Op::Cond(JSET_K, X32_SYSCALL_BIT, Jump::To(x32), Jump::Next));
-            if archs.contains(&Arch::X86_64) { body(&mut asm, Arch::X86_64, p, enosys) } else { asm.push(Op::Ret(BAD_ARCH.ret())) }
+            if archs.contains(&Arch::X86_64) {
+                body(&mut asm, Arch::X86_64, p, enosys)
+            } else {
+                asm.push(Op::Ret(BAD_ARCH.ret()))
+            }
             asm.mark(x32);
-            if archs.contains(&Arch::X32) { body(&mut asm, Arch::X32, p, enosys) } else { asm.push(Op::Ret(BAD_ARCH.ret())) }
+            if archs.contains(&Arch::X32) {
+                body(&mut asm, Arch::X32, p, enosys)
+            } else {
+                asm.push(Op::Ret(BAD_ARCH.ret()))
+            }
         } else {
             body(&mut asm, archs[0], p, enosys);
         }
@@ -72,7 +80,8 @@ fn body(asm: &mut Asm, arch: Arch, p: &Profile, enosys: bool) {
         }
     }
     let default = asm.label();
-    let stub = (enosys && !p.default_action.lets_through() && !by_nr.is_empty()).then(|| asm.label());
+    let stub =
+        (enosys && !p.default_action.lets_through() && !by_nr.is_empty()).then(|| asm.label());
     if let Some(stub) = stub {
         if matches!(arch, Arch::S390 | Arch::S390x) && !by_nr.contains_key(&0) {
             asm.push(Op::Cond(JEQ_K, 0, Jump::To(stub), Jump::Next));
@@ -94,7 +103,10 @@ fn body(asm: &mut Asm, arch: Arch, p: &Profile, enosys: bool) {
             asm.push(Op::Ret(r.action.ret()));
             asm.mark(next);
         }
-        let fallback = rules.iter().find(|r| r.args.is_empty()).map_or(p.default_action, |r| r.action);
+        let fallback = rules
+            .iter()
+            .find(|r| r.args.is_empty())
+            .map_or(p.default_action, |r| r.action);
         asm.push(Op::Ret(fallback.ret()));
     }
     asm.mark(default);
@@ -130,9 +142,11 @@ fn cmp(asm: &mut Asm, arch: Arch, c: &ArgCmp, fail: Label) {
         Endian::Big => (base + 4, base),
     };
     let (vhi, vlo) = ((c.value >> 32) as u32, c.value as u32);
-    let (dhi, dlo) = ((c.value_two >> 32) as u32, c.value_two as u32);
+    // libseccomp (and so runc) compares with the datum's masked bits only.
+    let datum = c.value_two & c.value;
+    let (dhi, dlo) = ((datum >> 32) as u32, datum as u32);
     let (next, to_fail) = (Jump::Next, Jump::To(fail));
-    if !arch.is_64bit() {
+    if arch.args_are_32bit() {
         // 32-bit ABIs pass 32-bit arguments: only the low word counts.
         asm.push(Op::Ld(lo));
         match c.op {
@@ -189,4 +203,4 @@ fn cmp(asm: &mut Asm, arch: Arch, c: &ArgCmp, fail: Label) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -19,16 +19,33 @@ struct SockFprog {
 pub fn filters_supported() -> bool {
     let action = SECCOMP_RET_ALLOW;
     // SAFETY: GET_ACTION_AVAIL reads one u32.
-    let r = unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0, &action as *const u32) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_GET_ACTION_AVAIL,
+            0,
+            &action as *const u32,
+        )
+    };
     r == 0
 }
 
 /// Loads `prog` for this thread (or process, with TSYNC). With SECCOMP_FILTER_FLAG_NEW_LISTENER
 /// the kernel returns the notification fd.
 pub fn load(prog: &[SockFilter], flags: u32) -> io::Result<Option<OwnedFd>> {
-    let fprog = SockFprog { len: prog.len() as u16, filter: prog.as_ptr() };
+    let fprog = SockFprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr(),
+    };
     // SAFETY: the program outlives the call; the kernel copies it.
-    let r = unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags as libc::c_ulong, &fprog as *const SockFprog) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            flags as libc::c_ulong,
+            &fprog as *const SockFprog,
+        )
+    };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }

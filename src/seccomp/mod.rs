@@ -6,6 +6,8 @@
 
 pub mod bpf;
 pub mod compile;
+#[cfg(test)]
+mod differential;
 pub mod load;
 
 use std::path::PathBuf;
@@ -19,10 +21,50 @@ pub enum SeccompError {
     Field { field: String, reason: String },
     #[error("linux.seccomp: {0}")]
     Compile(#[from] bpf::TooLong),
+    #[error(
+        "linux.seccomp: this kernel has no seccomp filter support (sparc64 kernels have only strict mode); to run without the filter, set the annotation {SKIP_ANNOTATION}=true"
+    )]
+    Unsupported,
+}
+
+/// The explicit opt-out for kernels without seccomp filters.
+pub const SKIP_ANNOTATION: &str = "org.chitin.seccomp.skip-unsupported";
+
+/// A compiled filter and how to load it.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub prog: Vec<bpf::SockFilter>,
+    pub flags: u32,
+    /// SCMP_ACT_NOTIFY is used: the listener fd goes to the agent at listenerPath.
+    pub listener: bool,
+}
+
+/// Compiles the profile for loading, or, on a kernel without filter support, fails closed
+/// unless the config opts out with the annotation (then no filter: `Ok(None)`).
+pub fn prepare(
+    p: &Profile,
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<Filter>, SeccompError> {
+    if !load::filters_supported() {
+        return match annotations.get(SKIP_ANNOTATION).map(String::as_str) {
+            Some("true") => Ok(None),
+            _ => Err(SeccompError::Unsupported),
+        };
+    }
+    let listener = p.needs_listener();
+    let flags = p.flags | if listener { FLAG_NEW_LISTENER } else { 0 };
+    Ok(Some(Filter {
+        prog: compile::compile(p)?,
+        flags,
+        listener,
+    }))
 }
 
 fn field(f: impl Into<String>, reason: impl Into<String>) -> SeccompError {
-    SeccompError::Field { field: f.into(), reason: reason.into() }
+    SeccompError::Field {
+        field: f.into(),
+        reason: reason.into(),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +170,8 @@ pub struct Profile {
 
 impl Profile {
     pub fn needs_listener(&self) -> bool {
-        self.default_action == Action::Notify || self.rules.iter().any(|r| r.action == Action::Notify)
+        self.default_action == Action::Notify
+            || self.rules.iter().any(|r| r.action == Action::Notify)
     }
 }
 
@@ -171,11 +214,18 @@ struct OciArg {
 
 /// Parses the `linux.seccomp` object of a config.
 pub fn from_json(v: serde_json::Value) -> Result<Profile, SeccompError> {
-    let oci: OciSeccomp = serde_path_to_error::deserialize(v).map_err(|e| field(e.path().to_string(), e.inner().to_string()))?;
-    let default_action = Action::parse("defaultAction", &oci.default_action, oci.default_errno_ret)?;
+    let oci: OciSeccomp = serde_path_to_error::deserialize(v)
+        .map_err(|e| field(e.path().to_string(), e.inner().to_string()))?;
+    let default_action =
+        Action::parse("defaultAction", &oci.default_action, oci.default_errno_ret)?;
     let mut archs = Vec::new();
     for (i, a) in oci.architectures.iter().enumerate() {
-        let arch = Arch::from_oci_name(a).ok_or_else(|| field(format!("architectures[{i}]"), format!("unknown architecture {a:?}")))?;
+        let arch = Arch::from_oci_name(a).ok_or_else(|| {
+            field(
+                format!("architectures[{i}]"),
+                format!("unknown architecture {a:?}"),
+            )
+        })?;
         if !archs.contains(&arch) {
             archs.push(arch);
         }
@@ -191,7 +241,12 @@ pub fn from_json(v: serde_json::Value) -> Result<Profile, SeccompError> {
             "SECCOMP_FILTER_FLAG_LOG" => FLAG_LOG,
             "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => FLAG_SPEC_ALLOW,
             "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" => FLAG_WAIT_KILLABLE_RECV,
-            other => return Err(field(format!("flags[{i}]"), format!("unknown flag {other:?}"))),
+            other => {
+                return Err(field(
+                    format!("flags[{i}]"),
+                    format!("unknown flag {other:?}"),
+                ));
+            }
         };
     }
     let mut rules = Vec::new();
@@ -205,7 +260,10 @@ pub fn from_json(v: serde_json::Value) -> Result<Profile, SeccompError> {
         for (j, a) in s.args.into_iter().enumerate() {
             let af = format!("{f}.args[{j}]");
             if a.index > 5 {
-                return Err(field(format!("{af}.index"), format!("{} is not an argument index (0..5)", a.index)));
+                return Err(field(
+                    format!("{af}.index"),
+                    format!("{} is not an argument index (0..5)", a.index),
+                ));
             }
             let op = match a.op.as_str() {
                 "SCMP_CMP_NE" => CmpOp::Ne,
@@ -215,20 +273,54 @@ pub fn from_json(v: serde_json::Value) -> Result<Profile, SeccompError> {
                 "SCMP_CMP_GE" => CmpOp::Ge,
                 "SCMP_CMP_GT" => CmpOp::Gt,
                 "SCMP_CMP_MASKED_EQ" => CmpOp::MaskedEq,
-                other => return Err(field(format!("{af}.op"), format!("unknown operator {other:?}"))),
+                other => {
+                    return Err(field(
+                        format!("{af}.op"),
+                        format!("unknown operator {other:?}"),
+                    ));
+                }
             };
-            args.push(ArgCmp { index: a.index as u8, op, value: a.value, value_two: a.value_two });
+            args.push(ArgCmp {
+                index: a.index as u8,
+                op,
+                value: a.value,
+                value_two: a.value_two,
+            });
         }
-        rules.push(Rule { names: s.names, action, args });
+        rules.push(Rule {
+            names: s.names,
+            action,
+            args,
+        });
     }
-    let profile = Profile { default_action, archs, flags, rules, listener_path: oci.listener_path, listener_metadata: oci.listener_metadata };
+    let profile = Profile {
+        default_action,
+        archs,
+        flags,
+        rules,
+        listener_path: oci.listener_path,
+        listener_metadata: oci.listener_metadata,
+    };
     match (&profile.listener_path, profile.needs_listener()) {
-        (None, true) => return Err(field("listenerPath", "SCMP_ACT_NOTIFY needs a listenerPath")),
-        (Some(p), _) if !p.is_absolute() => return Err(field("listenerPath", format!("{} is not an absolute path", p.display()))),
+        (None, true) => {
+            return Err(field(
+                "listenerPath",
+                "SCMP_ACT_NOTIFY needs a listenerPath",
+            ));
+        }
+        (Some(p), _) if !p.is_absolute() => {
+            return Err(field(
+                "listenerPath",
+                format!("{} is not an absolute path", p.display()),
+            ));
+        }
         _ => {}
     }
     if profile.default_action == Action::Notify {
-        return Err(field("defaultAction", "SCMP_ACT_NOTIFY cannot be the default action (the runtime's own calls would wait on the agent)"));
+        return Err(field(
+            "defaultAction",
+            "SCMP_ACT_NOTIFY cannot be the default action (the runtime's own calls would wait on the agent)",
+        ));
     }
     Ok(profile)
 }
