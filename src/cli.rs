@@ -165,6 +165,9 @@ pub enum Command {
         /// A spec for a rootless container (user namespace mapping the caller).
         #[arg(long)]
         rootless: bool,
+        /// Add a seccomp profile shipped with chitin, resolved for this machine.
+        #[arg(long, value_parser = crate::profiles::SECCOMP_PROFILES.to_vec())]
+        seccomp: Option<String>,
     },
     /// Print what this runtime supports, as runtime-spec features JSON.
     Features,

@@ -10,6 +10,7 @@ mod hooks;
 mod init;
 mod logger;
 mod plan;
+mod profiles;
 mod seccomp;
 mod state;
 mod sync;
@@ -104,12 +105,16 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
         Command::Kill { all, id, signal } => commands::kill(root, &id, signal.as_deref(), all)?,
         Command::Delete { force, id } => commands::delete(root, &id, force)?,
         Command::List { format, quiet } => print(&commands::list(root, &format, quiet)?)?,
-        Command::Spec { bundle, rootless } => {
-            commands::spec::write(&bundle, rootless).map_err(|source| Error::Io {
+        Command::Spec {
+            bundle,
+            rootless,
+            seccomp,
+        } => commands::spec::write(&bundle, rootless, seccomp.as_deref()).map_err(|source| {
+            Error::Io {
                 what: "spec".into(),
                 source,
-            })?
-        }
+            }
+        })?,
         Command::Features => print(&format!("{}\n", commands::features::render()))?,
         Command::Update { flags, id } => commands::cgroups::update(root, &id, &flags)?,
         Command::Pause { id } => commands::cgroups::pause(root, &id, true)?,

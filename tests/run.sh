@@ -7,10 +7,12 @@ cd "$(dirname "$0")/.."
 need=()
 { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
 command -v runc >/dev/null || need+=(runc)
+# libseccomp is the oracle of the seccomp compiler's differential tests.
+pkg-config --exists libseccomp 2>/dev/null || need+=(libseccomp-dev pkg-config)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-cargo test --all-targets -- "$@"
+cargo test --workspace --all-targets -- "$@"
 # A cgroup v1-only host: the same host with its unified hierarchy hidden in a private mount
 # namespace, for the tests that touch cgroups.
 if mountpoint -q /sys/fs/cgroup/unified; then

@@ -53,6 +53,26 @@ pub const MOUNT_OPTIONS: &[&str] = &[
     "unbindable",
 ];
 
+/// What the filter compiler takes, and which flags this kernel supports.
+fn seccomp() -> Value {
+    use crate::seccomp::{ACTION_NAMES, FLAG_NAMES, OPERATOR_NAMES, load};
+    if !load::filters_supported() {
+        return json!({"enabled": false});
+    }
+    let archs: Vec<&str> = chitin_arch::Arch::ALL
+        .iter()
+        .map(|a| a.oci_name())
+        .collect();
+    let known: Vec<&str> = FLAG_NAMES.iter().map(|(n, _)| *n).collect();
+    let supported: Vec<&str> = FLAG_NAMES
+        .iter()
+        .filter(|(_, f)| load::flag_supported(*f))
+        .map(|(n, _)| *n)
+        .collect();
+    json!({"enabled": true, "actions": ACTION_NAMES, "operators": OPERATOR_NAMES, "archs": archs,
+           "knownFlags": known, "supportedFlags": supported})
+}
+
 pub fn features() -> Value {
     let mut caps: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
     caps.sort();
@@ -65,7 +85,7 @@ pub fn features() -> Value {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": true},
-            "seccomp": {"enabled": false},
+            "seccomp": seccomp(),
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},

@@ -63,7 +63,7 @@ pub fn default_spec(rootless: bool) -> Value {
     spec
 }
 
-pub fn write(bundle: &Path, rootless: bool) -> std::io::Result<()> {
+pub fn write(bundle: &Path, rootless: bool, seccomp: Option<&str>) -> std::io::Result<()> {
     let path = bundle.join("config.json");
     if path.exists() {
         return Err(std::io::Error::new(
@@ -71,7 +71,17 @@ pub fn write(bundle: &Path, rootless: bool) -> std::io::Result<()> {
             format!("{} already exists", path.display()),
         ));
     }
-    let mut text = serde_json::to_string_pretty(&default_spec(rootless)).expect("spec serializes");
+    let mut spec = default_spec(rootless);
+    if let Some(name) = seccomp {
+        spec["linux"]["seccomp"] = crate::profiles::seccomp(name, chitin_arch::Arch::native())
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no seccomp profile {name:?}"),
+                )
+            })?;
+    }
+    let mut text = serde_json::to_string_pretty(&spec).expect("spec serializes");
     text.push('\n');
     std::fs::write(path, text)
 }

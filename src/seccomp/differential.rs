@@ -125,7 +125,7 @@ fn common_names(archs: &[Arch]) -> Vec<&'static str> {
                 let ours = a.syscall_nr(n);
                 let theirs = ScmpSyscall::from_name_by_arch(n, scmp_arch(*a))
                     .ok()
-                    .map(|s| i32::from(s));
+                    .map(i32::from);
                 ours.is_some() && theirs.is_some_and(|t| t >= 0 && Some(t as u32) == ours)
             })
         })

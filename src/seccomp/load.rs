@@ -30,6 +30,27 @@ pub fn filters_supported() -> bool {
     r == 0
 }
 
+/// Whether the kernel knows a SECCOMP_FILTER_FLAG_*: with a null program it fails with EFAULT
+/// for a known flag and EINVAL for an unknown one, and loads nothing either way.
+pub fn flag_supported(flag: u32) -> bool {
+    // WAIT_KILLABLE_RECV is only valid together with NEW_LISTENER.
+    let flag = if flag == super::FLAG_WAIT_KILLABLE_RECV {
+        flag | super::FLAG_NEW_LISTENER
+    } else {
+        flag
+    };
+    // SAFETY: a null program is never read past the flag check.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            flag as libc::c_ulong,
+            std::ptr::null::<SockFprog>(),
+        )
+    };
+    r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT)
+}
+
 /// Loads `prog` for this thread (or process, with TSYNC). With SECCOMP_FILTER_FLAG_NEW_LISTENER
 /// the kernel returns the notification fd.
 pub fn load(prog: &[SockFilter], flags: u32) -> io::Result<Option<OwnedFd>> {

@@ -156,6 +156,39 @@ pub const FLAG_SPEC_ALLOW: u32 = 4;
 pub const FLAG_NEW_LISTENER: u32 = 8;
 pub const FLAG_WAIT_KILLABLE_RECV: u32 = 32;
 
+/// The runtime-spec names of the filter flags chitin takes.
+pub const FLAG_NAMES: [(&str, u32); 4] = [
+    ("SECCOMP_FILTER_FLAG_TSYNC", FLAG_TSYNC),
+    ("SECCOMP_FILTER_FLAG_LOG", FLAG_LOG),
+    ("SECCOMP_FILTER_FLAG_SPEC_ALLOW", FLAG_SPEC_ALLOW),
+    (
+        "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+        FLAG_WAIT_KILLABLE_RECV,
+    ),
+];
+
+pub const ACTION_NAMES: [&str; 9] = [
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_TRAP",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_LOG",
+    "SCMP_ACT_NOTIFY",
+];
+
+pub const OPERATOR_NAMES: [&str; 7] = [
+    "SCMP_CMP_NE",
+    "SCMP_CMP_LT",
+    "SCMP_CMP_LE",
+    "SCMP_CMP_EQ",
+    "SCMP_CMP_GE",
+    "SCMP_CMP_GT",
+    "SCMP_CMP_MASKED_EQ",
+];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
     pub default_action: Action,
@@ -315,6 +348,12 @@ pub fn from_json(v: serde_json::Value) -> Result<Profile, SeccompError> {
             ));
         }
         _ => {}
+    }
+    if profile.flags & FLAG_WAIT_KILLABLE_RECV != 0 && !profile.needs_listener() {
+        return Err(field(
+            "flags",
+            "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs an SCMP_ACT_NOTIFY rule",
+        ));
     }
     if profile.default_action == Action::Notify {
         return Err(field(

@@ -260,9 +260,24 @@ pub fn features_and_version() -> TestResult {
             .iter()
             .any(|c| c == "CAP_SYS_ADMIN")
     );
-    assert_eq!(
-        f["linux"]["seccomp"]["enabled"], false,
-        "seccomp is refused until it exists"
+    let sc = &f["linux"]["seccomp"];
+    assert_eq!(sc["enabled"], true);
+    assert!(
+        sc["archs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "SCMP_ARCH_SPARC64"),
+        "chitin's own sparc64 name"
+    );
+    assert_eq!(sc["actions"].as_array().unwrap().len(), 9);
+    assert_eq!(sc["operators"].as_array().unwrap().len(), 7);
+    assert!(
+        sc["supportedFlags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "SECCOMP_FILTER_FLAG_TSYNC")
     );
     let out = std::process::Command::new(bin())
         .arg("--version")

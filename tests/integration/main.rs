@@ -8,6 +8,7 @@ mod hooks;
 mod lifecycle;
 mod process;
 mod rootfs;
+mod seccomp;
 mod support;
 
 use harness::Test;
@@ -70,6 +71,9 @@ fn main() {
         cgroups::v1_only_host,
         cgroups::delete_after_a_killed_create,
         process::session_keyring,
+        seccomp::docker_default_profile,
+        seccomp::actions_and_errnos,
+        seccomp::notify_listener_reaches_the_agent,
         compare::same_view_as_runc,
         compare::same_lifecycle_as_runc,
     ]);

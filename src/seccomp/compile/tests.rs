@@ -100,7 +100,8 @@ fn x32_bit_without_x32_is_a_bad_arch() {
 
 #[test]
 fn argument_operators_on_both_byte_orders() {
-    let cases: [(&str, u64, u64, &[(u64, bool)]); 7] = [
+    type Case = (&'static str, u64, u64, &'static [(u64, bool)]);
+    let cases: [Case; 7] = [
         (
             "SCMP_CMP_EQ",
             0x1_0000_0002,
