@@ -29,5 +29,10 @@ hyperfine -N --warmup 5 --runs "${RUNS:-100}" --export-markdown "$work/table.md"
   echo
   cat "$work/table.md"
   for n in "${notes[@]}"; do echo; echo "- $n"; done
+  echo
+  echo "## Compiling Docker's default seccomp profile (x86_64, x86, x32)"
+  echo
+  cargo test --release --quiet --bin chitin compile_speed_against_libseccomp -- --nocapture 2>/dev/null \
+    | sed -n 's/^seccomp-compile /- /p'
 } > bench/latest.md
 cat bench/latest.md

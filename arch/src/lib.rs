@@ -31,6 +31,13 @@ const EM_AARCH64: u32 = 183;
 const AUDIT_ARCH_64BIT: u32 = 0x8000_0000;
 const AUDIT_ARCH_LE: u32 = 0x4000_0000;
 
+/// FNV-1a, 32 bits: the hash of the generated indexes (arch/gen computes it the same way).
+fn fnv1a(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
 /// x32 system calls are x86_64's, numbered with this bit set.
 pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
@@ -175,10 +182,31 @@ impl Arch {
     }
 
     pub fn syscall_nr(self, name: &str) -> Option<u32> {
-        let t = self.syscalls();
-        t.binary_search_by(|(n, _)| (*n).cmp(name))
-            .ok()
-            .map(|i| t[i].1)
+        let (table, index): (&[(&str, u32)], &[u16]) = match self {
+            Arch::X86_64 => (tables::x86_64::SYSCALLS, &tables::x86_64::INDEX),
+            Arch::X86 => (tables::x86::SYSCALLS, &tables::x86::INDEX),
+            Arch::X32 => (tables::x32::SYSCALLS, &tables::x32::INDEX),
+            Arch::Aarch64 => (tables::aarch64::SYSCALLS, &tables::aarch64::INDEX),
+            Arch::Arm => (tables::arm::SYSCALLS, &tables::arm::INDEX),
+            Arch::Ppc64le => (tables::ppc64le::SYSCALLS, &tables::ppc64le::INDEX),
+            Arch::S390x => (tables::s390x::SYSCALLS, &tables::s390x::INDEX),
+            Arch::S390 => (tables::s390::SYSCALLS, &tables::s390::INDEX),
+            Arch::Sparc64 => (tables::sparc64::SYSCALLS, &tables::sparc64::INDEX),
+            Arch::Sparc => (tables::sparc::SYSCALLS, &tables::sparc::INDEX),
+        };
+        let mask = index.len() - 1;
+        let mut h = fnv1a(name) as usize & mask;
+        loop {
+            let i = *index.get(h)?;
+            if i == u16::MAX {
+                return None;
+            }
+            let (n, nr) = table[i as usize];
+            if n == name {
+                return Some(nr);
+            }
+            h = (h + 1) & mask;
+        }
     }
 
     pub fn syscall_name(self, nr: u32) -> Option<&'static str> {

@@ -37,7 +37,6 @@ pub enum Op {
     And(u32),
     /// Conditional jump (JEQ_K, JGT_K, JGE_K, JSET_K) on the accumulator against k.
     Cond(u16, u32, Jump, Jump),
-    Ja(Label),
     Ret(u32),
     Mark(Label),
 }
@@ -121,12 +120,6 @@ impl Asm {
                     jt: 0,
                     jf: 0,
                     k,
-                }),
-                Op::Ja(l) => out.push(SockFilter {
-                    code: JA,
-                    jt: 0,
-                    jf: 0,
-                    k: (at[l] - (here + 1)) as u32,
                 }),
                 Op::Cond(code, k, t, f) => {
                     let (lt, lf) = (long_t[i], long_f[i]);

@@ -5,8 +5,6 @@
 //! that tries a new call falls back to an old one (what runc does); s390's multiplexing call 0
 //! too.
 
-use std::collections::BTreeMap;
-
 use chitin_arch::{Arch, Endian, X32_SYSCALL_BIT};
 
 use super::bpf::{Asm, JEQ_K, JGE_K, JGT_K, JSET_K, Jump, Label, Op, SockFilter};
@@ -67,71 +65,125 @@ pub fn compile_with(p: &Profile, enosys: bool) -> Result<Vec<SockFilter>, Seccom
 
 /// The rules of one ABI; the syscall number is in the accumulator.
 fn body(asm: &mut Asm, arch: Arch, p: &Profile, enosys: bool) {
-    // Names this ABI lacks are skipped (Docker's profile names calls of every ISA).
-    let mut by_nr: BTreeMap<u32, Vec<&Rule>> = BTreeMap::new();
-    for r in &p.rules {
-        for name in &r.names {
-            if let Some(nr) = arch.syscall_nr(name) {
-                let list = by_nr.entry(nr).or_default();
-                if !list.iter().any(|x| std::ptr::eq(*x, r)) {
-                    list.push(r);
-                }
-            }
-        }
+    // (number, rule index), sorted: the rules of each syscall in profile order. Names this ABI
+    // lacks are skipped (Docker's profile names calls of every ISA).
+    let mut pairs: Vec<(u32, usize)> =
+        Vec::with_capacity(p.rules.iter().map(|r| r.names.len()).sum());
+    for (i, r) in p.rules.iter().enumerate() {
+        pairs.extend(
+            r.names
+                .iter()
+                .filter_map(|n| arch.syscall_nr(n))
+                .map(|nr| (nr, i)),
+        );
     }
-    let default = asm.label();
+    pairs.sort_unstable();
+    pairs.dedup();
     let stub =
-        (enosys && !p.default_action.lets_through() && !by_nr.is_empty()).then(|| asm.label());
+        (enosys && !p.default_action.lets_through() && !pairs.is_empty()).then(|| asm.label());
     if let Some(stub) = stub {
-        if matches!(arch, Arch::S390 | Arch::S390x) && !by_nr.contains_key(&0) {
+        if matches!(arch, Arch::S390 | Arch::S390x) && pairs[0].0 != 0 {
             asm.push(Op::Cond(JEQ_K, 0, Jump::To(stub), Jump::Next));
         }
-        let max = *by_nr.keys().next_back().expect("not empty");
-        asm.push(Op::Cond(JGT_K, max, Jump::To(stub), Jump::Next));
+        asm.push(Op::Cond(
+            JGT_K,
+            pairs[pairs.len() - 1].0,
+            Jump::To(stub),
+            Jump::Next,
+        ));
     }
-    let leaves: Vec<(u32, Label)> = by_nr.keys().map(|nr| (*nr, asm.label())).collect();
-    tree(asm, &leaves, default);
-    for ((_, label), rules) in leaves.iter().zip(by_nr.values()) {
-        asm.mark(*label);
-        // Conditional rules first, in profile order: the more specific rule decides when its
-        // arguments match, an unconditional one otherwise.
-        for r in rules.iter().filter(|r| !r.args.is_empty()) {
-            let next = asm.label();
-            for c in &r.args {
-                cmp(asm, arch, c, next);
-            }
-            asm.push(Op::Ret(r.action.ret()));
-            asm.mark(next);
+    // The numbers 0..=max (and on past max when there is no ENOSYS stub) as runs of one
+    // outcome: a syscall with argument checks is a run of its own, and neighbours with the same
+    // plain action merge. A binary search over the runs returns in place, so the program stays
+    // small (about two instructions per run) and needs few long jumps.
+    let default = Outcome::Ret(p.default_action.ret());
+    let mut runs: Vec<(u32, Outcome)> = Vec::new();
+    let mut push = |start: u32, o: Outcome| {
+        if !runs
+            .last()
+            .is_some_and(|(_, last)| *last == o && !matches!(o, Outcome::Checks(..)))
+        {
+            runs.push((start, o));
         }
-        let fallback = rules
-            .iter()
-            .find(|r| r.args.is_empty())
-            .map_or(p.default_action, |r| r.action);
-        asm.push(Op::Ret(fallback.ret()));
+    };
+    let mut next = 0u32;
+    let mut at = 0;
+    while at < pairs.len() {
+        let nr = pairs[at].0;
+        let end = at + pairs[at..].iter().take_while(|(n, _)| *n == nr).count();
+        if nr > next {
+            push(next, default);
+        }
+        let rules = &pairs[at..end];
+        if rules.iter().any(|(_, i)| !p.rules[*i].args.is_empty()) {
+            push(nr, Outcome::Checks(at, end));
+        } else {
+            push(nr, Outcome::Ret(p.rules[rules[0].1].action.ret()));
+        }
+        next = nr.saturating_add(1);
+        at = end;
     }
-    asm.mark(default);
-    asm.push(Op::Ret(p.default_action.ret()));
+    if stub.is_none() || pairs.is_empty() {
+        push(next, default);
+    }
+    search(asm, arch, p, &pairs, &runs);
     if let Some(stub) = stub {
         asm.mark(stub);
         asm.push(Op::Ret(Action::Errno(arch.enosys() as u16).ret()));
     }
 }
 
-/// A binary search over sorted syscall numbers; short runs compare one by one.
-fn tree(asm: &mut Asm, leaves: &[(u32, Label)], miss: Label) {
-    if leaves.len() <= 4 {
-        for (nr, l) in leaves {
-            asm.push(Op::Cond(JEQ_K, *nr, Jump::To(*l), Jump::Next));
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Ret(u32),
+    /// The conditional rules of one syscall: a range of the (number, rule) pairs.
+    Checks(usize, usize),
+}
+
+/// Binary search over the runs (each `(first number, outcome)`); the accumulator holds the
+/// syscall number.
+fn search(asm: &mut Asm, arch: Arch, p: &Profile, pairs: &[(u32, usize)], runs: &[(u32, Outcome)]) {
+    if let [(_, outcome)] = runs {
+        match *outcome {
+            Outcome::Ret(r) => asm.push(Op::Ret(r)),
+            Outcome::Checks(from, to) => checks(
+                asm,
+                arch,
+                p,
+                pairs[from..to].iter().map(|(_, i)| &p.rules[*i]),
+            ),
         }
-        asm.push(Op::Ja(miss));
         return;
     }
-    let mid = leaves.len() / 2;
+    let mid = runs.len() / 2;
     let right = asm.label();
-    asm.push(Op::Cond(JGE_K, leaves[mid].0, Jump::To(right), Jump::Next));
-    tree(asm, &leaves[..mid], miss);
+    asm.push(Op::Cond(JGE_K, runs[mid].0, Jump::To(right), Jump::Next));
+    search(asm, arch, p, pairs, &runs[..mid]);
     asm.mark(right);
-    tree(asm, &leaves[mid..], miss);
+    search(asm, arch, p, pairs, &runs[mid..]);
+}
+
+/// Conditional rules first, in profile order: the more specific rule decides when its arguments
+/// match, an unconditional one otherwise.
+fn checks<'a>(
+    asm: &mut Asm,
+    arch: Arch,
+    p: &Profile,
+    rules: impl Iterator<Item = &'a Rule> + Clone,
+) {
+    for r in rules.clone().filter(|r| !r.args.is_empty()) {
+        let next = asm.label();
+        for c in &r.args {
+            cmp(asm, arch, c, next);
+        }
+        asm.push(Op::Ret(r.action.ret()));
+        asm.mark(next);
+    }
+    let fallback = rules
+        .into_iter()
+        .find(|r| r.args.is_empty())
+        .map_or(p.default_action, |r| r.action);
+    asm.push(Op::Ret(fallback.ret()));
 }
 
 /// One argument comparison: falls through when it holds, jumps to `fail` otherwise.

@@ -290,3 +290,43 @@ fn decisions_match_libseccomp() {
     }
     assert!(checked > 10_000, "{checked} decisions compared");
 }
+
+/// Compiling Docker's default profile for x86_64 (and its compat ABIs): chitin against
+/// libseccomp, same profile, same machine. bench/run.sh runs this in release mode and keeps the
+/// figures; the bound here is loose enough for a debug build.
+#[test]
+fn compile_speed_against_libseccomp() {
+    use std::time::Instant;
+    let v = crate::profiles::seccomp("docker-default", Arch::X86_64).unwrap();
+    let p = super::from_json(v).unwrap();
+    let runs = 200;
+    let time = |f: &mut dyn FnMut()| {
+        let mut samples: Vec<f64> = (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        samples.sort_by(|a, b| a.total_cmp(b));
+        samples[runs / 2]
+    };
+    let ours = time(&mut || {
+        std::hint::black_box(super::compile::compile(&p).unwrap());
+    });
+    let theirs = time(&mut || {
+        std::hint::black_box(oracle(&p));
+    });
+    let insns = super::compile::compile(&p).unwrap().len();
+    println!(
+        "seccomp-compile docker-default x86_64+x86+x32: chitin {ours:.1} us ({insns} insns), libseccomp {theirs:.1} us (median of {runs})"
+    );
+    assert!(
+        ours < if cfg!(debug_assertions) {
+            5000.0
+        } else {
+            1000.0
+        },
+        "{ours} us"
+    );
+}

@@ -158,8 +158,32 @@ fn render(spec: &Spec, calls: &BTreeMap<String, u32>) -> String {
     for (name, nr) in calls {
         s.push_str(&format!("    (\"{name}\", {nr}),\n"));
     }
+    s.push_str("];\n\n");
+    // An open-addressing hash index into SYSCALLS (FNV-1a, linear probing, at most half full),
+    // so that a lookup is a hash and about one string comparison.
+    let size = (calls.len() * 2).next_power_of_two();
+    let mut index = vec![u16::MAX; size];
+    for (i, name) in calls.keys().enumerate() {
+        let mut h = fnv1a(name) as usize & (size - 1);
+        while index[h] != u16::MAX {
+            h = (h + 1) & (size - 1);
+        }
+        index[h] = i as u16;
+    }
+    s.push_str(&format!("/// Hash index into SYSCALLS (FNV-1a of the name, linear probing; u16::MAX is empty).\npub static INDEX: [u16; {size}] = [\n"));
+    for chunk in index.chunks(16) {
+        let line: Vec<String> = chunk.iter().map(|v| v.to_string()).collect();
+        s.push_str(&format!("    {},\n", line.join(", ")));
+    }
     s.push_str("];\n");
     s
+}
+
+/// FNV-1a, 32 bits; the same function is in arch/src/lib.rs.
+fn fnv1a(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 fn main() {
