@@ -6,6 +6,7 @@
 //! also run (x86 and x32, arm, s390, sparc), since a filter must decide for every ABI a process
 //! could enter the kernel with.
 
+#[rustfmt::skip]
 mod tables {
     pub mod aarch64;
     pub mod arm;
