@@ -1,6 +1,6 @@
 //! Cloning the container init: clone3 (with CLONE_INTO_CGROUP when there is a cgroup2 hierarchy),
-//! or plain clone where the kernel or the ISA has no clone3. No CLONE_VM and no new stack: the
-//! child is a fork-like copy of this single-threaded process and may run ordinary Rust code.
+//! or libc's clone where the kernel or the ISA has no clone3 (sparc64). No CLONE_VM: the child
+//! is a fork-like copy of this single-threaded process and may run ordinary Rust code.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -24,64 +24,96 @@ struct CloneArgs {
 
 const CLONE_INTO_CGROUP: u64 = 0x200000000;
 
-pub enum Forked {
-    Parent { pid: i32, into_cgroup: bool },
-    Child,
+/// Set to use the clone fallback even where clone3 exists (tests of the sparc64 path).
+const FORCE_CLONE_ENV: &str = "CHITIN_FORCE_CLONE";
+
+/// Clones with `flags` (CLONE_NEW* only); the child runs `child`, which must not return. Returns
+/// the child's pid and whether it went straight into `cgroup`.
+pub fn clone_init(
+    flags: u64,
+    cgroup: Option<RawFd>,
+    child: &mut dyn FnMut(),
+) -> io::Result<(i32, bool)> {
+    if std::env::var_os(FORCE_CLONE_ENV).is_none() {
+        let mut args = CloneArgs {
+            flags,
+            exit_signal: libc::SIGCHLD as u64,
+            ..Default::default()
+        };
+        if let Some(fd) = cgroup {
+            args.flags |= CLONE_INTO_CGROUP;
+            args.cgroup = fd as u64;
+        }
+        // SAFETY: clone3 without CLONE_VM behaves like fork; the struct outlives the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &mut args as *mut CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        match r {
+            0 => {
+                child();
+                // SAFETY: `child` does not return; should it, the copy ends here.
+                unsafe { libc::_exit(127) }
+            }
+            r if r > 0 => return Ok((r as i32, cgroup.is_some())),
+            _ => {
+                let err = io::Error::last_os_error();
+                // No clone3, or a cgroup that cannot take the task directly: clone plainly and
+                // let the caller write cgroup.procs.
+                if !matches!(
+                    err.raw_os_error(),
+                    Some(libc::ENOSYS | libc::EOPNOTSUPP | libc::EBUSY | libc::EINVAL)
+                ) {
+                    return Err(err);
+                }
+            }
+        }
+    }
+    legacy_clone(flags, child).map(|pid| (pid, false))
 }
 
-/// Clones with `flags` (CLONE_NEW* only). Returns whether the child went straight into `cgroup`.
-pub fn clone_init(flags: u64, cgroup: Option<RawFd>) -> io::Result<Forked> {
-    let mut args = CloneArgs {
-        flags,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
-    if let Some(fd) = cgroup {
-        args.flags |= CLONE_INTO_CGROUP;
-        args.cgroup = fd as u64;
-    }
-    // SAFETY: clone3 without CLONE_VM behaves like fork; the struct outlives the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
+extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `&mut &mut dyn FnMut` passed below, valid in the child's copy of
+    // our memory.
+    let child = unsafe { &mut *(arg as *mut &mut dyn FnMut()) };
+    child();
+    127
+}
+
+/// libc's clone, which knows each ISA's calling convention (sparc returns the child flag in a
+/// second register, s390 swaps the first two arguments). The child runs on a stack of its own,
+/// in its own copy of memory.
+fn legacy_clone(flags: u64, mut child: &mut dyn FnMut()) -> io::Result<i32> {
+    const STACK: usize = 8 << 20;
+    // SAFETY: an anonymous private mapping; unmapped below in the parent, the child has its copy.
+    let stack = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            STACK,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
         )
     };
-    if r == 0 {
-        return Ok(Forked::Child);
+    if stack == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
     }
-    if r > 0 {
-        return Ok(Forked::Parent {
-            pid: r as i32,
-            into_cgroup: cgroup.is_some(),
-        });
-    }
+    let arg = &mut child as *mut &mut dyn FnMut() as *mut libc::c_void;
+    // SAFETY: the stack grows down from its end on every supported ISA.
+    let pid = unsafe {
+        libc::clone(
+            trampoline,
+            (stack as *mut u8).add(STACK).cast(),
+            flags as libc::c_int | libc::SIGCHLD,
+            arg,
+        )
+    };
     let err = io::Error::last_os_error();
-    match err.raw_os_error() {
-        // No clone3 (old kernel, sparc64), or a cgroup that cannot take the task directly: clone
-        // plainly and let the caller write cgroup.procs.
-        Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) | Some(libc::EBUSY) | Some(libc::EINVAL) => {
-            legacy_clone(flags)
-        }
-        _ => Err(err),
-    }
-}
-
-fn legacy_clone(flags: u64) -> io::Result<Forked> {
-    let f = flags as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
-    // SAFETY: as above; with a null stack the child continues on a copy of ours. s390 swaps
-    // the first two arguments.
-    #[cfg(target_arch = "s390x")]
-    let r = unsafe { libc::syscall(libc::SYS_clone, 0usize, f, 0usize, 0usize, 0usize) };
-    #[cfg(not(target_arch = "s390x"))]
-    let r = unsafe { libc::syscall(libc::SYS_clone, f, 0usize, 0usize, 0usize, 0usize) };
-    match r {
-        0 => Ok(Forked::Child),
-        r if r > 0 => Ok(Forked::Parent {
-            pid: r as i32,
-            into_cgroup: false,
-        }),
-        _ => Err(io::Error::last_os_error()),
-    }
+    // SAFETY: our own mapping, no longer used in this process.
+    unsafe { libc::munmap(stack, STACK) };
+    if pid < 0 { Err(err) } else { Ok(pid) }
 }

@@ -11,7 +11,7 @@ use nix::sys::socket::{
 
 use super::{ContainerError, io_ctx};
 use crate::cgroup::{Layout, Placement};
-use crate::clone::{Forked, clone_init};
+use crate::clone::clone_init;
 use crate::init::{InitContext, InitFds};
 use crate::plan::{NsKind, Plan};
 use crate::state::{Record, START_SOCKET, StateDir, Status, proc_stat};
@@ -221,31 +221,34 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
         .filter(|k| plan.namespaces.is_new(*k))
         .fold(0u64, |acc, k| acc | k.flag().bits() as u64);
     let ns_guard = ForChildren::enter(plan)?;
-    let forked = clone_init(clone_flags, unified_fd.as_ref().map(|f| f.as_raw_fd()))
-        .map_err(io_ctx("clone"))?;
-    let (pid, into_cgroup) = match forked {
-        Forked::Child => {
-            drop(parent_end);
-            let ctx = InitContext {
-                plan,
-                layout,
-                placement: &record.cgroup,
-                seccomp: seccomp.as_ref(),
-            };
-            crate::init::run(
-                &ctx,
-                InitFds {
-                    sync: child_end,
-                    listener,
-                    console,
-                },
-            );
-        }
-        Forked::Parent { pid, into_cgroup } => (pid, into_cgroup),
+    let mut child_end = Some(child_end);
+    let mut listener = Some(listener);
+    let mut console = console;
+    let placement = record.cgroup.clone();
+    let mut init = || {
+        let ctx = InitContext {
+            plan,
+            layout,
+            placement: &placement,
+            seccomp: seccomp.as_ref(),
+        };
+        let fds = InitFds {
+            sync: child_end.take().expect("once"),
+            listener: listener.take().expect("once"),
+            console: console.take(),
+        };
+        crate::init::run(&ctx, fds)
     };
+    let (pid, into_cgroup) = clone_init(
+        clone_flags,
+        unified_fd.as_ref().map(|f| f.as_raw_fd()),
+        &mut init,
+    )
+    .map_err(io_ctx("clone"))?;
     drop(ns_guard);
     undo.pid = Some(pid);
-    drop((child_end, listener, console, unified_fd));
+    drop(init);
+    drop(unified_fd);
     crate::logger::debug(&format!("cloned container init {pid}"));
 
     record.cgroup.add(pid, into_cgroup)?;

@@ -70,7 +70,7 @@ pub fn prepare<'a>(
             rlim_max: r.hard,
         };
         // SAFETY: setrlimit with a valid struct.
-        let rc = unsafe { libc::setrlimit(r.resource, &lim) };
+        let rc = unsafe { libc::setrlimit(r.resource as _, &lim) };
         nix::errno::Errno::result(rc)
             .step(|| format!("setrlimit({}, {}, {})", r.resource, r.soft, r.hard))?;
     }

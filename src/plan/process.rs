@@ -23,7 +23,8 @@ pub struct CapSets {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rlimit {
-    pub resource: libc::__rlimit_resource_t,
+    /// RLIMIT_*, as an int (glibc and musl type it differently).
+    pub resource: i32,
     pub soft: u64,
     pub hard: u64,
 }
@@ -71,24 +72,24 @@ pub fn capabilities(c: Option<&LinuxCapabilities>) -> Result<CapSets, PlanError>
     Ok(sets)
 }
 
-fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+fn rlimit_resource(name: &str) -> Option<i32> {
     Some(match name {
-        "RLIMIT_CPU" => libc::RLIMIT_CPU,
-        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
-        "RLIMIT_DATA" => libc::RLIMIT_DATA,
-        "RLIMIT_STACK" => libc::RLIMIT_STACK,
-        "RLIMIT_CORE" => libc::RLIMIT_CORE,
-        "RLIMIT_RSS" => libc::RLIMIT_RSS,
-        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
-        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
-        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
-        "RLIMIT_AS" => libc::RLIMIT_AS,
-        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
-        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
-        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
-        "RLIMIT_NICE" => libc::RLIMIT_NICE,
-        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
-        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+        "RLIMIT_CPU" => libc::RLIMIT_CPU as i32,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE as i32,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA as i32,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK as i32,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE as i32,
+        "RLIMIT_RSS" => libc::RLIMIT_RSS as i32,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC as i32,
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE as i32,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK as i32,
+        "RLIMIT_AS" => libc::RLIMIT_AS as i32,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS as i32,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING as i32,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE as i32,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE as i32,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO as i32,
+        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME as i32,
         _ => return None,
     })
 }

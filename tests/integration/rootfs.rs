@@ -280,3 +280,55 @@ pub fn no_pivot() -> TestResult {
     );
     Ok(())
 }
+
+/// The clone(2) path that sparc64 takes (no clone3), forced here on a kernel that has clone3:
+/// new user and pid namespaces, and the init in its cgroup.
+pub fn clone_without_clone3() -> TestResult {
+    let ctx = Ctx::new("clone2")?;
+    let mut b = ctx.bundle(
+        "echo pid=$$; cat /proc/self/uid_map; cat /proc/self/cgroup | grep -c chitin-tests",
+    );
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 1000}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 1000}]);
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "cgroup");
+    let id = ctx.id();
+    b.config["linux"]["cgroupsPath"] = format!("/chitin-tests/{id}").into();
+    std::fs::set_permissions(
+        &ctx.base,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    b.save();
+    let out = ctx
+        .cmd()
+        .env("CHITIN_FORCE_CLONE", "1")
+        .args(["run", "-b"])
+        .arg(&b.dir)
+        .arg(&id)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "pid=1");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "200000", "1000"]
+    );
+    assert!(
+        lines[2].parse::<u32>().unwrap() >= 1,
+        "in its cgroup: {text}"
+    );
+    Ok(())
+}
