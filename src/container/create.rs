@@ -247,7 +247,8 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
     .map_err(io_ctx("clone"))?;
     drop(ns_guard);
     undo.pid = Some(pid);
-    drop(init);
+    // The parent keeps none of the init's ends: EOF on the sync socket must mean the init is gone.
+    drop((child_end, listener, console));
     drop(unified_fd);
     crate::logger::debug(&format!("cloned container init {pid}"));
 

@@ -7,7 +7,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::termios;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
@@ -43,18 +42,36 @@ fn copy_winsize(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
     }
 }
 
-/// Puts our terminal in raw mode while relaying, and back when done.
-struct RawMode(Option<termios::Termios>);
+/// Puts our terminal in raw mode while relaying, and back when done. TCGETS/TCSETS directly:
+/// libc's tcgetattr is a versioned symbol on some ISAs (sparc64) that static glibc cannot link,
+/// and the flags and c_cc come first in both the kernel's and libc's struct termios.
+struct RawMode(Option<libc::termios>);
 
 impl RawMode {
     fn enter() -> RawMode {
-        let stdin = std::io::stdin();
-        let Ok(saved) = termios::tcgetattr(stdin.as_fd()) else {
+        let fd = std::io::stdin().as_raw_fd();
+        // SAFETY: a zeroed termios is a valid buffer for TCGETS.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: TCGETS fills the buffer; it fails harmlessly on a non-terminal.
+        if unsafe { libc::ioctl(fd, libc::TCGETS, &mut saved) } < 0 {
             return RawMode(None);
-        };
-        let mut raw = saved.clone();
-        termios::cfmakeraw(&mut raw);
-        let _ = termios::tcsetattr(stdin.as_fd(), termios::SetArg::TCSANOW, &raw);
+        }
+        let mut raw = saved;
+        raw.c_iflag &= !(libc::IGNBRK
+            | libc::BRKINT
+            | libc::PARMRK
+            | libc::ISTRIP
+            | libc::INLCR
+            | libc::IGNCR
+            | libc::ICRNL
+            | libc::IXON);
+        raw.c_oflag &= !libc::OPOST;
+        raw.c_lflag &= !(libc::ECHO | libc::ECHONL | libc::ICANON | libc::ISIG | libc::IEXTEN);
+        raw.c_cflag = (raw.c_cflag & !(libc::CSIZE | libc::PARENB)) | libc::CS8;
+        raw.c_cc[libc::VMIN] = 1;
+        raw.c_cc[libc::VTIME] = 0;
+        // SAFETY: TCSETS with the settings just read and changed.
+        unsafe { libc::ioctl(fd, libc::TCSETS, &raw) };
         RawMode(Some(saved))
     }
 }
@@ -62,7 +79,8 @@ impl RawMode {
 impl Drop for RawMode {
     fn drop(&mut self) {
         if let Some(t) = &self.0 {
-            let _ = termios::tcsetattr(std::io::stdin().as_fd(), termios::SetArg::TCSANOW, t);
+            // SAFETY: restores what TCGETS returned.
+            unsafe { libc::ioctl(std::io::stdin().as_raw_fd(), libc::TCSETS, t) };
         }
     }
 }

@@ -6,7 +6,7 @@
 
 pub mod bpf;
 pub mod compile;
-#[cfg(test)]
+#[cfg(all(test, target_arch = "x86_64", target_env = "gnu"))]
 mod differential;
 pub mod load;
 
