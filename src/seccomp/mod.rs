@@ -6,7 +6,11 @@
 
 pub mod bpf;
 pub mod compile;
-#[cfg(all(test, target_arch = "x86_64", target_env = "gnu"))]
+#[cfg(all(
+    test,
+    target_env = "gnu",
+    any(target_arch = "x86_64", target_arch = "s390x")
+))]
 mod differential;
 pub mod load;
 

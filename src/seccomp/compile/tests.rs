@@ -8,18 +8,15 @@ pub(crate) fn data(arch: Arch, nr: u32, args: [u64; 6]) -> [u8; 64] {
     d[0..4].copy_from_slice(&nr.to_ne_bytes());
     d[4..8].copy_from_slice(&arch.audit_arch().to_ne_bytes());
     for (i, a) in args.iter().enumerate() {
-        // The kernel stores each argument as a u64 in its own byte order: for a big-endian ABI
-        // (tested on this little-endian host) the halves swap places in memory.
-        let bytes = match arch.endian() {
-            Endian::Little => a.to_le_bytes(),
-            Endian::Big => {
-                let mut b = [0u8; 8];
-                b[..4].copy_from_slice(&((a >> 32) as u32).to_ne_bytes());
-                b[4..].copy_from_slice(&(*a as u32).to_ne_bytes());
-                b
-            }
+        // The kernel of the ABI's ISA stores each u64 argument in its own byte order, and the
+        // filter loads 32-bit words natively: put each half where that ISA has it, as a word
+        // the host (which runs the interpreter) reads the same way.
+        let (first, second) = match arch.endian() {
+            Endian::Little => (*a as u32, (a >> 32) as u32),
+            Endian::Big => ((a >> 32) as u32, *a as u32),
         };
-        d[16 + 8 * i..24 + 8 * i].copy_from_slice(&bytes);
+        d[16 + 8 * i..20 + 8 * i].copy_from_slice(&first.to_ne_bytes());
+        d[20 + 8 * i..24 + 8 * i].copy_from_slice(&second.to_ne_bytes());
     }
     d
 }
