@@ -14,9 +14,13 @@ check() {
   local what=$1; shift
   if "$@"; then passed=$((passed + 1)); echo "ok: $what"; else failed=$((failed + 1)); echo "FAILED: $what"; fi
 }
-# The test executables cargo builds for a target (JSON build messages name them).
+# The test harness among the artifacts cargo lists (JSON build messages).
 test_exe() {
-  sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1
+  python3 -c '
+import json, sys
+exes = [m["executable"] for m in map(json.loads, sys.stdin)
+        if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]]
+print(exes[-1] if exes else "")'
 }
 for isa in "${isas[@]}"; do
   triple=${TRIPLE[$isa]}

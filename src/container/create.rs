@@ -62,6 +62,23 @@ fn above(fd: OwnedFd, min: u32) -> Result<OwnedFd, ContainerError> {
     Ok(unsafe { OwnedFd::from_raw_fd(n) })
 }
 
+/// The start barrier: a listening socket in the state directory (see container::start).
+fn start_barrier(dir: &StateDir) -> Result<OwnedFd, ContainerError> {
+    let nix_err = |what: &'static str| move |e: nix::errno::Errno| io_ctx(what)(e.into());
+    let listener = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(nix_err("socket"))?;
+    let addr =
+        UnixAddr::new(&dir.fd_path(START_SOCKET)).map_err(nix_err("start socket address"))?;
+    bind(listener.as_raw_fd(), &addr).map_err(nix_err("binding the start socket"))?;
+    listen(&listener, Backlog::new(1).expect("valid backlog")).map_err(nix_err("listen"))?;
+    Ok(listener)
+}
+
 /// The pid and time namespaces apply to children: the parent enters them (or makes a time
 /// namespace and writes its offsets) just for the clone, then returns to its own.
 struct ForChildren {
@@ -134,12 +151,12 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
         Some(p) => crate::seccomp::prepare(p, &plan.annotations)?,
         None => None,
     };
-    let dir = StateDir::create(root, &plan.id)?;
     let mut undo = Undo {
-        dir: None,
+        dir: Some(StateDir::create(root, &plan.id)?),
         placement: None,
         pid: None,
     };
+    let dir = undo.dir.as_ref().expect("just set");
     let mut record = Record {
         id: plan.id.clone(),
         pid: 0,
@@ -154,30 +171,7 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
         poststop: plan.hooks.poststop.clone(),
     };
     let min_fd = 3 + plan.opts.listen_fds + plan.opts.preserve_fds;
-
-    // The start barrier: a listening socket in the state directory.
-    let listener = socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(|e| io_ctx("socket")(e.into()));
-    let listener = match listener {
-        Ok(l) => l,
-        Err(e) => {
-            undo.dir = Some(dir);
-            return Err(e);
-        }
-    };
-    let addr = UnixAddr::new(&dir.fd_path(START_SOCKET))
-        .map_err(|e| io_ctx("start socket address")(e.into()));
-    undo.dir = Some(dir);
-    let dir = undo.dir.as_ref().expect("just set");
-    bind(listener.as_raw_fd(), &addr?).map_err(|e| io_ctx("binding the start socket")(e.into()))?;
-    listen(&listener, Backlog::new(1).expect("valid backlog"))
-        .map_err(|e| io_ctx("listen")(e.into()))?;
-    let listener = above(listener, min_fd)?;
+    let listener = above(start_barrier(dir)?, min_fd)?;
 
     let placement = layout.create(&plan.cgroups_path, plan.cgroups_path_default)?;
     record.cgroup = placement.clone();
