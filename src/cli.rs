@@ -61,6 +61,56 @@ pub struct CreateFlags {
     pub preserve_fds: u32,
 }
 
+/// runc's `exec` flags.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ExecFlags {
+    /// A runtime-spec process JSON file (then the command line after the id is not used).
+    #[arg(short = 'p', long, value_name = "FILE")]
+    pub process: Option<PathBuf>,
+    #[arg(long = "console-socket", value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
+    /// Working directory in the container.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Set an environment variable (KEY=VALUE); may repeat.
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// User as uid[:gid].
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Additional group id; may repeat.
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+    /// Return once the process started.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    #[arg(long = "pid-file", value_name = "PATH")]
+    pub pid_file: Option<PathBuf>,
+    /// SELinux label (not supported; refused).
+    #[arg(long = "process-label")]
+    pub process_label: Option<String>,
+    /// AppArmor profile (not supported; refused).
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// Set no_new_privs for the process.
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    /// Add a capability (to the bounding, effective and permitted sets); may repeat.
+    #[arg(short = 'c', long = "cap")]
+    pub cap: Vec<String>,
+    #[arg(long = "preserve-fds", default_value_t = 0, value_name = "N")]
+    pub preserve_fds: u32,
+    /// Join this sub-cgroup of the container's cgroup.
+    #[arg(long)]
+    pub cgroup: Option<PathBuf>,
+    /// Run even if the container is paused.
+    #[arg(long = "ignore-paused")]
+    pub ignore_paused: bool,
+}
+
 /// runc's `update` flags; each overrides the same field of `--resources`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct UpdateFlags {
@@ -171,6 +221,14 @@ pub enum Command {
     },
     /// Print what this runtime supports, as runtime-spec features JSON.
     Features,
+    /// Run a process in a running container.
+    Exec {
+        #[command(flatten)]
+        flags: Box<ExecFlags>,
+        id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Change a container's cgroup resources.
     Update {
         #[command(flatten)]

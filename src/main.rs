@@ -116,6 +116,9 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             }
         })?,
         Command::Features => print(&format!("{}\n", commands::features::render()))?,
+        Command::Exec { flags, id, command } => {
+            return Ok(container::exec(root, &id, &flags, &command)?);
+        }
         Command::Update { flags, id } => commands::cgroups::update(root, &id, &flags)?,
         Command::Pause { id } => commands::cgroups::pause(root, &id, true)?,
         Command::Resume { id } => commands::cgroups::pause(root, &id, false)?,

@@ -49,7 +49,7 @@ impl Drop for Undo {
 
 /// Moves an fd to a number above the range handed to the container, so that --preserve-fds
 /// never passes one of ours along.
-fn above(fd: OwnedFd, min: u32) -> Result<OwnedFd, ContainerError> {
+pub(super) fn above(fd: OwnedFd, min: u32) -> Result<OwnedFd, ContainerError> {
     if (fd.as_raw_fd() as u32) >= min {
         return Ok(fd);
     }
@@ -81,12 +81,12 @@ fn start_barrier(dir: &StateDir) -> Result<OwnedFd, ContainerError> {
 
 /// The pid and time namespaces apply to children: the parent enters them (or makes a time
 /// namespace and writes its offsets) just for the clone, then returns to its own.
-struct ForChildren {
+pub(super) struct ForChildren {
     restore: Vec<(OwnedFd, nix::sched::CloneFlags)>,
 }
 
 impl ForChildren {
-    fn enter(plan: &Plan) -> Result<ForChildren, ContainerError> {
+    pub(super) fn enter(plan: &Plan) -> Result<ForChildren, ContainerError> {
         let mut restore = Vec::new();
         for kind in [NsKind::Pid, NsKind::Time] {
             let joined = plan.namespaces.joined(kind);
@@ -228,7 +228,7 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
         };
         let fds = InitFds {
             sync: child_end.take().expect("once"),
-            listener: listener.take().expect("once"),
+            listener: listener.take(),
             console: console.take(),
         };
         crate::init::run(&ctx, fds)
@@ -316,7 +316,7 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
 
 /// Hands the seccomp notification fd to the agent at listenerPath, with the container's state
 /// (runtime-spec "ContainerProcessState"), in one message with the fd attached.
-fn send_to_agent(
+pub(super) fn send_to_agent(
     p: &crate::seccomp::Profile,
     r: &Record,
     fd: OwnedFd,
@@ -337,7 +337,7 @@ fn send_to_agent(
 }
 
 /// The pid file is written whole or not at all: clients poll for it.
-fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
+pub(super) fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
         path.file_name()

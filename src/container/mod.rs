@@ -2,10 +2,12 @@
 //! start (open the barrier), and destroy (poststop hooks, cgroup, state).
 
 mod create;
+mod exec;
 mod relay;
 mod start;
 
 pub use create::create;
+pub use exec::exec;
 pub use relay::{forwarded_signals, relay_and_wait};
 pub use start::start;
 

@@ -18,7 +18,8 @@ pub struct Pty {
 
 nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
 
-pub fn create(root: BorrowedFd<'_>, plan: &Plan) -> Result<Pty, InitError> {
+/// A pty from the container's devpts; for the init, also bound over /dev/console.
+pub fn create(root: BorrowedFd<'_>, plan: &Plan, bind_console: bool) -> Result<Pty, InitError> {
     let master = open_in_root(
         root,
         Path::new("/dev/ptmx"),
@@ -62,6 +63,9 @@ pub fn create(root: BorrowedFd<'_>, plan: &Plan) -> Result<Pty, InitError> {
         };
         // SAFETY: a valid winsize for TIOCSWINSZ.
         unsafe { set_winsize(slave.as_raw_fd(), &ws) }.step(|| "TIOCSWINSZ".into())?;
+    }
+    if !bind_console {
+        return Ok(Pty { master, slave });
     }
     // /dev/console is a bind of the slave, by fd both ways (CVE-2025-52565).
     let console =

@@ -48,7 +48,8 @@ pub(crate) fn failure(step: &str, msg: impl Into<String>) -> InitError {
 /// The fds the init inherits from `create`.
 pub struct InitFds {
     pub sync: OwnedFd,
-    pub listener: OwnedFd,
+    /// The start barrier (create; exec has none).
+    pub listener: Option<OwnedFd>,
     /// Where the pty master goes: the --console-socket, or `run`'s relay.
     pub console: Option<OwnedFd>,
 }
@@ -126,7 +127,7 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
     let root = rootfs::prepare(ctx)?;
     devices::create(root.as_fd(), plan)?;
     let pty = if plan.process.terminal {
-        Some(console::create(root.as_fd(), plan)?)
+        Some(console::create(root.as_fd(), plan, true)?)
     } else {
         None
     };
@@ -156,7 +157,10 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
     // The start barrier: `chitin start` connects to the socket in the state directory.
     let conn = loop {
         match nix::sys::socket::accept4(
-            fds.listener.as_raw_fd(),
+            fds.listener
+                .as_ref()
+                .expect("create has a start barrier")
+                .as_raw_fd(),
             nix::sys::socket::SockFlag::SOCK_CLOEXEC,
         ) {
             Err(nix::errno::Errno::EINTR) => continue,
@@ -181,6 +185,57 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
         nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
     );
     Err(err)
+}
+
+/// Runs a process for `exec`: joins the container's namespaces (the parent arranged pid and
+/// time), takes a pty from the container's devpts if asked, applies the process attributes and
+/// execs at once. The sync socket closes at execve; only failures are reported on it.
+pub fn run_exec(ctx: &InitContext<'_>, fds: InitFds) -> ! {
+    let err = match exec_steps(ctx, &fds) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = send_msg(
+        fds.sync.as_fd(),
+        &Msg::Failed {
+            msg: err.to_string(),
+        },
+    );
+    // SAFETY: leaving the cloned child without running the parent's atexit handlers.
+    unsafe { libc::_exit(1) }
+}
+
+fn exec_steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> {
+    let plan = ctx.plan;
+    reset_signals();
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .step(|| "prctl(PR_SET_PDEATHSIG)".into())?;
+    // Never dumpable before execve: the container must not ptrace us or take our fds
+    // (CVE-2016-9962).
+    nix::sys::prctl::set_dumpable(false).step(|| "prctl(PR_SET_DUMPABLE)".into())?;
+    if expect(fds, "cgroup placement")? != Msg::Go {
+        return Err(failure("start", "unexpected message"));
+    }
+    enter_namespaces(plan, fds)?;
+    if plan.process.terminal {
+        // Joining the mount namespace made its root ours.
+        let root = nix::fcntl::open(
+            "/",
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .step(|| "opening /".into())?;
+        let pty = console::create(root.as_fd(), plan, false)?;
+        console::attach(pty, fds.console.as_ref().map(|c| c.as_fd()))?;
+    } else {
+        nix::unistd::setsid().step(|| "setsid".into())?;
+    }
+    let prepared = exec::prepare(plan, ctx.seccomp, fds.sync.as_fd())?;
+    exec::close_fds(plan)?;
+    nix::sys::prctl::set_pdeathsig(None).step(|| "prctl(PR_SET_PDEATHSIG)".into())?;
+    Err(exec::exec(prepared))
 }
 
 /// Joins namespaces given by path, then makes the new ones. A new user namespace was made by the
@@ -208,9 +263,16 @@ fn enter_namespaces(plan: &Plan, fds: &InitFds) -> Result<(), InitError> {
         .filter(|(k, _)| !matches!(k, NsKind::Pid | NsKind::Time))
         .collect();
     order.sort_by_key(|(k, _)| *k != NsKind::User);
-    for (kind, path) in order {
-        let f = std::fs::File::open(path)
-            .step(|| format!("opening {} namespace {}", kind.spec_name(), path.display()))?;
+    // All opened before any is joined: after the mount namespace the paths would be looked up in
+    // the container's /proc.
+    let files = order
+        .iter()
+        .map(|(kind, path)| {
+            std::fs::File::open(path)
+                .step(|| format!("opening {} namespace {}", kind.spec_name(), path.display()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for ((kind, path), f) in order.iter().zip(&files) {
         nix::sched::setns(f.as_fd(), kind.flag())
             .step(|| format!("joining {} namespace {}", kind.spec_name(), path.display()))?;
     }

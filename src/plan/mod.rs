@@ -765,76 +765,11 @@ impl Plan {
             check_sysctl(k, &namespaces)?;
         }
 
-        // Process.
         let p = spec
             .process()
             .as_ref()
             .ok_or_else(|| PlanError::field("process", "missing"))?;
-        let args = p.args().clone().unwrap_or_default();
-        if args.is_empty() || args[0].is_empty() {
-            return Err(PlanError::field("process.args", "must name a program"));
-        }
-        let cwd = absolute("process.cwd", p.cwd())?;
-        let mut env = p.env().clone().unwrap_or_default();
-        if let Some(i) = env
-            .iter()
-            .position(|e| !e.contains('=') || e.starts_with('='))
-        {
-            return Err(PlanError::field(
-                &format!("process.env[{i}]"),
-                "not of the form KEY=VALUE",
-            ));
-        }
-        if opts.listen_fds > 0 {
-            env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
-            env.push(format!("LISTEN_FDS={}", opts.listen_fds));
-            env.push("LISTEN_PID=1".into());
-        }
-        let user = p.user();
-        let (mut uid, mut gid) = (user.uid(), user.gid());
-        if let Some(name) = user.username().as_deref().filter(|n| !n.is_empty()) {
-            (uid, gid) = process::lookup_user(&rootfs, name)?;
-        }
-        let terminal = p.terminal().unwrap_or(false);
-        if terminal && opts.detach && opts.console_socket.is_none() {
-            return Err(PlanError::Options(
-                "process.terminal is true but the container detaches: give --console-socket to receive the pty".into(),
-            ));
-        }
-        if !terminal && opts.console_socket.is_some() {
-            return Err(PlanError::Options(
-                "--console-socket needs process.terminal to be true".into(),
-            ));
-        }
-        let console_size = p.console_size().as_ref().map(|b| {
-            (
-                b.height().min(u16::MAX as u64) as u16,
-                b.width().min(u16::MAX as u64) as u16,
-            )
-        });
-        if let Some(adj) = p.oom_score_adj() {
-            if !(-1000..=1000).contains(&adj) {
-                return Err(PlanError::field(
-                    "process.oomScoreAdj",
-                    format!("{adj} is outside -1000..1000"),
-                ));
-            }
-        }
-        let process = ProcessPlan {
-            args,
-            env,
-            cwd,
-            uid,
-            gid,
-            umask: user.umask(),
-            additional_gids: user.additional_gids().clone().unwrap_or_default(),
-            caps: process::capabilities(p.capabilities().as_ref())?,
-            rlimits: process::rlimits(p.rlimits().as_ref())?,
-            no_new_privs: p.no_new_privileges().unwrap_or(false),
-            oom_score_adj: p.oom_score_adj(),
-            terminal,
-            console_size,
-        };
+        let process = plan_process(p, &rootfs, &opts)?;
 
         // Cgroups: placement here; the resources other than devices arrive with the cgroups work.
         let cgroups_path = match linux.cgroups_path() {
@@ -931,6 +866,79 @@ impl Plan {
             opts,
         })
     }
+}
+
+/// The process part of a config (also `exec --process`): checked and in plain values.
+pub fn plan_process(
+    p: &oci_spec::runtime::Process,
+    rootfs: &Path,
+    opts: &RunOptions,
+) -> Result<ProcessPlan, PlanError> {
+    let args = p.args().clone().unwrap_or_default();
+    if args.is_empty() || args[0].is_empty() {
+        return Err(PlanError::field("process.args", "must name a program"));
+    }
+    let cwd = absolute("process.cwd", p.cwd())?;
+    let mut env = p.env().clone().unwrap_or_default();
+    if let Some(i) = env
+        .iter()
+        .position(|e| !e.contains('=') || e.starts_with('='))
+    {
+        return Err(PlanError::field(
+            &format!("process.env[{i}]"),
+            "not of the form KEY=VALUE",
+        ));
+    }
+    if opts.listen_fds > 0 {
+        env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
+        env.push(format!("LISTEN_FDS={}", opts.listen_fds));
+        env.push("LISTEN_PID=1".into());
+    }
+    let user = p.user();
+    let (mut uid, mut gid) = (user.uid(), user.gid());
+    if let Some(name) = user.username().as_deref().filter(|n| !n.is_empty()) {
+        (uid, gid) = process::lookup_user(rootfs, name)?;
+    }
+    let terminal = p.terminal().unwrap_or(false);
+    if terminal && opts.detach && opts.console_socket.is_none() {
+        return Err(PlanError::Options(
+            "process.terminal is true but the container detaches: give --console-socket to receive the pty".into(),
+        ));
+    }
+    if !terminal && opts.console_socket.is_some() {
+        return Err(PlanError::Options(
+            "--console-socket needs process.terminal to be true".into(),
+        ));
+    }
+    let console_size = p.console_size().as_ref().map(|b| {
+        (
+            b.height().min(u16::MAX as u64) as u16,
+            b.width().min(u16::MAX as u64) as u16,
+        )
+    });
+    if let Some(adj) = p.oom_score_adj() {
+        if !(-1000..=1000).contains(&adj) {
+            return Err(PlanError::field(
+                "process.oomScoreAdj",
+                format!("{adj} is outside -1000..1000"),
+            ));
+        }
+    }
+    Ok(ProcessPlan {
+        args,
+        env,
+        cwd,
+        uid,
+        gid,
+        umask: user.umask(),
+        additional_gids: user.additional_gids().clone().unwrap_or_default(),
+        caps: process::capabilities(p.capabilities().as_ref())?,
+        rlimits: process::rlimits(p.rlimits().as_ref())?,
+        no_new_privs: p.no_new_privileges().unwrap_or(false),
+        oom_score_adj: p.oom_score_adj(),
+        terminal,
+        console_size,
+    })
 }
 
 /// Fields chitin cannot honour yet are refused, never silently ignored.

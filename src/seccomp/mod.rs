@@ -49,7 +49,15 @@ pub fn prepare(
     p: &Profile,
     annotations: &std::collections::BTreeMap<String, String>,
 ) -> Result<Option<Filter>, SeccompError> {
-    if !load::filters_supported() {
+    prepare_for(p, annotations, load::filters_supported())
+}
+
+fn prepare_for(
+    p: &Profile,
+    annotations: &std::collections::BTreeMap<String, String>,
+    supported: bool,
+) -> Result<Option<Filter>, SeccompError> {
+    if !supported {
         return match annotations.get(SKIP_ANNOTATION).map(String::as_str) {
             Some("true") => Ok(None),
             _ => Err(SeccompError::Unsupported),
@@ -366,4 +374,34 @@ pub fn from_json(v: serde_json::Value) -> Result<Profile, SeccompError> {
         ));
     }
     Ok(profile)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_without_filters_fail_closed_unless_opted_out() {
+        let p = from_json(serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_SPARC64"]})).unwrap();
+        let mut ann = std::collections::BTreeMap::new();
+        let e = prepare_for(&p, &ann, false).unwrap_err().to_string();
+        assert!(
+            e.contains("no seccomp filter support") && e.contains(SKIP_ANNOTATION),
+            "{e}"
+        );
+        ann.insert(SKIP_ANNOTATION.to_owned(), "yes".to_owned());
+        assert!(
+            prepare_for(&p, &ann, false).is_err(),
+            "only \"true\" opts out"
+        );
+        ann.insert(SKIP_ANNOTATION.to_owned(), "true".to_owned());
+        assert!(
+            prepare_for(&p, &ann, false).unwrap().is_none(),
+            "no filter, by request"
+        );
+        assert!(
+            prepare_for(&p, &ann, true).unwrap().is_some(),
+            "the opt-out changes nothing where filters work"
+        );
+    }
 }

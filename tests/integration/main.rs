@@ -3,6 +3,7 @@
 mod cgroups;
 mod compare;
 mod errors;
+mod exec;
 mod harness;
 mod hooks;
 mod lifecycle;
@@ -72,6 +73,11 @@ fn main() {
         cgroups::v1_only_host,
         cgroups::delete_after_a_killed_create,
         process::session_keyring,
+        exec::joins_every_namespace_and_the_cgroup,
+        exec::flags_and_exit_status,
+        exec::refused_when_not_running,
+        exec::seccomp_applies,
+        exec::terminal,
         seccomp::docker_default_profile,
         seccomp::actions_and_errnos,
         seccomp::notify_listener_reaches_the_agent,

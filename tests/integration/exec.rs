@@ -1,0 +1,223 @@
+//! `exec`: a process joins every namespace and the cgroup of a running container, gets its
+//! attributes and seccomp filter, and its exit status comes back.
+
+use serde_json::json;
+
+use crate::harness::TestResult;
+use crate::support::{Bundle, Ctx, cap_field};
+
+fn running(ctx: &Ctx, b: &mut Bundle) -> String {
+    let id = ctx.id();
+    b.config["linux"]["cgroupsPath"] = format!("/chitin-tests/{id}").into();
+    assert_eq!(ctx.run_detached(b, &id), 0);
+    id
+}
+
+fn exec(ctx: &Ctx, args: &[&str]) -> (i32, String, String) {
+    let out = ctx.cmd().arg("exec").args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn joins_every_namespace_and_the_cgroup() -> TestResult {
+    let ctx = Ctx::new("exec")?;
+    let mut b = ctx.bundle("sleep 100");
+    b.config["hostname"] = "exec-box".into();
+    let id = running(&ctx, &mut b);
+    let init = ctx.state(&id)["pid"].as_i64().unwrap();
+    let (code, out, err) = exec(
+        &ctx,
+        &[
+            &id,
+            "sh",
+            "-c",
+            "hostname; echo $$; cat /proc/1/comm; for n in pid mnt net ipc uts cgroup; do readlink /proc/self/ns/$n; done; grep -c chitin-tests /proc/self/cgroup || true",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "exec-box");
+    assert_ne!(lines[1], "1", "not the init");
+    assert!(
+        lines[1].parse::<u32>().unwrap() < 100,
+        "a pid of the container's namespace: {}",
+        lines[1]
+    );
+    assert_eq!(lines[2], "sleep");
+    for (i, n) in ["pid", "mnt", "net", "ipc", "uts", "cgroup"]
+        .iter()
+        .enumerate()
+    {
+        let theirs = std::fs::read_link(format!("/proc/{init}/ns/{n}")).unwrap();
+        assert_eq!(lines[3 + i], theirs.to_str().unwrap(), "{n} namespace");
+    }
+    // The exec'd process shows up in the container's cgroup (from the host: cgroup.procs).
+    // Detached: the process keeps the stdio it is given, so none that this test waits on.
+    let st = ctx
+        .cmd()
+        .args([
+            "exec",
+            "-d",
+            "--pid-file",
+            ctx.base.join("exec.pid").to_str().unwrap(),
+            &id,
+            "sleep",
+            "50",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pid = std::fs::read_to_string(ctx.base.join("exec.pid")).unwrap();
+    let procs: Vec<String> = crate::support::cgroup_dirs(&format!("/chitin-tests/{id}"))
+        .iter()
+        .map(|d| std::fs::read_to_string(d.join("cgroup.procs")).unwrap())
+        .collect();
+    assert!(
+        procs.iter().all(|p| p.lines().any(|l| l == pid)),
+        "pid {pid} in every hierarchy: {procs:?}"
+    );
+    assert!(ctx.chitin(&["delete", "-f", &id]).status.success());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap()
+                .contains(") Z"),
+        "delete -f killed the exec'd process too"
+    );
+    Ok(())
+}
+
+pub fn flags_and_exit_status() -> TestResult {
+    let ctx = Ctx::new("execflags")?;
+    let mut b = ctx.bundle("sleep 100");
+    b.config["root"]["readonly"] = false.into();
+    let id = running(&ctx, &mut b);
+    let (code, _, _) = exec(&ctx, &[&id, "sh", "-c", "exit 7"]);
+    assert_eq!(code, 7);
+    let (code, out, err) = exec(
+        &ctx,
+        &[
+            "--cwd",
+            "/tmp",
+            "-e",
+            "FOO=bar",
+            "-e",
+            "PATH=/bin",
+            "-u",
+            "1000:1000",
+            "-g",
+            "5",
+            "--cap",
+            "CAP_SYS_ADMIN",
+            "--no-new-privs",
+            &id,
+            "sh",
+            "-c",
+            "pwd; echo $FOO $PATH; id -u; id -g; id -G; cat /proc/self/status",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..5], ["/tmp", "bar /bin", "1000", "1000", "1000 5"]);
+    let status = lines[5..].join("\n");
+    assert_ne!(
+        cap_field(&status, "CapBnd:") & 1 << 21,
+        0,
+        "--cap adds to the bounding set"
+    );
+    assert_eq!(
+        cap_field(&status, "CapInh:"),
+        0,
+        "and never to the inheritable set (CVE-2022-29162)"
+    );
+    assert!(status.contains("NoNewPrivs:\t1"));
+    // --process takes a whole process.
+    let pf = ctx.base.join("process.json");
+    std::fs::write(&pf, json!({"args": ["sh", "-c", "echo from-file $X; id -u"], "cwd": "/", "env": ["X=1", "PATH=/bin"], "user": {"uid": 65534, "gid": 65534}}).to_string()).unwrap();
+    let (code, out, err) = exec(&ctx, &["--process", pf.to_str().unwrap(), &id]);
+    assert_eq!((code, out.as_str()), (0, "from-file 1\n65534\n"), "{err}");
+    Ok(())
+}
+
+pub fn refused_when_not_running() -> TestResult {
+    let ctx = Ctx::new("execstop")?;
+    let mut b = ctx.bundle("true");
+    let id = ctx.id();
+    b.config["linux"]["cgroupsPath"] = format!("/chitin-tests/{id}").into();
+    b.save();
+    assert!(
+        ctx.cmd()
+            .args(["run", "--keep", "-b"])
+            .arg(&b.dir)
+            .arg(&id)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (code, _, err) = exec(&ctx, &[&id, "true"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("stopped"), "{err}");
+    let (code, _, err) = exec(&ctx, &["ghost", "true"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("does not exist"), "{err}");
+    Ok(())
+}
+
+/// The container's seccomp filter applies to exec'd processes too.
+pub fn seccomp_applies() -> TestResult {
+    let ctx = Ctx::new("execsc")?;
+    let mut b = ctx.bundle("sleep 100");
+    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]});
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
+    let id = running(&ctx, &mut b);
+    let (code, out, err) = exec(
+        &ctx,
+        &[
+            &id,
+            "sh",
+            "-c",
+            "mkdir /tmp/x; echo rc=$?; grep Seccomp: /proc/self/status",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(out, "rc=1\nSeccomp:\t2\n");
+    assert!(err.contains("Permission denied"), "{err}");
+    Ok(())
+}
+
+/// exec -t in the foreground: a pty of the container's devpts, relayed; the status comes back.
+pub fn terminal() -> TestResult {
+    let ctx = Ctx::new("exectty")?;
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return crate::harness::skip("script(1) from util-linux is not installed");
+    }
+    let mut b = ctx.bundle("sleep 100");
+    let id = running(&ctx, &mut b);
+    let cmd = format!(
+        "{} --root {} exec -t {id} sh -c 'tty; ls -l /proc/self/fd/0 | cut -c1; exit 4'; echo rc=$?",
+        crate::support::bin(),
+        ctx.root.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(text.contains("\nl\n") || text.contains("\nc\n"), "{text}");
+    assert!(text.contains("rc=4"), "{text}");
+    Ok(())
+}
