@@ -662,7 +662,10 @@ pub fn delete_after_a_killed_create() -> TestResult {
     let ctx = Ctx::new("crash")?;
     let id = ctx.id();
     let mut b = bundle(&ctx, "true", &id, json!({"pids": {"limit": 10}}));
-    b.config["hooks"] = json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"]}]});
+    // A second duration unique to this run marks the hook, to end it afterwards.
+    let marker = format!("0.{}", std::process::id());
+    b.config["hooks"] =
+        json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30", marker]}]});
     b.save();
     let mut create = ctx
         .cmd()
@@ -688,8 +691,12 @@ pub fn delete_after_a_killed_create() -> TestResult {
     );
     assert!(!ctx.root.join(&id).exists(), "state removed");
     assert!(!pids.exists(), "cgroup removed");
-    let _ = std::process::Command::new("pkill")
-        .args(["-f", "^sleep 30$"])
-        .status();
+    // The hook, if it started, was the killed create's child: end it here.
+    for pid in crate::support::processes_with(&format!("sleep\u{0}30\u{0}{marker}")) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
     Ok(())
 }

@@ -73,8 +73,9 @@ pub fn failing_hook_fails_create_and_cleans_up() -> TestResult {
 pub fn hook_timeout() -> TestResult {
     let ctx = Ctx::new("hooktime")?;
     let mut b = ctx.bundle("true");
-    b.config["hooks"] =
-        json!({"prestart": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
+    // A second duration unique to this run tells this hook from any other sleep on the host.
+    let marker = format!("0.{}", std::process::id());
+    b.config["hooks"] = json!({"prestart": [{"path": "/bin/sleep", "args": ["sleep", "30", marker], "timeout": 1}]});
     b.save();
     let id = ctx.id();
     let start = std::time::Instant::now();
@@ -83,7 +84,7 @@ pub fn hook_timeout() -> TestResult {
     assert!(start.elapsed().as_secs() < 10);
     assert!(err.contains("timed out after 1s"));
     assert!(
-        processes_with("sleep\u{0}30").is_empty(),
+        processes_with(&format!("sleep\u{0}30\u{0}{marker}")).is_empty(),
         "the hook was killed"
     );
     Ok(())
