@@ -189,10 +189,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> 
         Status::Stopped => {}
         // A created container has not run anything yet: runc deletes it without --force.
         Status::Created | Status::Creating => container::kill_all(&r)?,
-        s if force => {
-            let _ = s;
-            container::kill_all(&r)?;
-        }
+        _ if force => container::kill_all(&r)?,
         s => {
             return Err(ContainerError::Status(format!(
                 "cannot delete container {id} that is not stopped: {}",
