@@ -49,7 +49,7 @@ impl Drop for Undo {
 
 /// Moves an fd to a number above the range handed to the container, so that --preserve-fds
 /// never passes one of ours along.
-pub(super) fn above(fd: OwnedFd, min: u32) -> Result<OwnedFd, ContainerError> {
+fn above(fd: OwnedFd, min: u32) -> Result<OwnedFd, ContainerError> {
     if (fd.as_raw_fd() as u32) >= min {
         return Ok(fd);
     }
@@ -60,6 +60,51 @@ pub(super) fn above(fd: OwnedFd, min: u32) -> Result<OwnedFd, ContainerError> {
     .map_err(|e| io_ctx("dup")(e.into()))?;
     // SAFETY: F_DUPFD_CLOEXEC returned a new fd.
     Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+/// The sockets between the runtime and the process it clones: the sync pair and, with a
+/// terminal, where the pty master goes (the --console-socket, or a pair for the foreground
+/// relay). The child's ends sit above the fds handed to the container.
+pub(super) struct Channels {
+    pub console: Option<OwnedFd>,
+    pub console_relay: Option<OwnedFd>,
+    pub parent_end: OwnedFd,
+    pub child_end: OwnedFd,
+}
+
+impl Channels {
+    pub(super) fn open(plan: &Plan) -> Result<Channels, ContainerError> {
+        let min_fd = plan.opts.first_own_fd();
+        let (console, console_relay) = match (&plan.opts.console_socket, plan.process.terminal) {
+            (Some(path), _) => {
+                let s = std::os::unix::net::UnixStream::connect(path)
+                    .map_err(io_ctx(format!("console socket {}", path.display())))?;
+                (Some(above(OwnedFd::from(s), min_fd)?), None)
+            }
+            (None, true) => {
+                let (a, b) = crate::sync::pair().map_err(io_ctx("socketpair"))?;
+                (Some(above(b, min_fd)?), Some(a))
+            }
+            (None, false) => (None, None),
+        };
+        let (parent_end, child_end) = crate::sync::pair().map_err(io_ctx("socketpair"))?;
+        Ok(Channels {
+            console,
+            console_relay,
+            parent_end,
+            child_end: above(child_end, min_fd)?,
+        })
+    }
+}
+
+/// The cgroup2 directory to clone into (CLONE_INTO_CGROUP takes an fd of it).
+pub(super) fn open_cgroup_dir(dir: Option<&Path>) -> Result<Option<OwnedFd>, ContainerError> {
+    let Some(d) = dir else { return Ok(None) };
+    let flags =
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
+    nix::fcntl::open(d, flags, nix::sys::stat::Mode::empty())
+        .map(Some)
+        .map_err(|e| io_ctx(format!("opening {}", d.display()))(e.into()))
 }
 
 /// The start barrier: a listening socket in the state directory (see container::start).
@@ -170,7 +215,7 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
         poststart: plan.hooks.poststart.clone(),
         poststop: plan.hooks.poststop.clone(),
     };
-    let min_fd = 3 + plan.opts.listen_fds + plan.opts.preserve_fds;
+    let min_fd = plan.opts.first_own_fd();
     let listener = above(start_barrier(dir)?, min_fd)?;
 
     let placement = layout.create(&plan.cgroups_path, plan.cgroups_path_default)?;
@@ -182,34 +227,13 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
     // Written now, so that `delete -f` can clean up after a create that was killed midway.
     dir.write(&record)?;
 
-    let (console, console_relay) = match (&plan.opts.console_socket, plan.process.terminal) {
-        (Some(path), _) => {
-            let s = std::os::unix::net::UnixStream::connect(path)
-                .map_err(io_ctx(format!("console socket {}", path.display())))?;
-            (Some(above(OwnedFd::from(s), min_fd)?), None)
-        }
-        (None, true) => {
-            let (a, b) = crate::sync::pair().map_err(io_ctx("socketpair"))?;
-            (Some(above(b, min_fd)?), Some(a))
-        }
-        (None, false) => (None, None),
-    };
-    let (parent_end, child_end) = crate::sync::pair().map_err(io_ctx("socketpair"))?;
-    let child_end = above(child_end, min_fd)?;
-
-    let unified_fd = match &record.cgroup.unified {
-        Some(d) => Some(
-            nix::fcntl::open(
-                d,
-                nix::fcntl::OFlag::O_RDONLY
-                    | nix::fcntl::OFlag::O_DIRECTORY
-                    | nix::fcntl::OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .map_err(|e| io_ctx(format!("opening {}", d.display()))(e.into()))?,
-        ),
-        None => None,
-    };
+    let Channels {
+        console,
+        console_relay,
+        parent_end,
+        child_end,
+    } = Channels::open(plan)?;
+    let unified_fd = open_cgroup_dir(record.cgroup.unified.as_deref())?;
     let clone_flags = [NsKind::User, NsKind::Pid]
         .into_iter()
         .filter(|k| plan.namespaces.is_new(*k))

@@ -3,11 +3,11 @@
 //! clone; the child joins the rest, gets the same process attributes and seccomp filter as the
 //! container's process, and execs at once.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::create::{ForChildren, above, send_to_agent, write_pid_file};
+use super::create::{Channels, ForChildren, open_cgroup_dir, send_to_agent, write_pid_file};
 use super::{ContainerError, io_ctx, pidfd};
 use crate::cgroup::{Layout, Placement, V1Dir};
 use crate::cli::ExecFlags;
@@ -234,34 +234,13 @@ pub fn exec(
         Some(p) => crate::seccomp::prepare(p, &plan.annotations)?,
         None => None,
     };
-    let min_fd = 3 + plan.opts.listen_fds + plan.opts.preserve_fds;
-    let (console, console_relay) = match (&plan.opts.console_socket, plan.process.terminal) {
-        (Some(path), _) => {
-            let s = std::os::unix::net::UnixStream::connect(path)
-                .map_err(io_ctx(format!("console socket {}", path.display())))?;
-            (Some(above(OwnedFd::from(s), min_fd)?), None)
-        }
-        (None, true) => {
-            let (a, b) = crate::sync::pair().map_err(io_ctx("socketpair"))?;
-            (Some(above(b, min_fd)?), Some(a))
-        }
-        (None, false) => (None, None),
-    };
-    let (parent_end, child_end) = crate::sync::pair().map_err(io_ctx("socketpair"))?;
-    let child_end = above(child_end, min_fd)?;
-    let unified_fd = match &placement.unified {
-        Some(d) => Some(
-            nix::fcntl::open(
-                d,
-                nix::fcntl::OFlag::O_RDONLY
-                    | nix::fcntl::OFlag::O_DIRECTORY
-                    | nix::fcntl::OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )
-            .map_err(|e| io_ctx(format!("opening {}", d.display()))(e.into()))?,
-        ),
-        None => None,
-    };
+    let Channels {
+        console,
+        console_relay,
+        parent_end,
+        child_end,
+    } = Channels::open(&plan)?;
+    let unified_fd = open_cgroup_dir(placement.unified.as_deref())?;
     if !f.detach {
         let _ = super::forwarded_signals().thread_block();
     }

@@ -195,8 +195,7 @@ fn lookup(prog: &str, env: &[String]) -> Result<PathBuf, InitError> {
 /// Every fd above the preserved ones is marked close-on-exec; the preserved ones (3..3+N) lose
 /// the flag so that they reach the container.
 pub fn close_fds(plan: &Plan) -> Result<(), InitError> {
-    let keep = plan.opts.listen_fds + plan.opts.preserve_fds;
-    let first = 3 + keep;
+    let first = plan.opts.first_own_fd();
     // SAFETY: close_range only changes flags of our own fds.
     let rc = unsafe {
         libc::syscall(

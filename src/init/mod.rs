@@ -63,7 +63,13 @@ pub struct InitContext<'a> {
 
 /// Runs the init; never returns.
 pub fn run(ctx: &InitContext<'_>, fds: InitFds) -> ! {
-    let err = match steps(ctx, &fds) {
+    let result = steps(ctx, &fds);
+    report(&fds, result)
+}
+
+/// Tells the parent which step failed, then leaves (success never returns: it is an execve).
+fn report(fds: &InitFds, result: Result<Infallible, InitError>) -> ! {
+    let err = match result {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -191,18 +197,8 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
 /// time), takes a pty from the container's devpts if asked, applies the process attributes and
 /// execs at once. The sync socket closes at execve; only failures are reported on it.
 pub fn run_exec(ctx: &InitContext<'_>, fds: InitFds) -> ! {
-    let err = match exec_steps(ctx, &fds) {
-        Ok(never) => match never {},
-        Err(e) => e,
-    };
-    let _ = send_msg(
-        fds.sync.as_fd(),
-        &Msg::Failed {
-            msg: err.to_string(),
-        },
-    );
-    // SAFETY: leaving the cloned child without running the parent's atexit handlers.
-    unsafe { libc::_exit(1) }
+    let result = exec_steps(ctx, &fds);
+    report(&fds, result)
 }
 
 fn exec_steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> {

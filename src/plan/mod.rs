@@ -258,6 +258,13 @@ pub struct RunOptions {
     pub detach: bool,
 }
 
+impl RunOptions {
+    /// The lowest fd not handed to the container (fds 3.. up to here are).
+    pub fn first_own_fd(&self) -> u32 {
+        3 + self.listen_fds + self.preserve_fds
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub id: String,
