@@ -261,6 +261,11 @@ pub fn session_keyring() -> TestResult {
         .arg(&id2)
         .output()
         .unwrap();
+    assert!(
+        out2.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out2.stderr)
+    );
     let out2 = String::from_utf8_lossy(&out2.stdout);
     assert!(!out2.lines().any(|l| l == id2), "{out2}");
     Ok(())
