@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of chitin on a fresh Debian machine, as root: installs what the tests use (busybox
-# for the rootfs, runc to compare with), runs the unit and integration tests on this host, then
-# the integration tests again on pure cgroup v2 in a QEMU VM (tests/vm/run-v2.sh).
+# for the rootfs, runc to compare with, Docker, containerd and Podman as clients), runs the unit
+# and integration tests on this host, then the integration tests again on pure cgroup v2 in a
+# QEMU VM (tests/vm/run-v2.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -9,10 +10,17 @@ need=()
 command -v runc >/dev/null || need+=(runc)
 # libseccomp is the oracle of the seccomp compiler's differential tests.
 pkg-config --exists libseccomp 2>/dev/null || need+=(libseccomp-dev pkg-config)
+# The clients that drive chitin in the tests, and a terminal for the interactive ones.
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v ctr >/dev/null || need+=(containerd)
+command -v podman >/dev/null || need+=(podman)
+command -v tmux >/dev/null || need+=(tmux)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 cargo test --workspace --all-targets -- "$@"
+# The client scenarios again with runc as the runtime: they pass with the reference runtime too.
+CHITIN_CLIENT_RUNTIME=runc cargo test --test integration -- docker:: ctr:: podman::
 # A cgroup v1-only host: the same host with its unified hierarchy hidden in a private mount
 # namespace, for the tests that touch cgroups.
 if mountpoint -q /sys/fs/cgroup/unified; then

@@ -86,11 +86,55 @@ fn valid_list(s: &str) -> bool {
     })
 }
 
+/// `res` without the values that mean "not set" to runc: zero limits, shares, periods, quotas
+/// and weights, and empty cpusets. Docker and containerd send them so, in create and in update.
+pub fn without_unset(res: &LinuxResources) -> LinuxResources {
+    fn nz<T: Default + PartialEq>(v: Option<T>) -> Option<T> {
+        v.filter(|v| *v != T::default())
+    }
+    let mut r = res.clone();
+    if let Some(o) = res.memory() {
+        let mut m = *o;
+        m.set_limit(nz(o.limit()))
+            .set_reservation(nz(o.reservation()))
+            .set_swap(nz(o.swap()))
+            .set_kernel(nz(o.kernel()))
+            .set_kernel_tcp(nz(o.kernel_tcp()))
+            .set_disable_oom_killer(o.disable_oom_killer().filter(|d| *d));
+        let empty = m == Default::default();
+        r.set_memory((!empty).then_some(m));
+    }
+    if let Some(o) = res.cpu() {
+        let mut c = o.clone();
+        c.set_shares(nz(o.shares()))
+            .set_quota(nz(o.quota()))
+            .set_period(nz(o.period()))
+            .set_realtime_period(nz(o.realtime_period()))
+            .set_realtime_runtime(nz(o.realtime_runtime()))
+            .set_cpus(o.cpus().clone().filter(|s| !s.is_empty()))
+            .set_mems(o.mems().clone().filter(|s| !s.is_empty()));
+        let empty = c == Default::default();
+        r.set_cpu((!empty).then_some(c));
+    }
+    if let Some(o) = res.block_io() {
+        let mut b = o.clone();
+        b.set_weight(nz(o.weight()))
+            .set_leaf_weight(nz(o.leaf_weight()));
+        let empty = b == Default::default();
+        r.set_block_io((!empty).then_some(b));
+    }
+    if res.pids().is_some_and(|p| p.limit() == 0) {
+        r.set_pids(None);
+    }
+    r
+}
+
 /// The writes for `res` (devices excepted: they are rules, see `Placement::apply_device_rules`).
 pub fn writes(
     res: &LinuxResources,
     kind_of: &dyn Fn(&str) -> Option<Kind>,
 ) -> Result<Vec<Write>, CgroupError> {
+    let res = &without_unset(res);
     let mut w = Writes {
         out: Vec::new(),
         kind_of,
@@ -531,6 +575,27 @@ mod tests {
         ws.iter()
             .map(|w| format!("{}={}", w.file, w.value))
             .collect()
+    }
+
+    #[test]
+    fn zeros_mean_unset() {
+        // What Docker sends for `docker run` with no limits, and for `docker update --cpus`.
+        let docker = res(serde_json::json!({
+            "memory": {"limit": 0, "reservation": 0, "swap": 0, "kernel": 0, "kernelTCP": 0,
+                       "disableOOMKiller": false},
+            "cpu": {"shares": 0, "quota": 25000, "period": 0, "realtimePeriod": 0,
+                    "realtimeRuntime": 0, "cpus": "", "mems": ""},
+            "blockIO": {"weight": 0},
+            "pids": {"limit": 0}
+        }));
+        // No controller but cpu is needed.
+        let kind = |c: &str| (c == "cpu").then_some(Kind::V1);
+        assert_eq!(
+            files(&writes(&docker, &kind).unwrap()),
+            ["cpu.cfs_quota_us=25000"]
+        );
+        let v = serde_json::to_value(without_unset(&docker)).unwrap();
+        assert_eq!(v, serde_json::json!({"cpu": {"quota": 25000}}));
     }
 
     #[test]

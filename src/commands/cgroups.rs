@@ -149,7 +149,9 @@ pub fn update(root: &Path, id: &str, f: &UpdateFlags) -> Result<(), ContainerErr
         serde_path_to_error::deserialize(v)
             .map_err(|e| ContainerError::Status(format!("resources: {}: {}", e.path(), e.inner())))
     };
-    let change = parsed(delta.clone())?;
+    // Zeros mean "unchanged" (Docker sends every field), so they must not reach the record.
+    let change = resources::without_unset(&parsed(delta)?);
+    let delta = serde_json::to_value(&change).expect("resources serialize");
     if change.devices().as_ref().is_some_and(|d| !d.is_empty()) {
         return Err(ContainerError::Status(
             "update: device rules cannot be changed on a running container".into(),

@@ -2,6 +2,7 @@
 //! is skipped with the reason printed, and the run ends with "N passed, N failed, N skipped".
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
 use std::time::Instant;
 
 pub enum Outcome {
@@ -17,6 +18,16 @@ pub struct Test {
 
 pub fn skip<T>(why: impl Into<String>) -> Result<T, Outcome> {
     Err(Outcome::Skip(why.into()))
+}
+
+type Teardown = Box<dyn FnOnce() + Send>;
+
+static TEARDOWNS: Mutex<Vec<Teardown>> = Mutex::new(Vec::new());
+
+/// Runs `f` after the last test, for fixtures that tests share (a daemon, say); the latest
+/// registered runs first.
+pub fn at_exit(f: impl FnOnce() + Send + 'static) {
+    TEARDOWNS.lock().unwrap().push(Box::new(f));
 }
 
 pub fn main(tests: &[Test]) {
@@ -48,6 +59,10 @@ pub fn main(tests: &[Test]) {
                 println!("test {} ... FAILED ({ms} ms)", t.name);
             }
         }
+    }
+    let teardowns = std::mem::take(&mut *TEARDOWNS.lock().unwrap());
+    for f in teardowns.into_iter().rev() {
+        f();
     }
     if !failures.is_empty() {
         println!("\nfailures:\n    {}", failures.join("\n    "));

@@ -1,6 +1,7 @@
 //! Integration tests: real containers, run as root on a busybox rootfs.
 
 mod cgroups;
+mod clients;
 mod compare;
 mod errors;
 mod exec;
@@ -11,7 +12,9 @@ mod process;
 mod rootfs;
 mod seccomp;
 mod support;
+mod tty;
 
+use clients::{ctr, docker, podman};
 use harness::Test;
 
 macro_rules! tests {
@@ -83,5 +86,13 @@ fn main() {
         seccomp::notify_listener_reaches_the_agent,
         compare::same_view_as_runc,
         compare::same_lifecycle_as_runc,
+        docker::run_in_the_foreground_with_options,
+        docker::seccomp_profiles,
+        docker::detached_lifecycle,
+        docker::exec_into_a_container,
+        docker::interactive_terminal,
+        docker::pause_update_top_stats,
+        ctr::run_exec_kill_rm,
+        podman::run_exec_stop_pause_ps,
     ]);
 }

@@ -1,0 +1,136 @@
+//! Podman (Debian's) with `--runtime` the runtime under test.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use super::{need, ok, run, runtime, runtime_status, sandbox, wait_until};
+use crate::harness::{Outcome, TestResult};
+
+const IMAGE: &str = "localhost/chitin-busybox:it";
+
+struct Podman {
+    dir: PathBuf,
+    parent: String,
+}
+
+fn podman() -> Result<&'static Podman, Outcome> {
+    need(&["podman", "conmon"], "podman")?;
+    static P: OnceLock<Podman> = OnceLock::new();
+    Ok(P.get_or_init(|| {
+        let sb = sandbox();
+        let dir = sb.dir.join("podman");
+        std::fs::create_dir_all(&dir).unwrap();
+        // This machine lacks CAP_SYS_RESOURCE, so podman's default rlimits cannot be set.
+        std::fs::write(
+            dir.join("containers.conf"),
+            "[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+        )
+        .unwrap();
+        let p = Podman {
+            dir,
+            parent: sb.cgroup_parent("podman"),
+        };
+        ok(p.podman().arg("import").arg(sb.image_tar()).arg(IMAGE));
+        p
+    }))
+}
+
+impl Podman {
+    fn podman(&self) -> Command {
+        let mut c = sandbox().cmd("podman");
+        c.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .arg("--root")
+            .arg(self.dir.join("root"))
+            .arg("--runroot")
+            .arg(self.dir.join("runroot"))
+            .arg("--tmpdir")
+            .arg(self.dir.join("tmp"))
+            .args(["--storage-driver", "overlay", "--runtime"])
+            .arg(runtime())
+            .arg("--runtime-flag")
+            .arg(format!("root={}", self.runtime_root().display()));
+        c
+    }
+
+    fn runtime_root(&self) -> PathBuf {
+        self.dir.join("runtime")
+    }
+
+    fn run_flags(&self) -> Vec<String> {
+        vec![
+            "run".into(),
+            "--network".into(),
+            "none".into(),
+            "--cgroup-parent".into(),
+            self.parent.clone(),
+        ]
+    }
+
+    fn inspect(&self, id: &str, format: &str) -> String {
+        ok(self.podman().args(["inspect", "-f", format, id]))
+            .trim()
+            .to_owned()
+    }
+}
+
+pub fn run_exec_stop_pause_ps() -> TestResult {
+    let p = podman()?;
+    let r = run(p.podman().args(p.run_flags()).args(["--rm", IMAGE, "sh", "-c"]).arg(
+        "echo hello from podman; grep '^Seccomp:' /proc/self/status; grep pids /proc/self/cgroup; exit 6",
+    ));
+    assert_eq!(r.code, 6, "{} {}", r.out, r.err);
+    let lines: Vec<&str> = r.out.lines().collect();
+    assert_eq!(
+        &lines[..2],
+        ["hello from podman", "Seccomp:\t2"],
+        "{}",
+        r.out
+    );
+    assert!(lines[2].contains(&p.parent), "its cgroup: {}", r.out);
+
+    let script = "trap 'echo got-term; exit 7' TERM; echo started; while :; do sleep 0.1; done";
+    let id = ok(p
+        .podman()
+        .args(p.run_flags())
+        .args(["-d", IMAGE, "sh", "-c", script]))
+    .trim()
+    .to_owned();
+    wait_until(10, "the first line", || {
+        run(p.podman().args(["logs", &id])).out == "started\n"
+    });
+    assert_eq!(runtime_status(&p.runtime_root(), &id), "running");
+    let ps = |id: &str| {
+        ok(p.podman()
+            .args(["ps", "-a", "--format", "{{.ID}} {{.Status}}"]))
+        .lines()
+        .find(|l| id.starts_with(l.split(' ').next().unwrap()))
+        .unwrap_or("")
+        .to_owned()
+    };
+    assert!(ps(&id).contains(" Up "), "{}", ps(&id));
+
+    let r = run(p
+        .podman()
+        .args(["exec", "-u", "1000", &id, "sh", "-c"])
+        .arg("echo $(id -u) $(cat /proc/1/cmdline | head -c 2); exit 3"));
+    assert_eq!((r.code, r.out.as_str()), (3, "1000 sh\n"), "{}", r.err);
+
+    ok(p.podman().args(["pause", &id]));
+    assert!(ps(&id).ends_with(" Paused"), "{}", ps(&id));
+    assert_eq!(runtime_status(&p.runtime_root(), &id), "paused");
+    assert_eq!(p.inspect(&id, "{{.State.Status}}"), "paused");
+    ok(p.podman().args(["unpause", &id]));
+    assert_eq!(p.inspect(&id, "{{.State.Status}}"), "running");
+
+    ok(p.podman().args(["stop", "-t", "10", &id]));
+    assert_eq!(
+        p.inspect(&id, "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 7"
+    );
+    assert!(ps(&id).contains("Exited (7)"), "{}", ps(&id));
+    assert_eq!(ok(p.podman().args(["logs", &id])), "started\ngot-term\n");
+    ok(p.podman().args(["rm", &id]));
+    assert_eq!(ps(&id), "");
+    Ok(())
+}
