@@ -14,9 +14,9 @@ for isa in "${isas[@]}"; do
   echo "== $isa ($triple)"
   if [ "$isa" = sparc64 ]; then
     # -Zbuild-std on the stable toolchain: RUSTC_BOOTSTRAP unlocks the flag.
-    RUSTC_BOOTSTRAP=1 cargo build --release --quiet -p chitin --target "$triple" -Zbuild-std=std,panic_abort
+    RUSTC_BOOTSTRAP=1 cargo build --release --quiet -p chitin --bin chitin --target "$triple" -Zbuild-std=std,panic_abort
   else
-    cargo build --release --quiet -p chitin --target "$triple"
+    cargo build --release --quiet -p chitin --bin chitin --target "$triple"
   fi
   file "target/$triple/release/chitin"
 done

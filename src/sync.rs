@@ -1,13 +1,10 @@
 //! The messages between `chitin create` and the init it cloned, over a SOCK_SEQPACKET socketpair
 //! (one message per datagram, and EOF when the other side is gone).
 
-use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
-use nix::sys::socket::{
-    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recv,
-    recvmsg, send, sendmsg, socketpair,
-};
+use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, recv, send, socketpair};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,40 +60,4 @@ pub fn recv_msg(fd: BorrowedFd<'_>) -> io::Result<Option<Msg>> {
     serde_json::from_slice(&buf[..n])
         .map(Some)
         .map_err(io::Error::other)
-}
-
-/// Sends `fd` with SCM_RIGHTS and `name` as the payload, as runc does for the pty master
-/// (containerd's shim reads the fd and ignores the name).
-pub fn send_fd(sock: BorrowedFd<'_>, name: &str, fd: RawFd) -> io::Result<()> {
-    let fds = [fd];
-    let iov = [IoSlice::new(name.as_bytes())];
-    sendmsg::<()>(
-        sock.as_raw_fd(),
-        &iov,
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    )?;
-    Ok(())
-}
-
-pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    let mut buf = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(&fd) = fds.first() {
-                // SAFETY: the kernel just installed this fd for us.
-                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
-        }
-    }
-    Err(io::Error::other("no file descriptor in the message"))
 }

@@ -306,8 +306,8 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
                 .map_err(io_ctx("sync"))?;
             }
             Some(Msg::SeccompListener) => {
-                let fd =
-                    crate::sync::recv_fd(sync).map_err(io_ctx("receiving the seccomp listener"))?;
+                let fd = crate::fdpass::recv_fd(sync)
+                    .map_err(io_ctx("receiving the seccomp listener"))?;
                 let profile = plan
                     .seccomp
                     .as_ref()
@@ -357,7 +357,7 @@ pub(super) fn send_to_agent(
         "metadata": p.listener_metadata,
         "state": state,
     });
-    crate::sync::send_fd(sock.as_fd(), &msg.to_string(), fd.as_raw_fd()).map_err(io_ctx(what()))
+    crate::fdpass::send_fd(sock.as_fd(), &msg.to_string(), fd.as_raw_fd()).map_err(io_ctx(what()))
 }
 
 /// The pid file is written whole or not at all: clients poll for it.

@@ -282,7 +282,7 @@ pub fn exec(
     loop {
         match recv_msg(sync).map_err(|e| kill(io_ctx("sync")(e)))? {
             Some(Msg::SeccompListener) => {
-                let fd = crate::sync::recv_fd(sync)
+                let fd = crate::fdpass::recv_fd(sync)
                     .map_err(|e| kill(io_ctx("receiving the seccomp listener")(e)))?;
                 let profile = plan
                     .seccomp

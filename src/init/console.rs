@@ -84,7 +84,7 @@ pub fn create(root: BorrowedFd<'_>, plan: &Plan, bind_console: bool) -> Result<P
 /// Hands the master over, then makes the slave this session's terminal and stdio.
 pub fn attach(pty: Pty, sink: Option<BorrowedFd<'_>>) -> Result<(), InitError> {
     let sink = sink.ok_or_else(|| failure("terminal", "no console socket"))?;
-    crate::sync::send_fd(sink, "/dev/ptmx", pty.master.as_raw_fd())
+    crate::fdpass::send_fd(sink, "/dev/ptmx", pty.master.as_raw_fd())
         .step(|| "sending the pty master".into())?;
     drop(pty.master);
     nix::unistd::setsid().step(|| "setsid".into())?;

@@ -33,7 +33,7 @@ fn load_seccomp(f: &Filter, sync: BorrowedFd<'_>) -> Result<(), InitError> {
         .step(|| "loading the seccomp filter".into())?;
     if let Some(fd) = fd {
         send_msg(sync, &Msg::SeccompListener).step(|| "sync".into())?;
-        crate::sync::send_fd(sync, "seccomp", fd.as_raw_fd())
+        crate::fdpass::send_fd(sync, "seccomp", fd.as_raw_fd())
             .step(|| "sending the seccomp listener".into())?;
     }
     Ok(())

@@ -12,6 +12,7 @@ mod process;
 mod rootfs;
 mod seccomp;
 mod support;
+mod terminal;
 mod tty;
 
 use clients::{ctr, docker, podman};
@@ -86,6 +87,9 @@ fn main() {
         seccomp::notify_listener_reaches_the_agent,
         compare::same_view_as_runc,
         compare::same_lifecycle_as_runc,
+        terminal::recvtty_create_and_exec,
+        terminal::run_in_a_terminal,
+        terminal::piped_stdin_ends_with_eof,
         docker::run_in_the_foreground_with_options,
         docker::seccomp_profiles,
         docker::detached_lifecycle,

@@ -71,8 +71,9 @@ impl Tmux {
         self.ok(&["send-keys", "Enter"]);
     }
 
-    pub fn ctrl_d(&self) {
-        self.ok(&["send-keys", "C-d"]);
+    /// A key by tmux's name for it: "C-d", "C-c".
+    pub fn key(&self, k: &str) {
+        self.ok(&["send-keys", k]);
     }
 
     pub fn resize(&self, cols: u16, rows: u16) {

@@ -31,6 +31,7 @@ mkdir -p "$root"/{bin,proc,sys,dev,tmp,run,etc,newroot,lib/modules}
 cp /bin/busybox "$root/bin/busybox"
 for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"; done
 cp target/debug/chitin "$root/bin/chitin"
+cp target/debug/chitin-recvtty "$root/bin/chitin-recvtty"
 cp "$testbin" "$root/bin/integration"
 # The binaries' shared libraries, at the paths their loader expects.
 for lib in $(ldd target/debug/chitin "$testbin" | awk '/=>/ {print $3} /^[ \t]*\/lib/ {print $1}' | sort -u); do
@@ -70,7 +71,7 @@ echo "cgroup-layout: $(cat /sys/fs/cgroup/cgroup.controllers)"
 set -- $(cat /proc/cmdline)
 filter=""
 for a in "$@"; do case $a in chitin.filter=*) filter=$(echo "${a#chitin.filter=}" | tr , ' ') ;; esac; done
-CHITIN_BIN=/bin/chitin TMPDIR=/tmp /bin/integration $filter
+CHITIN_BIN=/bin/chitin CHITIN_RECVTTY=/bin/chitin-recvtty TMPDIR=/tmp /bin/integration $filter
 echo "vm-exit=$?"
 poweroff -f
 INIT

@@ -410,7 +410,7 @@ pub fn interactive_terminal() -> TestResult {
         exec_term.screen()
     );
     // EOF at the prompt ends the shell, and so the container.
-    term.ctrl_d();
+    term.key("C-d");
     term.wait_for("exit=0");
     Ok(())
 }
