@@ -56,10 +56,8 @@ fn process_plan(
     command: &[String],
     opts: &RunOptions,
 ) -> Result<(), ContainerError> {
-    if f.process_label.is_some() || f.apparmor.is_some() {
-        return Err(refuse(
-            "--process-label/--apparmor: LSM labels are not supported",
-        ));
+    if f.process_label.is_some() {
+        return Err(refuse("--process-label: SELinux labels are not supported"));
     }
     if let Some(path) = &f.process {
         let bytes = std::fs::read(path).map_err(io_ctx(format!("--process {}", path.display())))?;
@@ -113,6 +111,10 @@ fn process_plan(
         p.additional_gids = f.additional_gids.clone();
     }
     p.no_new_privs |= f.no_new_privs;
+    // Without --apparmor the exec'd process gets the container's profile, as with runc.
+    if let Some(a) = &f.apparmor {
+        p.apparmor_profile = crate::plan::apparmor_profile("--apparmor", Some(a))?;
+    }
     for c in &f.cap {
         let cap = caps::Capability::from_str(c)
             .map_err(|_| refuse(format!("--cap {c:?}: unknown capability")))?;

@@ -14,7 +14,7 @@ use nix::unistd::{AccessFlags, Gid, Uid};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::{InitError, Step, failure};
-use crate::fsutil::mkdir_all_in_root;
+use crate::fsutil::{mkdir_all_in_root, open_proc, write_proc};
 use crate::plan::Plan;
 use crate::seccomp::Filter;
 use crate::sync::{Msg, send_msg};
@@ -93,6 +93,10 @@ pub fn prepare<'a>(
         }
     }
 
+    if let Some(profile) = &p.apparmor_profile {
+        apparmor_on_exec(profile)?;
+    }
+
     // Where runc loads it: before the capabilities go when there is no no_new_privs (loading
     // then needs CAP_SYS_ADMIN), else as late as possible. A listener is handed over during
     // setup, while the runtime still waits.
@@ -159,6 +163,28 @@ pub fn prepare<'a>(
         envp: p.env.iter().map(|e| cstring(e)).collect::<Result<_, _>>()?,
         seccomp: late,
     })
+}
+
+/// Asks AppArmor to confine us by `profile` from execve on, through the container's /proc, checked
+/// to be a procfs (CVE-2019-16884), before no_new_privs (which forbids the transition) and while
+/// still privileged. Named by pid: /proc/self is a symlink, and the write refuses symlinks.
+fn apparmor_on_exec(profile: &str) -> Result<(), InitError> {
+    let proc = open_proc(Path::new("/proc")).step(|| "opening /proc".into())?;
+    let pid = std::process::id();
+    let value = format!("exec {profile}");
+    // Kernels since 5.8 have a directory per LSM; older ones only the shared file.
+    write_proc(
+        proc.as_fd(),
+        Path::new(&format!("{pid}/attr/apparmor/exec")),
+        &value,
+    )
+    .or_else(|e| match e.raw_os_error() {
+        Some(libc::ENOENT) => {
+            write_proc(proc.as_fd(), Path::new(&format!("{pid}/attr/exec")), &value)
+        }
+        _ => Err(e),
+    })
+    .step(|| format!("process.apparmorProfile {profile:?}"))
 }
 
 /// Finds the program as the container's user would: a path with a slash as is, a bare name on

@@ -242,6 +242,8 @@ pub struct ProcessPlan {
     pub oom_score_adj: Option<i32>,
     pub terminal: bool,
     pub console_size: Option<(u16, u16)>,
+    /// The AppArmor profile the process is confined by from its execve on.
+    pub apparmor_profile: Option<String>,
 }
 
 /// What the command line adds to the config.
@@ -945,7 +947,30 @@ pub fn plan_process(
         oom_score_adj: p.oom_score_adj(),
         terminal,
         console_size,
+        apparmor_profile: apparmor_profile(
+            "process.apparmorProfile",
+            p.apparmor_profile().as_deref(),
+        )?,
     })
+}
+
+/// True if the kernel runs AppArmor.
+fn apparmor_enabled() -> bool {
+    std::fs::read("/sys/module/apparmor/parameters/enabled").is_ok_and(|v| v.starts_with(b"Y"))
+}
+
+/// A profile to confine the process by; refused where AppArmor is not running, since the
+/// process would otherwise run unconfined while its config says it is not.
+pub fn apparmor_profile(field: &str, profile: Option<&str>) -> Result<Option<String>, PlanError> {
+    match profile.filter(|p| !p.is_empty()) {
+        None => Ok(None),
+        Some(p) if p.contains(['\n', '\0']) => Err(PlanError::field(field, "not a profile name")),
+        Some(_) if !apparmor_enabled() => Err(PlanError::field(
+            field,
+            "AppArmor is not enabled in this kernel",
+        )),
+        Some(p) => Ok(Some(p.to_owned())),
+    }
 }
 
 /// Fields chitin cannot honour yet are refused, never silently ignored.
@@ -970,10 +995,6 @@ fn refuse_unsupported(spec: &Spec) -> Result<(), PlanError> {
     }
     if let Some(p) = spec.process() {
         let checks = [
-            (
-                "process.apparmorProfile",
-                p.apparmor_profile().as_ref().is_some_and(|v| !v.is_empty()),
-            ),
             (
                 "process.selinuxLabel",
                 p.selinux_label().as_ref().is_some_and(|v| !v.is_empty()),

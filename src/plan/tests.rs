@@ -163,3 +163,23 @@ fn ids_are_checked() {
         assert!(validate_id(bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn apparmor_profiles_need_apparmor() {
+    assert_eq!(apparmor_profile("f", None).unwrap(), None);
+    assert_eq!(apparmor_profile("f", Some("")).unwrap(), None);
+    let e = apparmor_profile("process.apparmorProfile", Some("a\nb"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("process.apparmorProfile: not a profile name"),
+        "{e}"
+    );
+    let r = apparmor_profile("process.apparmorProfile", Some("p"));
+    if apparmor_enabled() {
+        assert_eq!(r.unwrap().as_deref(), Some("p"));
+    } else {
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("AppArmor is not enabled in this kernel"), "{e}");
+    }
+}

@@ -1,5 +1,6 @@
 //! Integration tests: real containers, run as root on a busybox rootfs.
 
+mod apparmor;
 mod cgroups;
 mod clients;
 mod compare;
@@ -87,6 +88,8 @@ fn main() {
         seccomp::notify_listener_reaches_the_agent,
         compare::same_view_as_runc,
         compare::same_lifecycle_as_runc,
+        apparmor::refused_without_apparmor,
+        apparmor::confines,
         terminal::recvtty_create_and_exec,
         terminal::run_in_a_terminal,
         terminal::piped_stdin_ends_with_eof,

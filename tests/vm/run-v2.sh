@@ -8,6 +8,7 @@ need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 compgen -G '/boot/vmlinuz-*' >/dev/null || need+=(linux-image-amd64)
 command -v cpio >/dev/null || need+=(cpio)
+command -v apparmor_parser >/dev/null || need+=(apparmor)
 { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
@@ -33,8 +34,14 @@ for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$root/
 cp target/debug/chitin "$root/bin/chitin"
 cp target/debug/chitin-recvtty "$root/bin/chitin-recvtty"
 cp "$testbin" "$root/bin/integration"
+# AppArmor's parser, for the tests that load a profile (Debian's kernel runs AppArmor).
+extra=()
+if parser=$(command -v apparmor_parser); then
+  cp "$parser" "$root/bin/apparmor_parser"
+  extra+=("$parser")
+fi
 # The binaries' shared libraries, at the paths their loader expects.
-for lib in $(ldd target/debug/chitin "$testbin" | awk '/=>/ {print $3} /^[ \t]*\/lib/ {print $1}' | sort -u); do
+for lib in $(ldd target/debug/chitin "$testbin" "${extra[@]}" | awk '/=>/ {print $3} /^[ \t]*\/lib/ {print $1}' | sort -u); do
   mkdir -p "$root$(dirname "$lib")"
   cp -L "$lib" "$root$lib"
 done
@@ -66,6 +73,7 @@ mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
 mount -t tmpfs run /run
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
 insmod /lib/modules/tun.ko 2>/dev/null
 echo "cgroup-layout: $(cat /sys/fs/cgroup/cgroup.controllers)"
 set -- $(cat /proc/cmdline)
@@ -82,7 +90,7 @@ filter=$(IFS=,; echo "$*")
 log=$work/console.log
 timeout 1500 qemu-system-x86_64 -accel tcg -m 2048 -smp 2 -nographic -no-reboot \
   -kernel "$kernel" -initrd "$work/initramfs.gz" \
-  -append "console=ttyS0 quiet panic=-1 chitin.filter=$filter" | tee "$log" | grep -E '^(test |integration:|cgroup-layout:|vm-exit=|thread |  left|  right|assertion)' || true
+  -append "console=ttyS0 quiet panic=-1 chitin.filter=$filter" | tee "$log" | grep -A3 -E '^(test |integration:|cgroup-layout:|vm-exit=|thread |  left|  right|assertion)' || true
 code=$(sed -n 's/^vm-exit=\([0-9]*\).*/\1/p' "$log" | tail -n 1)
 if [ -z "$code" ]; then
   echo "the VM did not finish the tests; last lines:" >&2
