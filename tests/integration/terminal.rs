@@ -32,28 +32,52 @@ fn chitin_line(ctx: &Ctx) -> String {
     format!("{} --root {}", bin(), ctx.root.display())
 }
 
-/// Waits up to 10 s for `child` to exit (it would hang if the EOF were lost); its exit status and
-/// stdout, without carriage returns.
-fn finish(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
+/// Feeds `input` to `child` once `prompt` is in its output (a user types at the prompt: a shell
+/// switches its terminal's modes before it prompts, and an EOF character sent across that switch
+/// would be lost), closes its stdin, and waits up to 10 s for it to exit (it would hang if the EOF
+/// were lost). Its exit status and output, without carriage returns.
+fn converse(
+    mut child: std::process::Child,
+    prompt: &str,
+    input: &[u8],
+) -> (std::process::ExitStatus, String) {
     let mut out = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut out, &mut s);
-        s
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut out, &mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
     });
+    let mut text = Vec::new();
+    let mut stdin = child.stdin.take();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let status = loop {
+    loop {
+        while let Ok(chunk) = rx.try_recv() {
+            text.extend(chunk);
+        }
+        if stdin.is_some() && String::from_utf8_lossy(&text).contains(prompt) {
+            let mut s = stdin.take().unwrap();
+            s.write_all(input).unwrap();
+        }
         if let Some(st) = child.try_wait().unwrap() {
-            break st;
+            while let Ok(chunk) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+                text.extend(chunk);
+            }
+            return (st, String::from_utf8_lossy(&text).replace('\r', ""));
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("still running 10 s after its stdin ended");
+            panic!(
+                "still running 10 s after its stdin ended; its output: {:?}",
+                String::from_utf8_lossy(&text)
+            );
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    (status, reader.join().unwrap().replace('\r', ""))
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// After a resize, the shell sees the old size ($BEFORE) until the SIGWINCH has gone round.
@@ -177,7 +201,7 @@ pub fn piped_stdin_ends_with_eof() -> TestResult {
 
     let id = ctx.id();
     let sock = ctx.base.join("console.sock");
-    let mut helper = Command::new(&recvtty)
+    let helper = Command::new(&recvtty)
         .arg(&sock)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -187,13 +211,7 @@ pub fn piped_stdin_ends_with_eof() -> TestResult {
     let (code, err) = ctx.create(&b, &id, &["--console-socket".as_ref(), sock.as_os_str()]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(ctx.chitin(&["start", &id]).status.code(), Some(0));
-    helper
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"echo piped-$((6*7))\n")
-        .unwrap();
-    let (status, text) = finish(helper);
+    let (status, text) = converse(helper, "/ # ", b"echo piped-$((6*7))\n");
     assert!(status.success());
     assert!(text.contains("piped-42\n"), "{text}");
     wait_until(10, "the container to stop", || {
@@ -205,7 +223,7 @@ pub fn piped_stdin_ends_with_eof() -> TestResult {
     b.config["process"]["args"] = serde_json::json!(["cat"]);
     b.save();
     let id = ctx.id();
-    let mut run = ctx
+    let run = ctx
         .cmd()
         .args(["run", "-b"])
         .arg(&b.dir)
@@ -214,12 +232,7 @@ pub fn piped_stdin_ends_with_eof() -> TestResult {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    run.stdin
-        .take()
-        .unwrap()
-        .write_all(b"first line\nno newline")
-        .unwrap();
-    let (status, text) = finish(run);
+    let (status, text) = converse(run, "", b"first line\nno newline");
     assert_eq!(status.code(), Some(0), "{text}");
     // The terminal echoes the input, and cat writes it back.
     assert_eq!(text.matches("first line\n").count(), 2, "{text}");
