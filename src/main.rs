@@ -14,6 +14,7 @@ mod plan;
 mod profiles;
 mod pty;
 mod seccomp;
+mod selfexe;
 mod state;
 mod sync;
 mod timefmt;
@@ -83,6 +84,16 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
     let Some(cmd) = cli.command else {
         return Err(Error::Usage("no command given; see chitin --help".into()));
     };
+    // The commands that start processes in a container run from a binary it cannot overwrite.
+    if matches!(
+        cmd,
+        Command::Create { .. } | Command::Run { .. } | Command::Exec { .. }
+    ) {
+        selfexe::seal().map_err(|source| Error::Io {
+            what: "sealing the runtime's executable (CVE-2019-5736)".into(),
+            source,
+        })?;
+    }
     let root = &cli.root;
     match cmd {
         Command::Create { flags, id } => commands::create(root, &flags, &id)?,

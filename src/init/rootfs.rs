@@ -9,7 +9,9 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::stat::{Mode, SFlag, fstat};
 
 use super::{InitContext, InitError, Step, failure};
-use crate::fsutil::{ensure_in_root, fd_path, open_in_root, open_proc, write_proc};
+use crate::fsutil::{
+    ensure_in_root, fd_path, mount_setattr as setattr, open_in_root, open_proc, write_proc,
+};
 use crate::plan::{MountPlan, NsKind, Plan};
 
 const NONE: Option<&str> = None;
@@ -22,36 +24,6 @@ fn mount_at(
     data: Option<&str>,
 ) -> nix::Result<()> {
     mount(src, &fd_path(target), fstype, flags, data)
-}
-
-/// mount_setattr(2) on an fd (and, with `recursive`, everything mounted below it).
-fn setattr(fd: BorrowedFd<'_>, set: u64, clear: u64, recursive: bool) -> nix::Result<()> {
-    #[repr(C)]
-    struct MountAttr {
-        set: u64,
-        clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    let attr = MountAttr {
-        set,
-        clr: clear,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
-    // SAFETY: valid fd, empty C string and a struct of the size passed.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            std::os::fd::AsRawFd::as_raw_fd(&fd),
-            c"".as_ptr(),
-            flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    nix::errno::Errno::result(r).map(drop)
 }
 
 /// Makes the mount tree private to the container and binds the rootfs onto itself, so that it is

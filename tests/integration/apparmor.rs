@@ -107,5 +107,19 @@ pub fn confines() -> TestResult {
     assert!(out.ends_with("allowed\n"), "{out}");
     let out = exec(&["--apparmor", "chitin-it-b"]);
     assert!(out.starts_with("chitin-it-b (enforce)\n"), "{out}");
+
+    // CVE-2019-16884: with something else mounted over the container's /proc, the label write
+    // is refused, not made into the impostor (which would leave the process unconfined).
+    let mut b = ctx.bundle("true");
+    b.config["process"]["apparmorProfile"] = json!("chitin-it-a");
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/proc", "type": "tmpfs", "source": "tmpfs"}));
+    b.config["linux"]["maskedPaths"] = json!([]);
+    b.config["linux"]["readonlyPaths"] = json!([]);
+    let (code, err) = ctx.create(&b, &ctx.id(), &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/proc is not a procfs"), "{err}");
     Ok(())
 }

@@ -20,6 +20,23 @@ pub fn skip<T>(why: impl Into<String>) -> Result<T, Outcome> {
     Err(Outcome::Skip(why.into()))
 }
 
+/// Mode and owner of host device nodes a runtime could change by mistake (by fchown or fchmod of
+/// inherited stdio, or through a bind mount): a test that changes them fails.
+fn host_nodes() -> Vec<(u32, u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    [
+        "/dev/null",
+        "/dev/zero",
+        "/dev/tty",
+        "/dev/ptmx",
+        "/dev/net/tun",
+    ]
+    .iter()
+    .filter_map(|p| std::fs::metadata(p).ok())
+    .map(|m| (m.mode(), m.uid(), m.gid()))
+    .collect()
+}
+
 type Teardown = Box<dyn FnOnce() + Send>;
 
 static TEARDOWNS: Mutex<Vec<Teardown>> = Mutex::new(Vec::new());
@@ -42,8 +59,17 @@ pub fn main(tests: &[Test]) {
             continue;
         }
         let start = Instant::now();
-        let r = catch_unwind(AssertUnwindSafe(t.run));
+        let host_before = host_nodes();
+        let mut r = catch_unwind(AssertUnwindSafe(t.run));
         let ms = start.elapsed().as_millis();
+        let host_after = host_nodes();
+        if host_after != host_before {
+            println!(
+                "{} changed the host's devices: {host_before:?} -> {host_after:?}",
+                t.name
+            );
+            r = Err(Box::new("host state changed"));
+        }
         match r {
             Ok(Ok(())) => {
                 passed += 1;

@@ -5,6 +5,7 @@ mod cgroups;
 mod clients;
 mod compare;
 mod errors;
+mod escapes;
 mod exec;
 mod harness;
 mod hooks;
@@ -88,6 +89,9 @@ fn main() {
         seccomp::notify_listener_reaches_the_agent,
         compare::same_view_as_runc,
         compare::same_lifecycle_as_runc,
+        escapes::proc_self_exe_cannot_be_overwritten,
+        escapes::no_host_fd_reaches_the_container,
+        escapes::proc_writes_need_a_real_procfs,
         apparmor::refused_without_apparmor,
         apparmor::confines,
         terminal::recvtty_create_and_exec,

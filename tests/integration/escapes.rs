@@ -1,0 +1,234 @@
+//! The container escapes runc and crun have had, each tried against chitin for real.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::TestResult;
+use crate::support::{Ctx, bin};
+
+fn wait_for_file(p: &Path, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Ok(s) = std::fs::read_to_string(p) {
+            if s.ends_with('\n') {
+                return s;
+            }
+        }
+        assert!(Instant::now() < deadline, "{} never came", p.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Copies the shared libraries `exe` needs (its loader among them) into `rootfs`, at their paths.
+/// The loader lists them itself (what ldd does), so this works where ldd is missing (the VM).
+fn copy_libraries(exe: &Path, rootfs: &Path) {
+    let out = Command::new(exe)
+        .env("LD_TRACE_LOADED_OBJECTS", "1")
+        .output()
+        .unwrap();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let lib = match line.split_once("=>") {
+            Some((_, right)) => right.split_whitespace().next(),
+            None => line
+                .split_whitespace()
+                .next()
+                .filter(|w| w.starts_with('/')),
+        };
+        if let Some(lib) = lib.filter(|l| l.starts_with('/')).map(Path::new) {
+            let dest = rootfs.join(lib.strip_prefix("/").unwrap());
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(lib, dest).unwrap();
+        }
+    }
+}
+
+/// A pipe whose buffer is full, so that a process writing to it blocks until we read.
+fn full_pipe() -> (OwnedFd, OwnedFd) {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let fl = nix::fcntl::OFlag::from_bits_truncate(
+        nix::fcntl::fcntl(w.as_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap(),
+    );
+    let set = |f| nix::fcntl::fcntl(w.as_fd(), nix::fcntl::FcntlArg::F_SETFL(f)).unwrap();
+    set(fl | nix::fcntl::OFlag::O_NONBLOCK);
+    while nix::unistd::write(&w, &[0u8; 4096]).is_ok() {}
+    set(fl);
+    (r, w)
+}
+
+/// CVE-2019-5736. The container's /bin/evil is `#!/proc/self/exe`, so `exec` of it runs the
+/// runtime's own binary inside the container. A process of the container opens that binary
+/// through /proc/<pid>/exe, waits for it to exit, and reopens it for writing. The binary used is
+/// a copy of chitin's, so that a broken build damages only the copy.
+pub fn proc_self_exe_cannot_be_overwritten() -> TestResult {
+    let ctx = Ctx::new("cve-2019-5736")?;
+    let victim = ctx.base.join("victim-chitin");
+    std::fs::copy(bin(), &victim).unwrap();
+    let before = std::fs::read(&victim).unwrap();
+    // The attacker: find the process whose exe is not busybox, hold its exe open, wait for it to
+    // go, then write through the held fd's magic link.
+    let attacker = r#"
+        while :; do
+          for p in /proc/[0-9]*; do
+            l=$(readlink $p/exe 2>/dev/null) || continue
+            [ "$l" = /bin/busybox ] && continue
+            exec 3<$p/exe && break 2
+          done
+        done
+        echo "opened $l" > /tmp/opened
+        while [ -e $p/exe ]; do sleep 0.05; done
+        if echo pwned >> /proc/self/fd/3 2>/tmp/err; then echo "written" > /tmp/result
+        else echo "refused: $(cat /tmp/err)" > /tmp/result; fi
+        sleep 100"#;
+    let mut b = ctx.bundle(attacker);
+    b.config["root"]["readonly"] = false.into();
+    std::fs::write(b.rootfs().join("bin/evil"), "#!/proc/self/exe\n").unwrap();
+    // A dynamically linked build needs its loader and libraries in the container to run there.
+    copy_libraries(&victim, &b.rootfs());
+    std::fs::set_permissions(
+        b.rootfs().join("bin/evil"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    b.save();
+    let id = ctx.id();
+    let run = |args: &[&str]| {
+        Command::new(&victim)
+            .arg("--root")
+            .arg(&ctx.root)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+    };
+    assert!(run(&["run", "-d", "-b", b.dir.to_str().unwrap(), &id]).success());
+
+    // The runtime's binary runs in the container, blocked on its error message until we read.
+    let (r, w) = full_pipe();
+    let st = Command::new(&victim)
+        .arg("--root")
+        .arg(&ctx.root)
+        .args(["exec", "-d", &id, "/bin/evil"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(w))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let opened = wait_for_file(&b.rootfs().join("tmp/opened"), 10);
+    // Let it finish and exit.
+    let drain = std::thread::spawn(move || {
+        let mut f = std::fs::File::from(r);
+        let _ = std::io::copy(&mut f, &mut std::io::sink());
+    });
+    let result = wait_for_file(&b.rootfs().join("tmp/result"), 10);
+    drain.join().unwrap();
+    assert!(result.starts_with("refused"), "{opened}{result}");
+    assert!(
+        std::fs::read(&victim).unwrap() == before,
+        "the runtime's binary was changed"
+    );
+    Ok(())
+}
+
+/// The fds a container process lists ("N target" lines): their numbers, and their targets.
+fn fds_of(listing: &str) -> (Vec<u32>, String) {
+    let mut fds: Vec<u32> = listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    fds.sort();
+    (fds, listing.to_owned())
+}
+
+/// CVE-2024-21626. A host directory fd that chitin's caller leaves open (fd 9, not handed over
+/// with --preserve-fds) must not reach the container, for `run` and for `exec`; and a cwd that
+/// names an fd through /proc/self/fd is refused rather than followed out of the rootfs.
+pub fn no_host_fd_reaches_the_container() -> TestResult {
+    let ctx = Ctx::new("cve-2024-21626")?;
+    let host_dir = std::fs::File::open(&ctx.base).unwrap();
+    let with_fd_9 = |c: &mut Command| {
+        let fd = host_dir.as_fd().try_clone_to_owned().unwrap();
+        // SAFETY: dup2 in the child between fork and exec; it clears close-on-exec on fd 9.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(c, move || {
+                nix::unistd::dup2_raw(&fd, 9).map(drop).map_err(Into::into)
+            });
+        }
+    };
+    // The shell lists its own fds and where they lead (fd 3 is the listing's own directory).
+    let list = "for f in /proc/$$/fd/*; do echo ${f##*/} $(readlink $f); done";
+    let host = ctx.base.to_str().unwrap().to_owned();
+    let check = |what: &str, out: &[u8]| {
+        let (fds, text) = fds_of(&String::from_utf8_lossy(out));
+        assert!(fds.len() >= 3 && !fds.contains(&9), "{what}: {text}");
+        assert!(fds.iter().all(|f| *f <= 3), "{what}: {text}");
+        assert!(!text.contains(&host), "{what}: a host path: {text}");
+    };
+    let mut b = ctx.bundle(&format!("{list}; sleep 100"));
+    b.save();
+    let id = ctx.id();
+    let mut c = ctx.cmd();
+    c.args(["run", "-d", "-b"]).arg(&b.dir).arg(&id);
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    with_fd_9(&mut c);
+    assert!(c.status().unwrap().success());
+    let mut c = ctx.cmd();
+    c.args(["exec", &id, "sh", "-c", list]);
+    with_fd_9(&mut c);
+    check("exec", &c.output().unwrap().stdout);
+    let mut c = ctx.cmd();
+    c.args(["run", "-b"]).arg(&b.dir).arg(ctx.id());
+    b.config["process"]["args"] = serde_json::json!(["sh", "-c", list]);
+    b.save();
+    with_fd_9(&mut c);
+    check("run", &c.output().unwrap().stdout);
+
+    // cwd through a magic link, in the config and from exec --cwd.
+    b.config["process"]["cwd"] = "/proc/self/fd/9".into();
+    b.save();
+    let mut c = ctx.cmd();
+    c.args(["run", "-b"]).arg(&b.dir).arg(ctx.id());
+    with_fd_9(&mut c);
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("process.cwd /proc/self/fd/9"), "{err}");
+    let mut c = ctx.cmd();
+    c.args(["exec", "--cwd", "/proc/self/fd/9", &id, "pwd"]);
+    with_fd_9(&mut c);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(ctx.base.to_str().unwrap()),
+        "never the host directory"
+    );
+    Ok(())
+}
+
+/// CVE-2019-16884 and its kin: a config (or image) that puts something else over /proc cannot
+/// capture the runtime's writes meant for procfs. Sysctls go through the runtime's own procfs,
+/// never the container's tree, so an impostor at /proc/sys neither receives the value nor stops
+/// it from applying. (The AppArmor label, written through the container's /proc, is checked to
+/// be procfs: apparmor::confines shows a tmpfs there refused.)
+pub fn proc_writes_need_a_real_procfs() -> TestResult {
+    let ctx = Ctx::new("cve-2019-16884")?;
+    let mut b = ctx.bundle("ls /proc/sys | wc -l; cat /realproc/sys/kernel/shmmni");
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts
+        .push(serde_json::json!({"destination": "/proc/sys", "type": "tmpfs", "source": "tmpfs"}));
+    mounts.push(serde_json::json!({"destination": "/realproc", "type": "proc", "source": "proc"}));
+    b.config["root"]["readonly"] = false.into();
+    b.config["linux"]["sysctl"] = serde_json::json!({"kernel.shmmni": "1234"});
+    b.config["linux"]["maskedPaths"] = serde_json::json!([]);
+    b.config["linux"]["readonlyPaths"] = serde_json::json!([]);
+    assert_eq!(
+        ctx.run_ok(&b),
+        "0\n1234\n",
+        "the impostor got nothing; the sysctl applied"
+    );
+    Ok(())
+}
