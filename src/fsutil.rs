@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
-use nix::sys::stat::{Mode, mkdirat};
+use nix::sys::stat::{Mode, SFlag, mkdirat};
 
 fn resolve_flags() -> ResolveFlag {
     ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS
@@ -82,6 +82,58 @@ pub fn ensure_in_root(root: BorrowedFd<'_>, path: &Path, as_dir: bool) -> io::Re
         Err(e) => return Err(e.into()),
     }
     open_in_root(root, path, OFlag::O_PATH)
+}
+
+/// An O_PATH fd of a file at exactly `path` inside `root`, as a bind mount target for a device
+/// (/dev/console, a device bound in a user namespace). A symlink (or anything but a regular file
+/// or device node) the image put there is replaced by an empty file, so that the bind can never be
+/// redirected elsewhere, e.g. onto a procfs file (CVE-2025-52565).
+pub fn device_target_in_root(root: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd> {
+    let rel = relative(path);
+    let parent = mkdir_all_in_root(root, rel.parent().unwrap_or(Path::new(".")), 0o755)?;
+    let name = rel
+        .file_name()
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let open = || {
+        nix::fcntl::openat(
+            parent.as_fd(),
+            name,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    let kind = |fd: &OwnedFd| {
+        nix::sys::stat::fstat(fd.as_fd())
+            .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT)
+            .unwrap_or(SFlag::empty())
+    };
+    let fits = |fd: &OwnedFd| matches!(kind(fd), SFlag::S_IFREG | SFlag::S_IFCHR);
+    if let Ok(fd) = open() {
+        if fits(&fd) {
+            return Ok(fd);
+        }
+        let how = if kind(&fd) == SFlag::S_IFDIR {
+            nix::unistd::UnlinkatFlags::RemoveDir
+        } else {
+            nix::unistd::UnlinkatFlags::NoRemoveDir
+        };
+        nix::unistd::unlinkat(parent.as_fd(), name, how)?;
+    }
+    let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW;
+    drop(nix::fcntl::openat(
+        parent.as_fd(),
+        name,
+        flags | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )?);
+    let fd = open()?;
+    if !fits(&fd) {
+        return Err(io::Error::other(format!(
+            "{} changed while it was made",
+            path.display()
+        )));
+    }
+    Ok(fd)
 }
 
 /// The magic-link path naming an open fd, for syscalls that take only paths (mount(2)).

@@ -8,7 +8,7 @@ use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
 
 use super::{InitError, Step, failure};
-use crate::fsutil::{ensure_in_root, fd_path, open_in_root};
+use crate::fsutil::{device_target_in_root, fd_path, open_in_root};
 use crate::plan::Plan;
 
 pub struct Pty {
@@ -69,7 +69,7 @@ pub fn create(root: BorrowedFd<'_>, plan: &Plan, bind_console: bool) -> Result<P
     }
     // /dev/console is a bind of the slave, by fd both ways (CVE-2025-52565).
     let console =
-        ensure_in_root(root, Path::new("/dev/console"), false).step(|| "/dev/console".into())?;
+        device_target_in_root(root, Path::new("/dev/console")).step(|| "/dev/console".into())?;
     nix::mount::mount(
         Some(&fd_path(slave.as_fd())),
         &fd_path(console.as_fd()),

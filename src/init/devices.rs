@@ -10,7 +10,7 @@ use nix::sys::stat::{FchmodatFlags, Mode, SFlag, fchmodat, makedev, mknodat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, symlinkat, unlinkat};
 
 use super::{InitError, Step};
-use crate::fsutil::{ensure_in_root, fd_path, mkdir_all_in_root};
+use crate::fsutil::{device_target_in_root, fd_path, mkdir_all_in_root};
 use crate::plan::{DevKind, NsKind, Plan};
 
 pub fn create(root: BorrowedFd<'_>, plan: &Plan) -> Result<(), InitError> {
@@ -25,7 +25,7 @@ pub fn create(root: BorrowedFd<'_>, plan: &Plan) -> Result<(), InitError> {
             .file_name()
             .ok_or_else(|| super::failure(&what(), "no file name"))?;
         if userns {
-            let target = ensure_in_root(root, &d.path, false).step(what)?;
+            let target = device_target_in_root(root, &d.path).step(what)?;
             nix::mount::mount(
                 Some(&d.path),
                 &fd_path(target.as_fd()),

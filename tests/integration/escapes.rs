@@ -232,3 +232,139 @@ pub fn proc_writes_need_a_real_procfs() -> TestResult {
     );
     Ok(())
 }
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// CVE-2025-31133 and CVE-2025-52565: an image whose /dev/null and /dev/console are symlinks into
+/// /proc, with a config that keeps the image's /dev. The masking bind of /dev/null and the bind of
+/// the pty over /dev/console must land on real nodes at those paths, never on the procfs files.
+pub fn dev_null_and_console_symlinks_redirect_nothing() -> TestResult {
+    let ctx = Ctx::new("cve-2025-31133")?;
+    let recvtty = crate::terminal::recvtty()?;
+    let mut b = ctx.bundle(
+        "cat /etc/secret; echo end-of-secret; stat -c '%n %F %t' /dev/null /dev/console; \
+         grep -c -e core_pattern -e modprobe /proc/self/mountinfo",
+    );
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m["destination"] != "/dev");
+    b.config["process"]["terminal"] = true.into();
+    b.config["linux"]["maskedPaths"] = serde_json::json!(["/etc/secret"]);
+    b.config["root"]["readonly"] = false.into();
+    std::fs::write(b.rootfs().join("etc/secret"), "top secret\n").unwrap();
+    for (node, target) in [
+        ("null", "/proc/sys/kernel/core_pattern"),
+        ("console", "/proc/sys/kernel/modprobe"),
+    ] {
+        std::os::unix::fs::symlink(target, b.rootfs().join("dev").join(node)).unwrap();
+    }
+    b.save();
+    let sock = ctx.base.join("console.sock");
+    let mut helper = Command::new(recvtty)
+        .arg(&sock)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = helper.stdout.take().unwrap();
+    // Killed if the test fails before the container ends it.
+    let helper = KillOnDrop(helper);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "recvtty never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let id = ctx.id();
+    let st = ctx
+        .cmd()
+        .args(["run", "-d", "--console-socket"])
+        .arg(&sock)
+        .arg("-b")
+        .arg(&b.dir)
+        .arg(&id)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut out, &mut text).unwrap();
+    drop(helper);
+    let text = text.replace('\r', "");
+    assert!(text.starts_with("end-of-secret\n"), "masked: {text}");
+    assert!(
+        text.contains("/dev/null character special file 1\n"),
+        "{text}"
+    );
+    // The pty's major is 136 (0x88).
+    assert!(
+        text.contains("/dev/console character special file 88\n"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("\n0\n"),
+        "nothing bound onto the procfs files: {text}"
+    );
+    Ok(())
+}
+
+/// CVE-2016-9962: the init is not dumpable while chitin sets it up and while it waits at the start
+/// barrier (with the container's capabilities by then), so a process of the container's user and
+/// capabilities cannot ptrace it or open its fds; once it runs its program, it is. The prober is
+/// root without the capabilities that override dumpability (a superset of the container's
+/// capabilities otherwise).
+pub fn init_is_not_dumpable_until_it_execs() -> TestResult {
+    let ctx = Ctx::new("cve-2016-9962")?;
+    let b = ctx.bundle("sleep 100");
+    let id = ctx.id();
+    let (code, err) = ctx.create(&b, &id, &[]);
+    assert_eq!(code, 0, "{err}");
+    let pid = ctx.state(&id)["pid"].as_i64().unwrap();
+    let probe = || {
+        // Reading another process's environ (or its fd links) takes ptrace access.
+        let mut c = Command::new("cat");
+        c.arg(format!("/proc/{pid}/environ"));
+        // SAFETY: capability calls in the child between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+                // Any of these lets root read a non-dumpable process's memory on this kernel.
+                use caps::Capability::*;
+                for c in [
+                    CAP_SYS_PTRACE,
+                    CAP_SYS_ADMIN,
+                    CAP_PERFMON,
+                    CAP_CHECKPOINT_RESTORE,
+                ] {
+                    caps::drop(None, caps::CapSet::Bounding, c).map_err(std::io::Error::other)?;
+                }
+                Ok(())
+            });
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = probe();
+    assert!(
+        !ok && err.contains("Permission denied"),
+        "at the barrier: {err}"
+    );
+    assert_eq!(ctx.chitin(&["start", &id]).status.code(), Some(0));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !probe().0 {
+        assert!(
+            Instant::now() < deadline,
+            "dumpable once it runs its program"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}

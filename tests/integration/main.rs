@@ -92,6 +92,8 @@ fn main() {
         escapes::proc_self_exe_cannot_be_overwritten,
         escapes::no_host_fd_reaches_the_container,
         escapes::proc_writes_need_a_real_procfs,
+        escapes::dev_null_and_console_symlinks_redirect_nothing,
+        escapes::init_is_not_dumpable_until_it_execs,
         apparmor::refused_without_apparmor,
         apparmor::confines,
         terminal::recvtty_create_and_exec,

@@ -13,7 +13,7 @@ use crate::support::{Ctx, bin};
 use crate::tty::Tmux;
 
 /// The helper: cargo's, or CHITIN_RECVTTY where the tests run elsewhere.
-fn recvtty() -> Result<PathBuf, crate::harness::Outcome> {
+pub fn recvtty() -> Result<PathBuf, crate::harness::Outcome> {
     let p = std::env::var("CHITIN_RECVTTY")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_BIN_EXE_chitin-recvtty")));
