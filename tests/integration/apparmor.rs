@@ -108,14 +108,18 @@ pub fn confines() -> TestResult {
     let out = exec(&["--apparmor", "chitin-it-b"]);
     assert!(out.starts_with("chitin-it-b (enforce)\n"), "{out}");
 
-    // CVE-2019-16884: with something else mounted over the container's /proc, the label write
-    // is refused, not made into the impostor (which would leave the process unconfined).
+    // CVE-2019-16884: an image directory laid out like /proc (the init is pid 1 in its pid
+    // namespace) bound over the container's /proc. The label write must be refused, not made
+    // into the impostor's file, which would leave the process unconfined.
     let mut b = ctx.bundle("true");
     b.config["process"]["apparmorProfile"] = json!("chitin-it-a");
-    b.config["mounts"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"destination": "/proc", "type": "tmpfs", "source": "tmpfs"}));
+    let fake = b.rootfs().join("fakeproc");
+    std::fs::create_dir_all(fake.join("1/attr/apparmor")).unwrap();
+    std::fs::write(fake.join("1/attr/apparmor/exec"), "").unwrap();
+    std::fs::write(fake.join("1/attr/exec"), "").unwrap();
+    b.config["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/proc", "type": "bind", "source": fake, "options": ["rbind"]}),
+    );
     b.config["linux"]["maskedPaths"] = json!([]);
     b.config["linux"]["readonlyPaths"] = json!([]);
     let (code, err) = ctx.create(&b, &ctx.id(), &[]);

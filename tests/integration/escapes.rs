@@ -368,3 +368,32 @@ pub fn init_is_not_dumpable_until_it_execs() -> TestResult {
     }
     Ok(())
 }
+
+/// CVE-2024-45310 (and CVE-2021-30465's races): the mount targets chitin creates are resolved in
+/// the rootfs, also when the path runs through a volume shared with the host and a symlink in it
+/// that climbs out: nothing is made outside the rootfs.
+pub fn mount_targets_stay_in_the_rootfs_through_a_shared_volume() -> TestResult {
+    let ctx = Ctx::new("cve-2024-45310")?;
+    let shared = ctx.base.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    // Seen from the host, shared/up leads to "/".
+    std::os::unix::fs::symlink("../../../../../../../..", shared.join("up")).unwrap();
+    let marker = format!("chitin-45310-{}", std::process::id());
+    let mut b = ctx.bundle(&format!(
+        "ls -d /{marker}/made && grep -c ' /{marker}/made ' /proc/self/mountinfo"
+    ));
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.push(serde_json::json!({"destination": "/vol", "type": "bind", "source": shared, "options": ["rbind"]}));
+    mounts.push(serde_json::json!({"destination": format!("/vol/up/{marker}/made"), "type": "tmpfs", "source": "tmpfs"}));
+    b.config["root"]["readonly"] = false.into();
+    assert_eq!(ctx.run_ok(&b), format!("/{marker}/made\n1\n"));
+    assert!(
+        !Path::new("/").join(&marker).exists(),
+        "nothing made at the host's root"
+    );
+    assert!(
+        b.rootfs().join(&marker).join("made").is_dir(),
+        "made in the rootfs"
+    );
+    Ok(())
+}

@@ -94,6 +94,7 @@ fn main() {
         escapes::proc_writes_need_a_real_procfs,
         escapes::dev_null_and_console_symlinks_redirect_nothing,
         escapes::init_is_not_dumpable_until_it_execs,
+        escapes::mount_targets_stay_in_the_rootfs_through_a_shared_volume,
         apparmor::refused_without_apparmor,
         apparmor::confines,
         terminal::recvtty_create_and_exec,
