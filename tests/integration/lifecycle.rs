@@ -260,6 +260,23 @@ pub fn features_and_version() -> TestResult {
             .iter()
             .any(|c| c == "CAP_SYS_ADMIN")
     );
+    // Every guarantee features states is one the escape tests try.
+    let tests = concat!(
+        include_str!("escapes.rs"),
+        include_str!("exec.rs"),
+        include_str!("apparmor.rs")
+    );
+    let guarantees: Vec<&String> = f["annotations"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("org.chitin.guarantee."))
+        .collect();
+    assert!(guarantees.len() >= 9, "{guarantees:?}");
+    for k in guarantees {
+        let cve = k.trim_start_matches("org.chitin.guarantee.").to_uppercase();
+        assert!(tests.contains(&cve), "no test tries {cve}");
+    }
     let sc = &f["linux"]["seccomp"];
     assert_eq!(sc["enabled"], true);
     assert!(
