@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -195,6 +195,12 @@ impl StateDir {
         Ok(StateDir { path, dir })
     }
 
+    /// The fd that holds the lock. A cloned init must close its copy at once: were the runtime
+    /// killed, that copy would keep the container locked for as long as the init waits.
+    pub fn lock_fd(&self) -> RawFd {
+        self.dir.as_raw_fd()
+    }
+
     /// A path naming `name` in this directory through the open fd, short enough for sun_path
     /// whatever --root is.
     pub fn fd_path(&self, name: &str) -> PathBuf {
@@ -222,6 +228,10 @@ impl StateDir {
     }
 
     pub fn status(&self, r: &Record) -> Status {
+        // We hold the lock a create holds until it is done: no pid means that create died.
+        if r.pid <= 0 {
+            return Status::Stopped;
+        }
         status_of(&self.path, r)
     }
 
@@ -259,7 +269,16 @@ pub fn read_record(dir: &Path) -> Result<Record, StateError> {
 /// start socket still there (created) or gone (running).
 pub fn status_of(dir: &Path, r: &Record) -> Status {
     if r.pid <= 0 {
-        return Status::Creating;
+        // Creating while its create holds the lock; a create that died left a stopped container.
+        let held = open_dir(dir).is_ok_and(|fd| {
+            Flock::lock(fd, FlockArg::LockSharedNonblock)
+                .is_err_and(|(_, e)| e == nix::errno::Errno::EWOULDBLOCK)
+        });
+        return if held {
+            Status::Creating
+        } else {
+            Status::Stopped
+        };
     }
     match proc_stat(r.pid) {
         Some((start, state)) if start == r.start_time && state != 'Z' && state != 'X' => {

@@ -15,6 +15,8 @@ command -v dockerd >/dev/null || need+=(docker.io)
 command -v ctr >/dev/null || need+=(containerd)
 command -v podman >/dev/null || need+=(podman)
 command -v tmux >/dev/null || need+=(tmux)
+# strace injects SIGKILL at each step of a create (reliability::killed_at_each_stage_of_create).
+command -v strace >/dev/null || need+=(strace)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi

@@ -173,70 +173,79 @@ impl Layout {
         base.join(rel)
     }
 
-    /// Makes the container's cgroup in every hierarchy. On error, what was made is removed.
-    pub fn create(
-        &self,
-        cgroups_path: &str,
-        default_parent: bool,
-    ) -> Result<Placement, CgroupError> {
+    /// Where the container's cgroup goes in every hierarchy, and which of those directories
+    /// (parents included) do not exist yet: the ones `make` will create and `delete` remove.
+    /// Known before anything is made, so that the state can record it first and a create killed
+    /// at any point leaves nothing `delete -f` cannot find.
+    pub fn place(&self, cgroups_path: &str, default_parent: bool) -> Placement {
         let mut placement = Placement {
             default_parent,
             ..Placement::default()
         };
-        let all = self
+        for h in &self.v1 {
+            let dir = Layout::dir_for(h, cgroups_path);
+            placement.created.extend(missing(&dir));
+            placement.v1.push(V1Dir {
+                controllers: h.controllers.clone(),
+                path: dir,
+            });
+        }
+        if let Some(h) = &self.unified {
+            let dir = Layout::dir_for(h, cgroups_path);
+            placement.created.extend(missing(&dir));
+            placement.unified = Some(dir);
+        }
+        placement
+    }
+
+    /// Makes the directories of `place`. On error, what was made is removed.
+    pub fn make(&self, placement: &Placement) -> Result<(), CgroupError> {
+        let all = placement
             .v1
             .iter()
-            .map(|h| (h, false))
-            .chain(self.unified.iter().map(|h| (h, true)));
-        for (h, unified) in all {
-            let dir = Layout::dir_for(h, cgroups_path);
-            let cpuset = !unified && h.controllers.split(',').any(|c| c == "cpuset");
-            if let Err(e) = mkdir_tracked(&dir, &mut placement.created, cpuset) {
+            .map(|d| (&d.path, d.controllers.split(',').any(|c| c == "cpuset")))
+            .chain(placement.unified.iter().map(|d| (d, false)));
+        for (dir, cpuset) in all {
+            if let Err(e) = mkdir_cgroup(dir, cpuset) {
                 placement.remove_created();
                 return Err(CgroupError::Io {
-                    path: dir,
+                    path: dir.clone(),
                     source: e,
                 });
             }
-            if unified {
-                enable_controllers(&h.mountpoint, &dir);
-                placement.unified = Some(dir);
-            } else {
-                placement.v1.push(V1Dir {
-                    controllers: h.controllers.clone(),
-                    path: dir,
-                });
-            }
         }
-        Ok(placement)
+        if let (Some(h), Some(dir)) = (&self.unified, &placement.unified) {
+            enable_controllers(&h.mountpoint, dir);
+        }
+        Ok(())
     }
 }
 
-/// mkdir -p that records each directory it made, parents first. A new v1 cpuset starts with no
-/// cpus and mems, and refuses tasks until it has them: copy the parent's.
-fn mkdir_tracked(dir: &Path, created: &mut Vec<PathBuf>, cpuset: bool) -> io::Result<()> {
-    let mut missing = Vec::new();
-    let mut cur = dir;
-    while !cur.exists() {
-        missing.push(cur.to_path_buf());
-        cur = match cur.parent() {
-            Some(p) => p,
-            None => break,
-        };
-    }
-    for d in missing.into_iter().rev() {
+/// The directories of `dir` (itself included) that do not exist, parents first.
+fn missing(dir: &Path) -> Vec<PathBuf> {
+    let mut missing: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|d| !d.exists())
+        .map(Path::to_path_buf)
+        .collect();
+    missing.reverse();
+    missing
+}
+
+/// mkdir -p. A new v1 cpuset starts with no cpus and mems, and refuses tasks until it has them:
+/// copy the parent's.
+fn mkdir_cgroup(dir: &Path, cpuset: bool) -> io::Result<()> {
+    for d in missing(dir) {
         match fs::create_dir(&d) {
-            Ok(()) => {
-                created.push(d.clone());
-                if cpuset {
-                    let parent = d.parent().unwrap_or(Path::new("/"));
-                    for f in ["cpuset.cpus", "cpuset.mems"] {
-                        if fs::read_to_string(d.join(f))?.trim().is_empty() {
-                            fs::write(d.join(f), fs::read_to_string(parent.join(f))?.trim())?;
-                        }
+            Ok(()) if cpuset => {
+                let parent = d.parent().unwrap_or(Path::new("/"));
+                for f in ["cpuset.cpus", "cpuset.mems"] {
+                    if fs::read_to_string(d.join(f))?.trim().is_empty() {
+                        fs::write(d.join(f), fs::read_to_string(parent.join(f))?.trim())?;
                     }
                 }
             }
+            Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }

@@ -98,20 +98,50 @@ pub fn features() -> Value {
 /// The escape classes chitin is immune to by design, each with a test in
 /// tests/integration/escapes.rs that fails on a build without its guard.
 const GUARANTEES: &[(&str, &str)] = &[
-    ("cve-2016-9962", "the init and exec'd processes are not dumpable until they execve"),
-    ("cve-2019-5736", "create, run and exec run from a read-only mount of the binary (or a sealed memfd copy): a container cannot write to it through /proc/<pid>/exe"),
-    ("cve-2019-16884", "writes meant for procfs go only through an fd checked to be procfs; sysctls through the runtime's own"),
-    ("cve-2021-30465", "mount destinations are resolved inside the rootfs with openat2(RESOLVE_IN_ROOT), mounts made by fd"),
-    ("cve-2022-29162", "the inheritable set is empty unless the config asks for it; exec --cap never adds to it"),
-    ("cve-2024-21626", "every fd is close-on-exec and close_range runs before execve; a cwd through /proc/self/fd is refused"),
-    ("cve-2024-45310", "mount targets are created inside the rootfs only, also through shared volumes"),
-    ("cve-2025-31133", "/dev/null is checked to be the null device (1:3) before it masks anything"),
-    ("cve-2025-52565", "/dev/console is a bind of the pty by fd onto a file at exactly /dev/console, never through a symlink"),
+    (
+        "cve-2016-9962",
+        "the init and exec'd processes are not dumpable until they execve",
+    ),
+    (
+        "cve-2019-5736",
+        "create, run and exec run from a read-only mount of the binary (or a sealed memfd copy): a container cannot write to it through /proc/<pid>/exe",
+    ),
+    (
+        "cve-2019-16884",
+        "writes meant for procfs go only through an fd checked to be procfs; sysctls through the runtime's own",
+    ),
+    (
+        "cve-2021-30465",
+        "mount destinations are resolved inside the rootfs with openat2(RESOLVE_IN_ROOT), mounts made by fd",
+    ),
+    (
+        "cve-2022-29162",
+        "the inheritable set is empty unless the config asks for it; exec --cap never adds to it",
+    ),
+    (
+        "cve-2024-21626",
+        "every fd is close-on-exec and close_range runs before execve; a cwd through /proc/self/fd is refused",
+    ),
+    (
+        "cve-2024-45310",
+        "mount targets are created inside the rootfs only, also through shared volumes",
+    ),
+    (
+        "cve-2025-31133",
+        "/dev/null is checked to be the null device (1:3) before it masks anything",
+    ),
+    (
+        "cve-2025-52565",
+        "/dev/console is a bind of the pty by fd onto a file at exactly /dev/console, never through a symlink",
+    ),
 ];
 
 fn annotations() -> Value {
     let mut a = serde_json::Map::new();
-    a.insert("org.chitin.version".into(), env!("CARGO_PKG_VERSION").into());
+    a.insert(
+        "org.chitin.version".into(),
+        env!("CARGO_PKG_VERSION").into(),
+    );
     for (cve, how) in GUARANTEES {
         a.insert(format!("org.chitin.guarantee.{cve}"), (*how).into());
     }

@@ -178,7 +178,16 @@ pub fn kill(root: &Path, id: &str, signal: Option<&str>, all: bool) -> Result<()
 }
 
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> {
-    let dir = StateDir::open(root, id)?;
+    let dir = match StateDir::open(root, id) {
+        Ok(dir) => dir,
+        // As runc: --force succeeds when there is nothing, and removes the empty directory a
+        // create killed before its first record left.
+        Err(state::StateError::NotFound(_)) if force && crate::plan::validate_id(id).is_ok() => {
+            let _ = std::fs::remove_dir(root.join(id));
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let r = match dir.read() {
         Ok(r) => r,
         // A create killed before it wrote any state left only the directory.

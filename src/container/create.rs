@@ -215,17 +215,18 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
         poststart: plan.hooks.poststart.clone(),
         poststop: plan.hooks.poststop.clone(),
     };
+    // The record, with the cgroup to be made, comes first: `delete -f` can then clean up after
+    // a create killed at any later point.
+    record.cgroup = layout.place(&plan.cgroups_path, plan.cgroups_path_default);
+    dir.write(&record)?;
     let min_fd = plan.opts.first_own_fd();
     let listener = above(start_barrier(dir)?, min_fd)?;
 
-    let placement = layout.create(&plan.cgroups_path, plan.cgroups_path_default)?;
-    record.cgroup = placement.clone();
-    undo.placement = Some(placement);
+    undo.placement = Some(record.cgroup.clone());
+    layout.make(&record.cgroup)?;
     // Limits are in place before the init exists: it never runs unrestricted.
     crate::cgroup::resources::apply(&record.cgroup, &writes)?;
     record.cgroup.apply_device_rules(&plan.device_rules)?;
-    // Written now, so that `delete -f` can clean up after a create that was killed midway.
-    dir.write(&record)?;
 
     let Channels {
         console,
@@ -243,7 +244,10 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
     let mut listener = Some(listener);
     let mut console = console;
     let placement = record.cgroup.clone();
+    let lock_fd = dir.lock_fd();
     let mut init = || {
+        // SAFETY: in the child, closing its copy of the state lock's fd; nothing else uses it.
+        unsafe { libc::close(lock_fd) };
         let ctx = InitContext {
             plan,
             layout,

@@ -11,6 +11,7 @@ mod harness;
 mod hooks;
 mod lifecycle;
 mod process;
+mod reliability;
 mod rootfs;
 mod seccomp;
 mod support;
@@ -89,6 +90,10 @@ fn main() {
         seccomp::notify_listener_reaches_the_agent,
         compare::same_view_as_runc,
         compare::same_lifecycle_as_runc,
+        reliability::parallel_cycles_leak_nothing,
+        reliability::racing_commands_on_one_container,
+        reliability::soak,
+        reliability::killed_at_each_stage_of_create,
         escapes::proc_self_exe_cannot_be_overwritten,
         escapes::no_host_fd_reaches_the_container,
         escapes::proc_writes_need_a_real_procfs,
