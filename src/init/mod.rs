@@ -106,20 +106,25 @@ fn reset_signals() {
     }
 }
 
-fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> {
-    let plan = ctx.plan;
+/// The first steps of every cloned child, init or exec: default signals; death with the runtime
+/// while it sets us up; never dumpable (so never ptraceable by the container, nor its fds taken)
+/// before execve (CVE-2016-9962); then the runtime's go, once we are in our cgroups. Had the
+/// runtime died before PDEATHSIG was armed, the wait for Go reads EOF.
+fn begin(fds: &InitFds) -> Result<(), InitError> {
     reset_signals();
-    // Die with the runtime while it sets us up; never dumpable (and so never ptraceable by the
-    // container) before execve (CVE-2016-9962).
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .step(|| "prctl(PR_SET_PDEATHSIG)".into())?;
-    // Had the runtime died before PDEATHSIG was armed, the wait for Go below reads EOF.
     nix::sys::prctl::set_dumpable(false).step(|| "prctl(PR_SET_DUMPABLE)".into())?;
-    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-
     if expect(fds, "cgroup placement")? != Msg::Go {
         return Err(failure("start", "unexpected message"));
     }
+    Ok(())
+}
+
+fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> {
+    let plan = ctx.plan;
+    begin(fds)?;
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     enter_namespaces(plan, fds)?;
     if let Some(h) = &plan.hostname {
         nix::unistd::sethostname(h).step(|| "sethostname".into())?;
@@ -203,15 +208,7 @@ pub fn run_exec(ctx: &InitContext<'_>, fds: InitFds) -> ! {
 
 fn exec_steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> {
     let plan = ctx.plan;
-    reset_signals();
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-        .step(|| "prctl(PR_SET_PDEATHSIG)".into())?;
-    // Never dumpable before execve: the container must not ptrace us or take our fds
-    // (CVE-2016-9962).
-    nix::sys::prctl::set_dumpable(false).step(|| "prctl(PR_SET_DUMPABLE)".into())?;
-    if expect(fds, "cgroup placement")? != Msg::Go {
-        return Err(failure("start", "unexpected message"));
-    }
+    begin(fds)?;
     enter_namespaces(plan, fds)?;
     if plan.process.terminal {
         // Joining the mount namespace made its root ours.
