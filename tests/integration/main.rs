@@ -94,6 +94,8 @@ fn main() {
         reliability::racing_commands_on_one_container,
         reliability::soak,
         reliability::killed_at_each_stage_of_create,
+        reliability::init_dies,
+        reliability::state_dir_unwritable_or_full,
         escapes::proc_self_exe_cannot_be_overwritten,
         escapes::no_host_fd_reaches_the_container,
         escapes::proc_writes_need_a_real_procfs,

@@ -292,3 +292,139 @@ pub fn killed_at_each_stage_of_create() -> TestResult {
     assert!(killed * 2 > calls.len(), "the injection took");
     Ok(())
 }
+
+/// The init dies (SIGKILL from outside), before start and while running: `state` says stopped,
+/// `start` refuses with a reason, and a plain `delete` removes everything.
+pub fn init_dies() -> TestResult {
+    let ctx = Ctx::new("initdies")?;
+    let b = ctx.bundle("sleep 100");
+    let before = footprint(&ctx);
+    for running in [false, true] {
+        let id = ctx.id();
+        let (code, err) = ctx.create(&b, &id, &[]);
+        assert_eq!(code, 0, "{err}");
+        if running {
+            assert!(ctx.chitin(&["start", &id]).status.success());
+        }
+        let pid = ctx.state(&id)["pid"].as_i64().unwrap() as i32;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while ctx.state(&id)["status"] != "stopped" {
+            assert!(std::time::Instant::now() < deadline, "state says stopped");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if !running {
+            let out = ctx.chitin(&["start", &id]);
+            assert_eq!(out.status.code(), Some(1));
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("stopped"),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let out = ctx.chitin(&["delete", &id]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(footprint(&ctx), before);
+    Ok(())
+}
+
+/// A tmpfs mounted for one test, gone with it.
+struct TmpMount(std::path::PathBuf);
+
+impl TmpMount {
+    fn new(at: &Path, options: &str) -> TmpMount {
+        std::fs::create_dir_all(at).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            at,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(options),
+        )
+        .unwrap();
+        TmpMount(at.to_owned())
+    }
+}
+
+impl Drop for TmpMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// The state directory's filesystem read-only, or full: create fails with the state path named,
+/// and leaves no cgroup, process or mount; the containers already there stay as they are.
+pub fn state_dir_unwritable_or_full() -> TestResult {
+    let ctx = Ctx::new("statefs")?;
+    let b = ctx.bundle("sleep 100");
+    b.save();
+    let try_create = |root: &Path, id: &str| {
+        let err = ctx.base.join(format!("{id}.err"));
+        let st = std::process::Command::new(crate::support::bin())
+            .arg("--root")
+            .arg(root)
+            .args(["create", "-b", b.dir.to_str().unwrap(), id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .status()
+            .unwrap();
+        (st.code(), std::fs::read_to_string(&err).unwrap())
+    };
+    let before = footprint(&ctx);
+
+    // Full: a 64 KiB tmpfs, a container in it, then filled to the last byte.
+    let full = TmpMount::new(&ctx.base.join("full"), "size=64k");
+    let keep = ctx.id();
+    assert_eq!(try_create(&full.0, &keep).0, Some(0));
+    let mut filler = std::fs::File::create(full.0.join("filler")).unwrap();
+    while std::io::Write::write_all(&mut filler, &[0u8; 4096]).is_ok() {}
+    let id = ctx.id();
+    let (code, err) = try_create(&full.0, &id);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(processes_with(&id).is_empty());
+    drop(filler);
+    std::fs::remove_file(full.0.join("filler")).unwrap();
+    // The container made before is still whole.
+    let state = state_in(&full.0, &keep);
+    assert!(state.contains("\"status\": \"created\""), "{state}");
+    let out = std::process::Command::new(crate::support::bin())
+        .arg("--root")
+        .arg(&full.0)
+        .args(["delete", "-f", &keep])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    drop(full);
+
+    // Read-only.
+    let ro = TmpMount::new(&ctx.base.join("ro"), "ro");
+    let id = ctx.id();
+    let (code, err) = try_create(&ro.0, &id);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("Read-only file system"), "{err}");
+    assert!(processes_with(&id).is_empty());
+    drop(ro);
+    assert_eq!(footprint(&ctx), before);
+    Ok(())
+}
+
+fn state_in(root: &Path, id: &str) -> String {
+    let out = std::process::Command::new(crate::support::bin())
+        .arg("--root")
+        .arg(root)
+        .args(["state", id])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
