@@ -233,21 +233,32 @@ fn missing(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// mkdir -p. A new v1 cpuset starts with no cpus and mems, and refuses tasks until it has them:
-/// copy the parent's.
+/// every empty one on the path gets its parent's, parents first. Also those we did not make: a
+/// parallel create may have made a shared parent an instant ago and not filled it yet.
 fn mkdir_cgroup(dir: &Path, cpuset: bool) -> io::Result<()> {
     for d in missing(dir) {
         match fs::create_dir(&d) {
-            Ok(()) if cpuset => {
-                let parent = d.parent().unwrap_or(Path::new("/"));
-                for f in ["cpuset.cpus", "cpuset.mems"] {
-                    if fs::read_to_string(d.join(f))?.trim().is_empty() {
-                        fs::write(d.join(f), fs::read_to_string(parent.join(f))?.trim())?;
-                    }
-                }
-            }
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
+        }
+    }
+    if !cpuset {
+        return Ok(());
+    }
+    let files = ["cpuset.cpus", "cpuset.mems"];
+    let empty = |d: &Path| {
+        files
+            .iter()
+            .any(|f| fs::read_to_string(d.join(f)).is_ok_and(|v| v.trim().is_empty()))
+    };
+    let unfilled: Vec<&Path> = dir.ancestors().take_while(|d| empty(d)).collect();
+    for d in unfilled.into_iter().rev() {
+        let parent = d.parent().unwrap_or(Path::new("/"));
+        for f in files {
+            if fs::read_to_string(d.join(f))?.trim().is_empty() {
+                fs::write(d.join(f), fs::read_to_string(parent.join(f))?.trim())?;
+            }
         }
     }
     Ok(())
