@@ -89,10 +89,10 @@ pub struct ExecFlags {
     pub detach: bool,
     #[arg(long = "pid-file", value_name = "PATH")]
     pub pid_file: Option<PathBuf>,
-    /// SELinux label (not supported; refused).
+    /// SELinux context the process runs in (default: the container's).
     #[arg(long = "process-label")]
     pub process_label: Option<String>,
-    /// AppArmor profile (not supported; refused).
+    /// AppArmor profile the process is confined by (default: the container's).
     #[arg(long)]
     pub apparmor: Option<String>,
     /// Set no_new_privs for the process.

@@ -36,4 +36,6 @@ if [ "${CHITIN_SKIP_VM:-0}" = 1 ]; then
   echo "cgroup v2 VM run skipped: CHITIN_SKIP_VM=1"
 else
   bash tests/vm/run-v2.sh "$@"
+  # SELinux and AppArmor exclude each other: the SELinux tests in a second boot.
+  bash tests/vm/run-v2.sh --selinux selinux::
 fi

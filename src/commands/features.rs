@@ -87,7 +87,7 @@ pub fn features() -> Value {
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": true},
             "seccomp": seccomp(),
             "apparmor": {"enabled": true},
-            "selinux": {"enabled": false},
+            "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": false}}
         },

@@ -56,9 +56,6 @@ fn process_plan(
     command: &[String],
     opts: &RunOptions,
 ) -> Result<(), ContainerError> {
-    if f.process_label.is_some() {
-        return Err(refuse("--process-label: SELinux labels are not supported"));
-    }
     if let Some(path) = &f.process {
         let bytes = std::fs::read(path).map_err(io_ctx(format!("--process {}", path.display())))?;
         let p: oci_spec::runtime::Process =
@@ -114,6 +111,10 @@ fn process_plan(
     // Without --apparmor the exec'd process gets the container's profile, as with runc.
     if let Some(a) = &f.apparmor {
         p.apparmor_profile = crate::plan::apparmor_profile("--apparmor", Some(a))?;
+    }
+    // Likewise the container's SELinux label without --process-label.
+    if let Some(l) = &f.process_label {
+        p.selinux_label = crate::plan::selinux::label("--process-label", Some(l))?;
     }
     for c in &f.cap {
         let cap = caps::Capability::from_str(c)

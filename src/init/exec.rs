@@ -76,7 +76,12 @@ pub fn prepare<'a>(
     }
 
     if !plan.opts.no_new_keyring {
-        // A session keyring of its own, so that the container cannot read the host's keys.
+        // A session keyring of its own, so that the container cannot read the host's keys; with
+        // the container's SELinux label, or its process could not use it under the policy.
+        if let Some(label) = &p.selinux_label {
+            write_own_attr("attr/keycreate", None, label)
+                .step(|| format!("process.selinuxLabel {label:?} (keyring)"))?;
+        }
         let name = cstring(&plan.id)?;
         // SAFETY: KEYCTL_JOIN_SESSION_KEYRING with a C string.
         let rc = unsafe {
@@ -93,8 +98,20 @@ pub fn prepare<'a>(
         }
     }
 
+    // Labels for the execve, written before no_new_privs (which forbids the transition) and while
+    // still privileged. Kernels since 5.8 have a directory per LSM for AppArmor; SELinux has only
+    // the shared files.
     if let Some(profile) = &p.apparmor_profile {
-        apparmor_on_exec(profile)?;
+        write_own_attr(
+            "attr/apparmor/exec",
+            Some("attr/exec"),
+            &format!("exec {profile}"),
+        )
+        .step(|| format!("process.apparmorProfile {profile:?}"))?;
+    }
+    if let Some(label) = &p.selinux_label {
+        write_own_attr("attr/exec", None, label)
+            .step(|| format!("process.selinuxLabel {label:?}"))?;
     }
 
     // Where runc loads it: before the capabilities go when there is no no_new_privs (loading
@@ -165,26 +182,17 @@ pub fn prepare<'a>(
     })
 }
 
-/// Asks AppArmor to confine us by `profile` from execve on, through the container's /proc, checked
-/// to be a procfs (CVE-2019-16884), before no_new_privs (which forbids the transition) and while
-/// still privileged. Named by pid: /proc/self is a symlink, and the write refuses symlinks.
-fn apparmor_on_exec(profile: &str) -> Result<(), InitError> {
-    let proc = open_proc(Path::new("/proc")).step(|| "opening /proc".into())?;
+/// Writes one of our own LSM attributes (`fallback` where the kernel lacks `attr`) through the
+/// container's /proc, checked to be a procfs (CVE-2019-16884). Named by pid: /proc/self is a
+/// symlink, and the write refuses symlinks.
+fn write_own_attr(attr: &str, fallback: Option<&str>, value: &str) -> std::io::Result<()> {
+    let proc = open_proc(Path::new("/proc"))?;
     let pid = std::process::id();
-    let value = format!("exec {profile}");
-    // Kernels since 5.8 have a directory per LSM; older ones only the shared file.
-    write_proc(
-        proc.as_fd(),
-        Path::new(&format!("{pid}/attr/apparmor/exec")),
-        &value,
-    )
-    .or_else(|e| match e.raw_os_error() {
-        Some(libc::ENOENT) => {
-            write_proc(proc.as_fd(), Path::new(&format!("{pid}/attr/exec")), &value)
-        }
-        _ => Err(e),
-    })
-    .step(|| format!("process.apparmorProfile {profile:?}"))
+    let write = |a: &str| write_proc(proc.as_fd(), Path::new(&format!("{pid}/{a}")), value);
+    match (write(attr), fallback) {
+        (Err(e), Some(f)) if e.raw_os_error() == Some(libc::ENOENT) => write(f),
+        (r, _) => r,
+    }
 }
 
 /// Finds the program as the container's user would: a path with a slash as is, a bare name on

@@ -12,6 +12,7 @@ use super::{InitContext, InitError, Step, failure};
 use crate::fsutil::{
     ensure_in_root, fd_path, mount_setattr as setattr, open_in_root, open_proc, write_proc,
 };
+use crate::plan::selinux::mount_data;
 use crate::plan::{MountPlan, NsKind, Plan};
 
 const NONE: Option<&str> = None;
@@ -105,6 +106,13 @@ fn mount_one(ctx: &InitContext<'_>, root: BorrowedFd<'_>, m: &MountPlan) -> Resu
                 .unwrap_or_else(|| PathBuf::from(fstype.unwrap_or("none")));
             mount_at(Some(&src), target.as_fd(), fstype, flags, data)
                 .step(|| format!("mount type {}", fstype.unwrap_or("")))?;
+            if let (Some("mqueue"), Some(label)) = (fstype, &ctx.plan.mount_label) {
+                // The ipc namespace's mqueue superblock exists before this mount, so a context=
+                // would be refused as a change of its settings: label its root instead, as runc.
+                let mounted =
+                    open_in_root(root, dest, OFlag::O_PATH).step(|| "reopening".into())?;
+                set_label(mounted.as_fd(), label).step(|| format!("linux.mountLabel {label:?}"))?;
+            }
         }
     }
     if !m.options.propagation.is_empty() || m.options.recursive != Default::default() {
@@ -119,6 +127,22 @@ fn mount_one(ctx: &InitContext<'_>, root: BorrowedFd<'_>, m: &MountPlan) -> Resu
         }
     }
     Ok(())
+}
+
+/// Sets the SELinux context of the file `fd` names (an O_PATH fd, so through its /proc link).
+fn set_label(fd: BorrowedFd<'_>, label: &str) -> std::io::Result<()> {
+    let path = std::ffi::CString::new(fd_path(fd).into_os_string().into_encoded_bytes())?;
+    // SAFETY: setxattr with C strings and a buffer of the given length.
+    let rc = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            c"security.selinux".as_ptr(),
+            label.as_ptr().cast(),
+            label.len(),
+            0,
+        )
+    };
+    nix::errno::Errno::result(rc).map(drop).map_err(Into::into)
 }
 
 fn locked_flags(src: &Path) -> MsFlags {
@@ -169,12 +193,13 @@ fn mount_cgroups(
         };
     }
     let tmpfs_flags = flags - MsFlags::MS_RDONLY;
+    let data = mount_data("mode=755", ctx.plan.mount_label.as_deref());
     mount_at(
         Some(Path::new("tmpfs")),
         target,
         Some("tmpfs"),
         tmpfs_flags,
-        Some("mode=755"),
+        Some(&data),
     )
     .step(|| "tmpfs".into())?;
     let hierarchies = ctx
@@ -246,12 +271,13 @@ pub fn finish(root: BorrowedFd<'_>, plan: &Plan) -> Result<(), InitError> {
         };
         let st = fstat(fd.as_fd()).step(|| format!("masking {}", p.display()))?;
         if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
+            let data = mount_data("", plan.mount_label.as_deref());
             mount_at(
                 Some(Path::new("tmpfs")),
                 fd.as_fd(),
                 Some("tmpfs"),
                 MsFlags::MS_RDONLY,
-                NONE,
+                Some(data.as_str()).filter(|d| !d.is_empty()),
             )
         } else {
             let null = verified_null(root)?;

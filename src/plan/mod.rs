@@ -4,6 +4,7 @@
 
 pub mod mounts;
 pub mod process;
+pub mod selinux;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -244,6 +245,8 @@ pub struct ProcessPlan {
     pub console_size: Option<(u16, u16)>,
     /// The AppArmor profile the process is confined by from its execve on.
     pub apparmor_profile: Option<String>,
+    /// The SELinux context the process runs in from its execve on (and its session keyring has).
+    pub selinux_label: Option<String>,
 }
 
 /// What the command line adds to the config.
@@ -284,6 +287,8 @@ pub struct Plan {
     pub rootfs_propagation: MsFlags,
     pub devices: Vec<Device>,
     pub masked_paths: Vec<PathBuf>,
+    /// The SELinux context of the filesystems mounted for the container (context=).
+    pub mount_label: Option<String>,
     pub readonly_paths: Vec<PathBuf>,
     pub sysctls: Vec<(String, String)>,
     pub process: ProcessPlan,
@@ -651,6 +656,7 @@ impl Plan {
         }
 
         // Mounts.
+        let mount_label = selinux::label("linux.mountLabel", linux.mount_label().as_deref())?;
         let mut mounts = Vec::new();
         for (i, m) in spec.mounts().iter().flatten().enumerate() {
             let field = format!("mounts[{i}]");
@@ -695,6 +701,14 @@ impl Plan {
                         &format!("{field}.type"),
                         "missing (and not a bind mount)",
                     ));
+                }
+                // As runc: procfs, sysfs and cgroupfs keep the labels the policy gives them;
+                // mqueue is labelled once mounted (init::rootfs).
+                if !matches!(
+                    fstype.as_deref(),
+                    Some("proc" | "sysfs" | "cgroup" | "cgroup2" | "mqueue")
+                ) {
+                    options.data = selinux::mount_data(&options.data, mount_label.as_deref());
                 }
                 mounts.push(MountPlan {
                     source,
@@ -863,6 +877,7 @@ impl Plan {
             rootfs_propagation,
             devices,
             masked_paths,
+            mount_label,
             readonly_paths,
             sysctls,
             process,
@@ -951,6 +966,7 @@ pub fn plan_process(
             "process.apparmorProfile",
             p.apparmor_profile().as_deref(),
         )?,
+        selinux_label: selinux::label("process.selinuxLabel", p.selinux_label().as_deref())?,
     })
 }
 
@@ -984,10 +1000,6 @@ fn refuse_unsupported(spec: &Spec) -> Result<(), PlanError> {
                 "linux.netDevices",
                 l.net_devices().as_ref().is_some_and(|v| !v.is_empty()),
             ),
-            (
-                "linux.mountLabel",
-                l.mount_label().as_ref().is_some_and(|v| !v.is_empty()),
-            ),
         ];
         if let Some((f, _)) = checks.iter().find(|(_, set)| *set) {
             return Err(PlanError::unsupported(f));
@@ -995,10 +1007,6 @@ fn refuse_unsupported(spec: &Spec) -> Result<(), PlanError> {
     }
     if let Some(p) = spec.process() {
         let checks = [
-            (
-                "process.selinuxLabel",
-                p.selinux_label().as_ref().is_some_and(|v| !v.is_empty()),
-            ),
             ("process.ioPriority", p.io_priority().is_some()),
             ("process.scheduler", p.scheduler().is_some()),
             ("process.execCPUAffinity", p.exec_cpu_affinity().is_some()),

@@ -183,3 +183,32 @@ fn apparmor_profiles_need_apparmor() {
         assert!(e.contains("AppArmor is not enabled in this kernel"), "{e}");
     }
 }
+
+#[test]
+fn selinux_labels_need_selinux() {
+    assert_eq!(selinux::label("f", None).unwrap(), None);
+    assert_eq!(selinux::label("f", Some("")).unwrap(), None);
+    let e = selinux::label("linux.mountLabel", Some("a\0b"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("linux.mountLabel: not an SELinux context"),
+        "{e}"
+    );
+    if !Path::new("/sys/fs/selinux/context").exists() {
+        let e = selinux::label("process.selinuxLabel", Some("u:r:t"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SELinux is not enabled in this kernel"), "{e}");
+    }
+    // Quoted: an MLS range has commas, which would otherwise split the option.
+    assert_eq!(
+        selinux::mount_data("", Some("u:object_r:t:s0:c1,c2")),
+        "context=\"u:object_r:t:s0:c1,c2\""
+    );
+    assert_eq!(
+        selinux::mount_data("mode=755", Some("u:object_r:t")),
+        "mode=755,context=\"u:object_r:t\""
+    );
+    assert_eq!(selinux::mount_data("mode=755", None), "mode=755");
+}

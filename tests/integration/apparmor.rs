@@ -108,22 +108,10 @@ pub fn confines() -> TestResult {
     let out = exec(&["--apparmor", "chitin-it-b"]);
     assert!(out.starts_with("chitin-it-b (enforce)\n"), "{out}");
 
-    // CVE-2019-16884: an image directory laid out like /proc (the init is pid 1 in its pid
-    // namespace) bound over the container's /proc. The label write must be refused, not made
-    // into the impostor's file, which would leave the process unconfined.
-    let mut b = ctx.bundle("true");
-    b.config["process"]["apparmorProfile"] = json!("chitin-it-a");
-    let fake = b.rootfs().join("fakeproc");
-    std::fs::create_dir_all(fake.join("1/attr/apparmor")).unwrap();
-    std::fs::write(fake.join("1/attr/apparmor/exec"), "").unwrap();
-    std::fs::write(fake.join("1/attr/exec"), "").unwrap();
-    b.config["mounts"].as_array_mut().unwrap().push(
-        json!({"destination": "/proc", "type": "bind", "source": fake, "options": ["rbind"]}),
+    crate::escapes::lsm_label_refuses_an_impostor_proc(
+        &ctx,
+        |c| c["process"]["apparmorProfile"] = json!("chitin-it-a"),
+        &["apparmor/exec", "exec"],
     );
-    b.config["linux"]["maskedPaths"] = json!([]);
-    b.config["linux"]["readonlyPaths"] = json!([]);
-    let (code, err) = ctx.create(&b, &ctx.id(), &[]);
-    assert_eq!(code, 1);
-    assert!(err.contains("/proc is not a procfs"), "{err}");
     Ok(())
 }

@@ -245,6 +245,36 @@ impl Drop for KillOnDrop {
 /// CVE-2025-31133 and CVE-2025-52565: an image whose /dev/null and /dev/console are symlinks into
 /// /proc, with a config that keeps the image's /dev. The masking bind of /dev/null and the bind of
 /// the pty over /dev/console must land on real nodes at those paths, never on the procfs files.
+/// CVE-2019-16884: an LSM label (set on the config by `label`) goes through the container's /proc
+/// only once it is checked to be procfs. A directory laid out like it (the init is pid 1 in its pid
+/// namespace, `files` under 1/attr), bound over /proc, must make create fail, not take the write
+/// and leave the process unlabelled. Used by apparmor::confines and selinux::labels, in the VM.
+pub fn lsm_label_refuses_an_impostor_proc(
+    ctx: &Ctx,
+    label: impl FnOnce(&mut serde_json::Value),
+    files: &[&str],
+) {
+    let mut b = ctx.bundle("true");
+    label(&mut b.config);
+    let fake = b.rootfs().join("fakeproc");
+    for f in files {
+        let path = fake.join("1/attr").join(f);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "").unwrap();
+    }
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(
+            {"destination": "/proc", "type": "bind", "source": fake, "options": ["rbind"]}
+        ));
+    b.config["linux"]["maskedPaths"] = serde_json::json!([]);
+    b.config["linux"]["readonlyPaths"] = serde_json::json!([]);
+    let (code, err) = ctx.create(&b, &ctx.id(), &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/proc is not a procfs"), "{err}");
+}
+
 pub fn dev_null_and_console_symlinks_redirect_nothing() -> TestResult {
     let ctx = Ctx::new("cve-2025-31133")?;
     let recvtty = crate::terminal::recvtty()?;

@@ -14,6 +14,7 @@ mod process;
 mod reliability;
 mod rootfs;
 mod seccomp;
+mod selinux;
 mod support;
 mod terminal;
 mod tty;
@@ -104,6 +105,8 @@ fn main() {
         escapes::mount_targets_stay_in_the_rootfs_through_a_shared_volume,
         apparmor::refused_without_apparmor,
         apparmor::confines,
+        selinux::refused_without_selinux,
+        selinux::labels,
         terminal::recvtty_create_and_exec,
         terminal::run_in_a_terminal,
         terminal::piped_stdin_ends_with_eof,

@@ -2,9 +2,14 @@
 # Runs the integration tests on a pure cgroup v2 host: Debian's kernel booted under
 # qemu-system-x86_64 (software emulation), from a busybox initramfs that carries chitin, the test
 # binary and their libraries. Arguments filter the tests by name, as for the test binary.
+# With --selinux first, the kernel runs SELinux (permissive) in place of AppArmor, with the test
+# policy of tests/vm/selinux loaded.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+selinux=
+if [ "${1:-}" = --selinux ]; then selinux=1; shift; fi
 need=()
+command -v checkpolicy >/dev/null || need+=(checkpolicy)
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 compgen -G '/boot/vmlinuz-*' >/dev/null || need+=(linux-image-amd64)
 command -v cpio >/dev/null || need+=(cpio)
@@ -52,6 +57,7 @@ case "$tun" in
   *.zst) zstd -qdc "$tun" > "$root/lib/modules/tun.ko" ;;
   ?*) cp "$tun" "$root/lib/modules/tun.ko" ;;
 esac
+checkpolicy -U allow -o "$root/etc/selinux.policy" tests/vm/selinux/policy.conf >/dev/null
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
 printf 'root:x:0:\n' > "$root/etc/group"
 
@@ -74,6 +80,11 @@ mount -t tmpfs tmp /tmp
 mount -t tmpfs run /run
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+if [ -d /sys/fs/selinux ]; then
+  mount -t selinuxfs selinuxfs /sys/fs/selinux
+  cat /etc/selinux.policy > /sys/fs/selinux/load
+  echo "selinux: test policy loaded ($?)"
+fi
 insmod /lib/modules/tun.ko 2>/dev/null
 echo "cgroup-layout: $(cat /sys/fs/cgroup/cgroup.controllers)"
 set -- $(cat /proc/cmdline)
@@ -88,12 +99,14 @@ chmod +x "$root/init" "$root/init2"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initramfs.gz"
 
 filter=$(IFS=,; echo "$*")
+# SELinux and AppArmor exclude each other: the first named in lsm= runs.
+lsm=${selinux:+lsm=landlock,lockdown,yama,integrity,selinux,bpf}
 log=$work/console.log
 # softlockup_panic: a guest kernel soft lockup (seen once in CI, not reproduced) ends the VM at
 # once, its trace in the log, instead of waiting for the timeout.
 timeout 1500 qemu-system-x86_64 -accel tcg -m 2048 -smp 2 -nographic -no-reboot \
   -kernel "$kernel" -initrd "$work/initramfs.gz" \
-  -append "console=ttyS0 quiet panic=-1 softlockup_panic=1 chitin.filter=$filter" | tee "$log" | grep -A3 -E '^(test |integration:|cgroup-layout:|vm-exit=|thread |  left|  right|assertion)' || true
+  -append "console=ttyS0 quiet panic=-1 softlockup_panic=1 $lsm chitin.filter=$filter" | tee "$log" | grep -A3 -E '^(test |integration:|cgroup-layout:|selinux:|vm-exit=|thread |  left|  right|assertion)' || true
 code=$(sed -n 's/^vm-exit=\([0-9]*\).*/\1/p' "$log" | tail -n 1)
 if [ -z "$code" ]; then
   echo "the VM did not finish the tests; last lines:" >&2
