@@ -1,31 +1,14 @@
-//! chitin: an OCI container runtime with runc's command line.
-
-mod cgroup;
-mod cli;
-mod clone;
-mod commands;
-mod container;
-mod fdpass;
-mod fsutil;
-mod hooks;
-mod init;
-mod logger;
-mod plan;
-mod profiles;
-mod pty;
-mod seccomp;
-mod selfexe;
-mod state;
-mod sync;
-mod timefmt;
+//! chitin: an OCI container runtime with runc's command line. The command line is read here;
+//! the work is done by the library (src/lib.rs).
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command};
-use container::ContainerError;
+use chitin::cli::{Cli, Command};
+use chitin::container::{self, ContainerError};
+use chitin::{commands, logger, plan, selfexe};
 
 #[derive(Debug, thiserror::Error)]
 enum Error {

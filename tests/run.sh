@@ -21,6 +21,8 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 cargo test --workspace --all-targets -- "$@"
+# The fuzz targets, a minute each (CHITIN_FUZZ_SECONDS); failing inputs become regression tests.
+bash tests/fuzz/run.sh
 # The client scenarios again with runc as the runtime: they pass with the reference runtime too.
 CHITIN_CLIENT_RUNTIME=runc cargo test --test integration -- docker:: ctr:: podman::
 # A cgroup v1-only host: the same host with its unified hierarchy hidden in a private mount

@@ -154,15 +154,7 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
     rootfs::finish(root.as_fd(), plan)?;
     rootfs::pivot(root, plan)?;
 
-    if let Some(pty) = pty {
-        console::attach(pty, fds.console.as_ref().map(|c| c.as_fd()))?;
-    } else {
-        nix::unistd::setsid().step(|| "setsid".into())?;
-    }
-    let prepared = exec::prepare(plan, ctx.seccomp, fds.sync.as_fd())?;
-    exec::close_fds(plan)?;
-
-    nix::sys::prctl::set_pdeathsig(None).step(|| "prctl(PR_SET_PDEATHSIG)".into())?;
+    let prepared = finish(ctx, fds, pty)?;
     send_msg(fds.sync.as_fd(), &Msg::Ready).step(|| "sync".into())?;
 
     // The start barrier: `chitin start` connects to the socket in the state directory.
@@ -210,7 +202,7 @@ fn exec_steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitEr
     let plan = ctx.plan;
     begin(fds)?;
     enter_namespaces(plan, fds)?;
-    if plan.process.terminal {
+    let pty = if plan.process.terminal {
         // Joining the mount namespace made its root ours.
         let root = nix::fcntl::open(
             "/",
@@ -220,15 +212,30 @@ fn exec_steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitEr
             nix::sys::stat::Mode::empty(),
         )
         .step(|| "opening /".into())?;
-        let pty = console::create(root.as_fd(), plan, false)?;
+        Some(console::create(root.as_fd(), plan, false)?)
+    } else {
+        None
+    };
+    Err(exec::exec(finish(ctx, fds, pty)?))
+}
+
+/// The tail shared by the init and an exec'd process: the terminal, or a session of its own; the
+/// process's attributes; every fd it must not get closed; and no PDEATHSIG any more, so that it
+/// outlives the runtime.
+fn finish<'a>(
+    ctx: &InitContext<'a>,
+    fds: &InitFds,
+    pty: Option<console::Pty>,
+) -> Result<exec::Prepared<'a>, InitError> {
+    if let Some(pty) = pty {
         console::attach(pty, fds.console.as_ref().map(|c| c.as_fd()))?;
     } else {
         nix::unistd::setsid().step(|| "setsid".into())?;
     }
-    let prepared = exec::prepare(plan, ctx.seccomp, fds.sync.as_fd())?;
-    exec::close_fds(plan)?;
+    let prepared = exec::prepare(ctx.plan, ctx.seccomp, fds.sync.as_fd())?;
+    exec::close_fds(ctx.plan)?;
     nix::sys::prctl::set_pdeathsig(None).step(|| "prctl(PR_SET_PDEATHSIG)".into())?;
-    Err(exec::exec(prepared))
+    Ok(prepared)
 }
 
 /// Joins namespaces given by path, then makes the new ones. A new user namespace was made by the

@@ -343,14 +343,48 @@ fn id_maps(
             size: m.size(),
         })
         .collect();
-    if let Some(i) = maps.iter().position(|m| m.size == 0) {
+    // What the kernel refuses when the map is written, refused here before anything is made.
+    if maps.len() > MAX_ID_RANGES {
         return Err(PlanError::field(
-            &format!("{field}[{i}].size"),
-            "must be greater than zero",
+            field,
+            format!(
+                "{} ranges; the kernel takes at most {MAX_ID_RANGES}",
+                maps.len()
+            ),
         ));
+    }
+    for (i, m) in maps.iter().enumerate() {
+        if m.size == 0 {
+            return Err(PlanError::field(
+                &format!("{field}[{i}].size"),
+                "must be greater than zero",
+            ));
+        }
+        for (name, first) in [("containerID", m.container), ("hostID", m.host)] {
+            if first.checked_add(m.size).is_none() {
+                return Err(PlanError::field(
+                    &format!("{field}[{i}]"),
+                    format!("{name} {first} + size {} passes 4294967295", m.size),
+                ));
+            }
+        }
+        // Earlier ranges passed the check above, so these sums cannot wrap.
+        let overlap = |a: u32, b: u32, o: &IdMap| a < b + o.size && b < a + m.size;
+        if let Some(j) = maps[..i]
+            .iter()
+            .position(|o| overlap(m.container, o.container, o) || overlap(m.host, o.host, o))
+        {
+            return Err(PlanError::field(
+                &format!("{field}[{i}]"),
+                format!("overlaps {field}[{j}]"),
+            ));
+        }
     }
     Ok(maps)
 }
+
+/// The kernel's limit on the lines of a uid_map or gid_map (UID_GID_MAP_MAX_EXTENTS).
+const MAX_ID_RANGES: usize = 340;
 
 /// runc's default devices, created in every container unless the config names the same path.
 fn default_devices() -> Vec<Device> {
@@ -470,6 +504,15 @@ pub fn read_spec(bundle: &Path) -> Result<(Spec, Option<serde_json::Value>), Pla
         path: path.clone(),
         source,
     })?;
+    parse_spec(&bytes, &path)
+}
+
+/// config.json's bytes (read from `path`) as the spec, and its seccomp section apart (chitin
+/// parses that itself).
+pub fn parse_spec(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(Spec, Option<serde_json::Value>), PlanError> {
     let parse = |e: serde_path_to_error::Error<serde_json::Error>| {
         let at = e.path().to_string();
         let msg = if at == "." {
@@ -478,12 +521,12 @@ pub fn read_spec(bundle: &Path) -> Result<(Spec, Option<serde_json::Value>), Pla
             format!("{at}: {}", e.inner())
         };
         PlanError::Parse {
-            path: path.clone(),
+            path: path.to_owned(),
             msg,
         }
     };
     let mut value: serde_json::Value =
-        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&bytes))
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
             .map_err(parse)?;
     let seccomp = value
         .get_mut("linux")

@@ -212,3 +212,30 @@ fn selinux_labels_need_selinux() {
     );
     assert_eq!(selinux::mount_data("mode=755", None), "mode=755");
 }
+
+#[test]
+fn id_maps_the_kernel_would_refuse_fail_here() {
+    let map =
+        |c: u32, h: u32, n: u32| serde_json::json!({"containerID": c, "hostID": h, "size": n});
+    let check = |maps: serde_json::Value| {
+        let v: Vec<oci_spec::runtime::LinuxIdMapping> = serde_json::from_value(maps).unwrap();
+        id_maps("linux.uidMappings", Some(&v)).map_err(|e| e.to_string())
+    };
+    assert!(check(serde_json::json!([map(0, 100000, 65536), map(65536, 0, 1)])).is_ok());
+    let e = check(serde_json::json!([map(0, 4294967295, 2)])).unwrap_err();
+    assert!(
+        e.contains("linux.uidMappings[0]: hostID 4294967295 + size 2"),
+        "{e}"
+    );
+    let e = check(serde_json::json!([map(0, 1000, 10), map(5, 2000, 10)])).unwrap_err();
+    assert!(
+        e.contains("linux.uidMappings[1]: overlaps linux.uidMappings[0]"),
+        "{e}"
+    );
+    let e = check(serde_json::json!([map(0, 1000, 10), map(100, 1009, 1)])).unwrap_err();
+    assert!(e.contains("overlaps"), "{e}");
+    assert!(check(serde_json::json!([map(0, 1000, 10), map(10, 1010, 1)])).is_ok());
+    let many: Vec<_> = (0..341).map(|i| map(i, 1000 + i, 1)).collect();
+    let e = check(serde_json::json!(many)).unwrap_err();
+    assert!(e.contains("341 ranges"), "{e}");
+}

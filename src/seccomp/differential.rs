@@ -1,38 +1,28 @@
-//! Differential tests against libseccomp, the oracle: random profiles are compiled by chitin and
-//! by libseccomp, and both BPF programs run through the interpreter over many (ABI, syscall,
+//! Differential checks against libseccomp, the oracle: profiles are compiled by chitin and by
+//! libseccomp, and both BPF programs run through the interpreter over many (ABI, syscall,
 //! arguments) inputs; every decision must match. Run for every ABI libseccomp knows of the five
 //! ISAs whose byte order is the host's: libseccomp 2.5.4 exports a filter of the other byte
 //! order with some return values swapped, so s390 and s390x are checked on an s390x host (under
 //! qemu-user, cross/test-qemu.sh). sparc, which libseccomp lacks, is covered by hand-worked
-//! tests in compile/tests.rs.
+//! tests in compile/tests.rs. One generator makes the profiles and the inputs: the unit test
+//! drives it with a seeded PRNG, the fuzz target (tests/fuzz) with libFuzzer's bytes.
 
+use std::fs::File;
 use std::io::{Read, Seek};
+use std::os::fd::FromRawFd;
+use std::sync::OnceLock;
 
 use chitin_arch::Arch;
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
 
-use super::bpf::{SockFilter, run};
+use super::bpf::{SockFilter, run, seccomp_data};
 use super::compile::compile_with;
 use super::{Action, ArgCmp, CmpOp, Profile, Rule};
+use crate::fuzzing::{Bytes, Choices};
 
-/// xorshift64*: deterministic, so a failure reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-fn scmp_arch(a: Arch) -> ScmpArch {
+pub fn scmp_arch(a: Arch) -> ScmpArch {
     match a {
         Arch::X86_64 => ScmpArch::X8664,
         Arch::X86 => ScmpArch::X86,
@@ -78,7 +68,7 @@ fn scmp_op(c: &ArgCmp) -> ScmpArgCompare {
 }
 
 /// libseccomp's program for the profile.
-fn oracle(p: &Profile) -> Vec<SockFilter> {
+pub fn oracle(p: &Profile) -> Vec<SockFilter> {
     let mut ctx = ScmpFilterContext::new(scmp_action(p.default_action)).unwrap();
     // The host's ABI goes first: libseccomp refuses to mix byte orders in one filter (EDOM).
     if !p.archs.contains(&Arch::native()) {
@@ -94,7 +84,10 @@ fn oracle(p: &Profile) -> Vec<SockFilter> {
         ctx.add_rule_conditional(scmp_action(r.action), sys, &cmps)
             .unwrap();
     }
-    let mut f = tempfile::tempfile().unwrap();
+    // SAFETY: memfd_create with a C string name; the fd is new, and the File owns it.
+    let fd = unsafe { libc::memfd_create(c"oracle".as_ptr(), libc::MFD_CLOEXEC) };
+    assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+    let mut f = unsafe { File::from_raw_fd(fd) };
     ctx.export_bpf(&f).unwrap();
     f.rewind().unwrap();
     let mut bytes = Vec::new();
@@ -114,7 +107,7 @@ fn oracle(p: &Profile) -> Vec<SockFilter> {
 /// newer calls), and that the host's own ABI has: libseccomp resolves a rule's name through the
 /// host's ABI, and for names the host lacks its stand-in numbers collide (2.5.4 puts ppc64le's
 /// sys_debug_setcontext, 256, on switch_endian's 363).
-fn common_names(archs: &[Arch]) -> Vec<&'static str> {
+pub fn common_names(archs: &[Arch]) -> Vec<&'static str> {
     archs[0]
         .syscalls()
         .iter()
@@ -152,22 +145,22 @@ const OPS: [CmpOp; 7] = [
 
 /// The actions libseccomp takes here: it refuses those the kernel cannot confirm it supports
 /// (under QEMU user mode, where seccomp(2) is refused, KILL_PROCESS and LOG).
-fn usable_actions() -> Vec<Action> {
+pub fn usable_actions() -> Vec<Action> {
     ACTIONS
         .into_iter()
         .filter(|a| ScmpFilterContext::new(scmp_action(*a)).is_ok())
         .collect()
 }
 
-fn random_profile(
-    rng: &mut Rng,
+pub fn random_profile(
+    rng: &mut impl Choices,
     actions: &[Action],
     archs: &[Arch],
     names: &[&'static str],
 ) -> Profile {
     let default_action = actions[rng.below(actions.len())];
     let wide = !archs.iter().any(|a| a.args_are_32bit());
-    let value = |rng: &mut Rng| -> u64 {
+    let value = |rng: &mut dyn Choices| -> u64 {
         let v = match rng.below(4) {
             0 => rng.below(8) as u64,
             1 => rng.next() & 0xffff_ffff,
@@ -183,12 +176,12 @@ fn random_profile(
         if !used.insert(name) {
             continue;
         }
-        let action = loop {
-            let a = actions[rng.below(actions.len())];
-            if a != default_action {
-                break a;
-            }
-        };
+        let others: Vec<Action> = actions
+            .iter()
+            .copied()
+            .filter(|a| *a != default_action)
+            .collect();
+        let action = others[rng.below(others.len())];
         let mut args: Vec<ArgCmp> = Vec::new();
         for _ in 0..rng.below(3) {
             let index = rng.below(6) as u8;
@@ -219,7 +212,7 @@ fn random_profile(
 }
 
 /// Arguments around each comparison's edges, and random ones.
-fn inputs(rng: &mut Rng, r: &Rule) -> Vec<[u64; 6]> {
+fn inputs(rng: &mut impl Choices, r: &Rule) -> Vec<[u64; 6]> {
     let mut out = vec![[0; 6]];
     for _ in 0..12 {
         let mut args = [0u64; 6];
@@ -246,62 +239,89 @@ fn inputs(rng: &mut Rng, r: &Rule) -> Vec<[u64; 6]> {
     out
 }
 
+/// The ABI sets a filter is made for: each ISA alone or with the compat ABIs it must cover.
+const SETS: [&[Arch]; 6] = [
+    &[Arch::X86_64],
+    &[Arch::X86_64, Arch::X86, Arch::X32],
+    &[Arch::Aarch64, Arch::Arm],
+    &[Arch::Ppc64le],
+    &[Arch::S390x, Arch::S390],
+    &[Arch::X86],
+];
+
+/// The sets of the host's byte order, each with the names both sides number alike.
+fn sets() -> &'static [(&'static [Arch], Vec<&'static str>)] {
+    static SETS_HERE: OnceLock<Vec<(&'static [Arch], Vec<&'static str>)>> = OnceLock::new();
+    SETS_HERE.get_or_init(|| {
+        SETS.into_iter()
+            .filter(|s| s.iter().all(|a| a.endian() == Arch::native().endian()))
+            .map(|s| (s, common_names(s)))
+            .collect()
+    })
+}
+
+/// Compiles `p` with chitin and with libseccomp and runs both on inputs around each rule's
+/// comparisons, on other syscalls of each ABI, and on an ABI outside the set; panics at the
+/// first decision that differs. Returns how many were compared.
+pub fn compare(p: &Profile, names: &[&str], rng: &mut impl Choices) -> u64 {
+    let ours = compile_with(p, false).unwrap();
+    let theirs = oracle(p);
+    let mut checked = 0;
+    let mut probe = |arch: Arch, nr: u32, args: [u64; 6]| {
+        let d = seccomp_data(arch, nr, args);
+        let (a, b) = (run(&ours, &d), run(&theirs, &d));
+        assert_eq!(
+            a, b,
+            "{arch:?} nr {nr} args {args:x?}: chitin {a:#x}, libseccomp {b:#x}\nprofile {p:#?}"
+        );
+        checked += 1;
+    };
+    for arch in &p.archs {
+        for r in &p.rules {
+            let nr = arch.syscall_nr(&r.names[0]).unwrap();
+            for args in inputs(rng, r) {
+                probe(*arch, nr, args);
+            }
+        }
+        for _ in 0..50 {
+            let nr = names[rng.below(names.len())];
+            probe(*arch, arch.syscall_nr(nr).unwrap(), [rng.next(); 6]);
+        }
+    }
+    let outsider = if p.archs.contains(&Arch::Aarch64) {
+        Arch::X86_64
+    } else {
+        Arch::Aarch64
+    };
+    probe(outsider, 1, [0; 6]);
+    checked
+}
+
+/// One fuzz input: the ABI set, the profile and the probes all chosen by its bytes.
+pub fn fuzz(data: &[u8]) {
+    static ACTIONS_HERE: OnceLock<Vec<Action>> = OnceLock::new();
+    let actions = ACTIONS_HERE.get_or_init(usable_actions);
+    let mut src = Bytes(data);
+    let (archs, names) = &sets()[src.below(sets().len())];
+    let p = random_profile(&mut src, actions, archs, names);
+    compare(&p, names, &mut src);
+}
+
 #[test]
 fn decisions_match_libseccomp() {
-    let sets: [&[Arch]; 6] = [
-        &[Arch::X86_64],
-        &[Arch::X86_64, Arch::X86, Arch::X32],
-        &[Arch::Aarch64, Arch::Arm],
-        &[Arch::Ppc64le],
-        &[Arch::S390x, Arch::S390],
-        &[Arch::X86],
-    ];
-    let mut rng = Rng(0x00c0_ffee_d00d_1234);
+    let mut rng = crate::fuzzing::Rng(0x00c0_ffee_d00d_1234);
     let actions = usable_actions();
     assert!(actions.len() >= 3, "{actions:?}");
     let mut checked = 0u64;
-    for archs in sets
-        .into_iter()
-        .filter(|s| s.iter().all(|a| a.endian() == Arch::native().endian()))
-    {
-        let names = common_names(archs);
+    for (archs, names) in sets() {
         assert!(
             names.len() > 200,
             "{archs:?}: {} names in common",
             names.len()
         );
         for _ in 0..40 {
-            let p = random_profile(&mut rng, &actions, archs, &names);
-            let ours = compile_with(&p, false).unwrap();
-            let theirs = oracle(&p);
-            let mut probe = |arch: Arch, nr: u32, args: [u64; 6]| {
-                let d = super::compile::tests::data(arch, nr, args);
-                let (a, b) = (run(&ours, &d), run(&theirs, &d));
-                assert_eq!(
-                    a, b,
-                    "{arch:?} nr {nr} args {args:x?}: chitin {a:#x}, libseccomp {b:#x}\nprofile {p:#?}"
-                );
-                checked += 1;
-            };
-            for arch in archs {
-                for r in &p.rules {
-                    let nr = arch.syscall_nr(&r.names[0]).unwrap();
-                    for args in inputs(&mut rng, r) {
-                        probe(*arch, nr, args);
-                    }
-                }
-                for _ in 0..50 {
-                    let nr = names[rng.below(names.len())];
-                    probe(*arch, arch.syscall_nr(nr).unwrap(), [rng.next(); 6]);
-                }
-            }
-            // An ABI outside the set.
-            let outsider = if archs.contains(&Arch::Aarch64) {
-                Arch::X86_64
-            } else {
-                Arch::Aarch64
-            };
-            probe(outsider, 1, [0; 6]);
+            let p = random_profile(&mut rng, &actions, archs, names);
+            checked += compare(&p, names, &mut rng);
         }
     }
     assert!(checked > 10_000, "{checked} decisions compared");

@@ -6,12 +6,15 @@
 
 pub mod bpf;
 pub mod compile;
-#[cfg(all(
-    test,
-    target_env = "gnu",
-    any(target_arch = "x86_64", target_arch = "s390x")
+#[cfg(any(
+    feature = "fuzzing",
+    all(
+        test,
+        target_env = "gnu",
+        any(target_arch = "x86_64", target_arch = "s390x")
+    )
 ))]
-mod differential;
+pub mod differential;
 pub mod load;
 
 use std::path::PathBuf;

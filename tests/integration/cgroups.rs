@@ -499,8 +499,7 @@ pub fn stats_event() -> TestResult {
     );
     b.save();
     assert_eq!(ctx.run_detached(&b, &id), 0);
-    let out = ctx.chitin(&["events", "--stats", &id]);
-    assert!(out.status.success());
+    let out = ctx.chitin_ok(&["events", "--stats", &id]);
     let e: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(e["type"], "stats");
     assert_eq!(e["id"], id.as_str());
@@ -685,12 +684,7 @@ pub fn delete_after_a_killed_create() -> TestResult {
     create.kill().unwrap();
     create.wait().unwrap();
     assert!(ctx.root.join(&id).exists());
-    let out = ctx.chitin(&["delete", &id]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ctx.chitin_ok(&["delete", &id]);
     assert!(!ctx.root.join(&id).exists(), "state removed");
     assert!(!pids.exists(), "cgroup removed");
     // The hook, if it started, was the killed create's child: end it here.

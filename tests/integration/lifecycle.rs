@@ -120,12 +120,7 @@ pub fn delete_force_and_kill_all() -> TestResult {
     assert_eq!(ctx.run_detached(&b, &id), 0);
     let pid2 = ctx.state(&id)["pid"].as_i64().unwrap();
     assert_ne!(pid, pid2);
-    let out = ctx.chitin(&["delete", "--force", &id]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ctx.chitin_ok(&["delete", "--force", &id]);
     assert!(
         !Path::new(&format!("/proc/{pid2}/stat")).exists()
             || std::fs::read_to_string(format!("/proc/{pid2}/stat"))

@@ -130,12 +130,7 @@ pub fn labels() -> TestResult {
     let id = ctx.id();
     let (code, err) = ctx.create(&b, &id, &[]);
     assert_eq!(code, 0, "{err}");
-    let out = ctx.chitin(&["start", &id]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ctx.chitin_ok(&["start", &id]);
     let pid = ctx.state(&id)["pid"].as_i64().unwrap();
     let current = |pid: i64| {
         std::fs::read_to_string(format!("/proc/{pid}/attr/current"))

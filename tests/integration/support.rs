@@ -146,6 +146,18 @@ impl Ctx {
         self.cmd().args(args).output().unwrap()
     }
 
+    /// `chitin(args)`, which must succeed; its stderr is the failure message if not.
+    pub fn chitin_ok(&self, args: &[&str]) -> Output {
+        let out = self.chitin(args);
+        assert!(
+            out.status.success(),
+            "chitin {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     /// `create` with `extra` flags. The init keeps the stdio it is given until it exits, so
     /// stdout goes nowhere and stderr to a file. Returns (exit code, stderr).
     pub fn create(&self, b: &Bundle, id: &str, extra: &[&std::ffi::OsStr]) -> (i32, String) {

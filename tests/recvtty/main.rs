@@ -6,17 +6,11 @@
 //!
 //!     chitin-recvtty [--no-relay] [--pid-file FILE] SOCKET
 
-// Only the receiving half is used here.
-#[allow(dead_code)]
-#[path = "../../src/fdpass.rs"]
-mod fdpass;
-#[path = "../../src/pty.rs"]
-mod pty;
-
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 
+use chitin::{fdpass, pty};
 use clap::Parser;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};

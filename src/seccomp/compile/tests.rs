@@ -1,25 +1,6 @@
 use super::*;
-use crate::seccomp::bpf::run;
+use crate::seccomp::bpf::{run, seccomp_data as data};
 use crate::seccomp::from_json;
-
-/// A struct seccomp_data as the kernel fills it for `arch`.
-pub(crate) fn data(arch: Arch, nr: u32, args: [u64; 6]) -> [u8; 64] {
-    let mut d = [0u8; 64];
-    d[0..4].copy_from_slice(&nr.to_ne_bytes());
-    d[4..8].copy_from_slice(&arch.audit_arch().to_ne_bytes());
-    for (i, a) in args.iter().enumerate() {
-        // The kernel of the ABI's ISA stores each u64 argument in its own byte order, and the
-        // filter loads 32-bit words natively: put each half where that ISA has it, as a word
-        // the host (which runs the interpreter) reads the same way.
-        let (first, second) = match arch.endian() {
-            Endian::Little => (*a as u32, (a >> 32) as u32),
-            Endian::Big => ((a >> 32) as u32, *a as u32),
-        };
-        d[16 + 8 * i..20 + 8 * i].copy_from_slice(&first.to_ne_bytes());
-        d[20 + 8 * i..24 + 8 * i].copy_from_slice(&second.to_ne_bytes());
-    }
-    d
-}
 
 fn profile(v: serde_json::Value) -> Profile {
     from_json(v).unwrap()
