@@ -167,14 +167,14 @@ pub fn soak() -> TestResult {
         .unwrap_or(200);
     let b = ctx.bundle("exit 0");
     b.save();
-    let id = ctx.id();
     // A first cycle warms caches that are not leaks.
-    cycle(&ctx, &b, &id);
+    cycle(&ctx, &b, &ctx.id());
     let before = footprint(&ctx);
     let kmem_before = kernel_unreclaimable();
     let start = std::time::Instant::now();
+    // A new id each time: what one container leaves (its cgroup, its state) would pile up.
     for _ in 0..cycles {
-        cycle(&ctx, &b, &id);
+        cycle(&ctx, &b, &ctx.id());
     }
     let per_cycle = start.elapsed() / cycles as u32;
     assert_eq!(footprint(&ctx), before, "after {cycles} cycles");
@@ -388,6 +388,10 @@ pub fn state_dir_unwritable_or_full() -> TestResult {
     assert_eq!(code, Some(1));
     assert!(err.contains("No space left on device"), "{err}");
     assert!(processes_with(&id).is_empty());
+    assert!(
+        !full.0.join(&id).exists(),
+        "the failed create left its state directory"
+    );
     drop(filler);
     std::fs::remove_file(full.0.join("filler")).unwrap();
     // The container made before is still whole.
