@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::plan::{Plan, RunOptions, parse_spec};
+use crate::plan::{Plan, PlanError, RunOptions, parse_spec};
 
 /// Where the generator's choices come from.
 pub trait Choices {
@@ -51,19 +51,23 @@ impl Choices for Bytes<'_> {
     }
 }
 
-/// A bundle to plan against: a rootfs with the files the planner reads (users and groups).
+/// A bundle to plan against: a rootfs with the files the planner reads (users and groups), in
+/// the build's own target directory (a fixed path under /tmp could be planted by another user).
 fn bundle() -> &'static Path {
     static BUNDLE: OnceLock<PathBuf> = OnceLock::new();
     BUNDLE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("chitin-fuzz-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fuzz-bundle");
         let etc = dir.join("rootfs/etc");
         std::fs::create_dir_all(&etc).expect("making the fuzz bundle");
-        std::fs::write(
-            etc.join("passwd"),
-            "root:x:0:0::/root:/bin/sh\nu:x:7:8::/:/bin/sh\n",
-        )
-        .expect("writing passwd");
-        std::fs::write(etc.join("group"), "root:x:0:\ng:x:8:u\n").expect("writing group");
+        // Written aside and renamed: parallel tests and fuzz jobs share the bundle.
+        for (name, text) in [
+            ("passwd", "root:x:0:0::/root:/bin/sh\nu:x:7:8::/:/bin/sh\n"),
+            ("group", "root:x:0:\ng:x:8:u\n"),
+        ] {
+            let tmp = etc.join(format!("{name}.{}", std::process::id()));
+            std::fs::write(&tmp, text).expect("writing the fuzz bundle");
+            std::fs::rename(&tmp, etc.join(name)).expect("writing the fuzz bundle");
+        }
         dir
     })
 }
@@ -75,11 +79,20 @@ pub fn config(data: &[u8]) {
     let path = dir.join("config.json");
     let (spec, seccomp) = match parse_spec(data, &path) {
         Ok(s) => s,
-        Err(e) => return assert!(!e.to_string().is_empty()),
+        Err(e) => return assert!(matches!(e, PlanError::Parse { .. }), "{e}"),
     };
     let plan = match Plan::from_spec(spec, seccomp, dir, "fuzz", RunOptions::default()) {
         Ok(p) => p,
-        Err(e) => return assert!(!e.to_string().is_empty()),
+        Err(e) => {
+            let named = match &e {
+                PlanError::Field { field, .. } | PlanError::Unsupported { field } => {
+                    !field.is_empty()
+                }
+                PlanError::Seccomp(_) | PlanError::Bundle { .. } => true,
+                PlanError::Parse { .. } | PlanError::Options(_) => false,
+            };
+            return assert!(named, "a refusal that names no field: {e}");
+        }
     };
     if let Some(p) = &plan.seccomp {
         if let Err(e) = crate::seccomp::prepare(p, &plan.annotations) {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test of chitin on a fresh Debian machine, as root: installs what the tests use (busybox
 # for the rootfs, runc to compare with, Docker, containerd and Podman as clients), runs the unit
-# and integration tests on this host, then the integration tests again on pure cgroup v2 in a
-# QEMU VM (tests/vm/run-v2.sh).
+# tests, the fuzz targets for a bounded time and the integration tests on this host, then the
+# integration tests again on pure cgroup v2 in a QEMU VM (tests/vm/run-v2.sh), and the SELinux
+# tests in a second boot of it with SELinux.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()

@@ -181,12 +181,8 @@ impl Drop for ForChildren {
 }
 
 fn write_id_map(pid: i32, file: &str, maps: &[crate::plan::IdMap]) -> Result<(), ContainerError> {
-    let text: String = maps
-        .iter()
-        .map(|m| format!("{} {} {}\n", m.container, m.host, m.size))
-        .collect();
     let path = format!("/proc/{pid}/{file}");
-    std::fs::write(&path, text).map_err(io_ctx(path))
+    std::fs::write(&path, crate::plan::id_map_text(maps)).map_err(io_ctx(path))
 }
 
 pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, ContainerError> {

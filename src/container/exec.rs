@@ -68,7 +68,14 @@ fn process_plan(
                         e.inner()
                     ))
                 })?;
-        plan.process = crate::plan::plan_process(&p, &plan.rootfs, opts)?;
+        let container = std::mem::replace(
+            &mut plan.process,
+            crate::plan::plan_process(&p, &plan.rootfs, opts)?,
+        );
+        // As runc: a process.json that names no LSM label gets the container's.
+        let p = &mut plan.process;
+        p.apparmor_profile = p.apparmor_profile.take().or(container.apparmor_profile);
+        p.selinux_label = p.selinux_label.take().or(container.selinux_label);
     } else {
         if command.is_empty() {
             return Err(refuse("exec needs a command (or --process)"));
@@ -108,13 +115,13 @@ fn process_plan(
         p.additional_gids = f.additional_gids.clone();
     }
     p.no_new_privs |= f.no_new_privs;
-    // Without --apparmor the exec'd process gets the container's profile, as with runc.
-    if let Some(a) = &f.apparmor {
-        p.apparmor_profile = crate::plan::apparmor_profile("--apparmor", Some(a))?;
+    // Without --apparmor (or with an empty one) the exec'd process gets the container's profile,
+    // as with runc; likewise its SELinux label without --process-label.
+    if let Some(a) = crate::plan::apparmor_profile("--apparmor", f.apparmor.as_deref())? {
+        p.apparmor_profile = Some(a);
     }
-    // Likewise the container's SELinux label without --process-label.
-    if let Some(l) = &f.process_label {
-        p.selinux_label = crate::plan::selinux::label("--process-label", Some(l))?;
+    if let Some(l) = crate::plan::selinux::label("--process-label", f.process_label.as_deref())? {
+        p.selinux_label = Some(l);
     }
     for c in &f.cap {
         let cap = caps::Capability::from_str(c)

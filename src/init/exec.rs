@@ -98,9 +98,10 @@ pub fn prepare<'a>(
         }
     }
 
-    // Labels for the execve, written before no_new_privs (which forbids the transition) and while
-    // still privileged. Kernels since 5.8 have a directory per LSM for AppArmor; SELinux has only
-    // the shared files.
+    // Labels for the execve, written while still privileged and before no_new_privs, as runc
+    // does. At the execve, no_new_privs still limits the change: AppArmor to a profile stacked
+    // on the current one, SELinux to what the policy grants by nnp_transition or a type bound.
+    // Kernels since 5.8 have a directory per LSM for AppArmor; SELinux has only the shared files.
     if let Some(profile) = &p.apparmor_profile {
         write_own_attr(
             "attr/apparmor/exec",

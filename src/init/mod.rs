@@ -220,8 +220,8 @@ fn exec_steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitEr
 }
 
 /// The tail shared by the init and an exec'd process: the terminal, or a session of its own; the
-/// process's attributes; every fd it must not get closed; and no PDEATHSIG any more, so that it
-/// outlives the runtime.
+/// process's attributes; closing every fd it must not inherit; and no PDEATHSIG any more, so
+/// that it outlives the runtime.
 fn finish<'a>(
     ctx: &InitContext<'a>,
     fds: &InitFds,

@@ -1,7 +1,7 @@
 //! The container's filesystem: the rootfs bind, every configured mount (targets resolved inside
 //! the rootfs by fd), sysctls, masked and read-only paths, and pivot_root.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -106,11 +106,13 @@ fn mount_one(ctx: &InitContext<'_>, root: BorrowedFd<'_>, m: &MountPlan) -> Resu
                 .unwrap_or_else(|| PathBuf::from(fstype.unwrap_or("none")));
             mount_at(Some(&src), target.as_fd(), fstype, flags, data)
                 .step(|| format!("mount type {}", fstype.unwrap_or("")))?;
-            if let (Some("mqueue"), Some(label)) = (fstype, &ctx.plan.mount_label) {
+            let own_ipc = ctx.plan.namespaces.is_new(NsKind::Ipc);
+            if let (Some("mqueue"), Some(label), true) = (fstype, &ctx.plan.mount_label, own_ipc) {
                 // The ipc namespace's mqueue superblock exists before this mount, so a context=
-                // would be refused as a change of its settings: label its root instead, as runc.
-                let mounted =
-                    open_in_root(root, dest, OFlag::O_PATH).step(|| "reopening".into())?;
+                // would be refused as a change of its settings: label its root instead, as runc
+                // does, but only the container's own (a joined namespace's is its owner's).
+                let mounted = open_in_root(root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+                    .step(|| "reopening".into())?;
                 set_label(mounted.as_fd(), label).step(|| format!("linux.mountLabel {label:?}"))?;
             }
         }
@@ -129,13 +131,12 @@ fn mount_one(ctx: &InitContext<'_>, root: BorrowedFd<'_>, m: &MountPlan) -> Resu
     Ok(())
 }
 
-/// Sets the SELinux context of the file `fd` names (an O_PATH fd, so through its /proc link).
+/// Sets the SELinux context of the file open at `fd`.
 fn set_label(fd: BorrowedFd<'_>, label: &str) -> std::io::Result<()> {
-    let path = std::ffi::CString::new(fd_path(fd).into_os_string().into_encoded_bytes())?;
-    // SAFETY: setxattr with C strings and a buffer of the given length.
+    // SAFETY: fsetxattr on an open fd, with a C string name and a buffer of the given length.
     let rc = unsafe {
-        libc::setxattr(
-            path.as_ptr(),
+        libc::fsetxattr(
+            fd.as_raw_fd(),
             c"security.selinux".as_ptr(),
             label.as_ptr().cast(),
             label.len(),

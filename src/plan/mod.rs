@@ -143,6 +143,13 @@ pub struct IdMap {
     pub size: u32,
 }
 
+/// The maps as /proc/PID/uid_map (and gid_map) takes them, all in one write.
+pub fn id_map_text(maps: &[IdMap]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container, m.host, m.size))
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeOffset {
     pub clock: &'static str,
@@ -379,6 +386,18 @@ fn id_maps(
                 format!("overlaps {field}[{j}]"),
             ));
         }
+    }
+    // The kernel takes the map in one write shorter than a page.
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096, |p| p as usize);
+    let len = id_map_text(&maps).len();
+    if len >= page {
+        return Err(PlanError::field(
+            field,
+            format!("{len} bytes as a map; the kernel takes less than a page ({page})"),
+        ));
     }
     Ok(maps)
 }

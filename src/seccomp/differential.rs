@@ -84,9 +84,10 @@ pub fn oracle(p: &Profile) -> Vec<SockFilter> {
         ctx.add_rule_conditional(scmp_action(r.action), sys, &cmps)
             .unwrap();
     }
-    // SAFETY: memfd_create with a C string name; the fd is new, and the File owns it.
+    // SAFETY: memfd_create with a C string name.
     let fd = unsafe { libc::memfd_create(c"oracle".as_ptr(), libc::MFD_CLOEXEC) };
     assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+    // SAFETY: fd is a new, open fd that nothing else owns.
     let mut f = unsafe { File::from_raw_fd(fd) };
     ctx.export_bpf(&f).unwrap();
     f.rewind().unwrap();
@@ -301,6 +302,8 @@ pub fn compare(p: &Profile, names: &[&str], rng: &mut impl Choices) -> u64 {
 pub fn fuzz(data: &[u8]) {
     static ACTIONS_HERE: OnceLock<Vec<Action>> = OnceLock::new();
     let actions = ACTIONS_HERE.get_or_init(usable_actions);
+    // A rule's action differs from the default: at least two are needed.
+    assert!(actions.len() >= 2, "libseccomp takes only {actions:?} here");
     let mut src = Bytes(data);
     let (archs, names) = &sets()[src.below(sets().len())];
     let p = random_profile(&mut src, actions, archs, names);

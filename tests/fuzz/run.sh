@@ -24,7 +24,8 @@ for t in config seccomp; do
     -- "${args[@]}" > "$work/$t.log" 2>&1; then
     awk -v t="$t" -v s="$secs" '/^stat::number_of_executed_units/ {runs=$2}
       /^stat::new_units_added/ {units=$2}
-      END {printf "fuzz %s: %d inputs in %d s, %d new to the corpus, none failed\n", t, runs, s, units}' "$work/$t.log"
+      END {if (runs == 0) {print "fuzz " t ": ran no input" > "/dev/stderr"; exit 1}
+        printf "fuzz %s: %d inputs in %d s, %d new to the corpus, none failed\n", t, runs, s, units}' "$work/$t.log"
   else
     echo "fuzz $t: FAILED; the end of its output:" >&2
     grep -v '^"' "$work/$t.log" | tail -n 40 >&2

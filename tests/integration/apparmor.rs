@@ -107,6 +107,11 @@ pub fn confines() -> TestResult {
     assert!(out.ends_with("allowed\n"), "{out}");
     let out = exec(&["--apparmor", "chitin-it-b"]);
     assert!(out.starts_with("chitin-it-b (enforce)\n"), "{out}");
+    // containerd execs with --process: a process.json without a profile gets the container's.
+    assert_eq!(
+        ctx.exec_process(&id, &["cat", "/proc/self/attr/current"]),
+        "chitin-it-a (enforce)\n"
+    );
 
     crate::escapes::lsm_label_refuses_an_impostor_proc(
         &ctx,

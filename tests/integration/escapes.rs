@@ -59,10 +59,36 @@ fn full_pipe() -> (OwnedFd, OwnedFd) {
 
 /// CVE-2019-5736. The container's /bin/evil is `#!/proc/self/exe`, so `exec` of it runs the
 /// runtime's own binary inside the container. A process of the container opens that binary
-/// through /proc/<pid>/exe, waits for it to exit, and reopens it for writing. The binary used is
-/// a copy of chitin's, so that a broken build damages only the copy.
+/// through /proc/<pid>/exe, waits for it to exit, and reopens it to write over its first bytes
+/// (in place: neither growing nor truncating it). The binary used is a copy of chitin's, so that
+/// a broken build damages only the copy.
 pub fn proc_self_exe_cannot_be_overwritten() -> TestResult {
-    let ctx = Ctx::new("cve-2019-5736")?;
+    let (opened, result) = exe_attack(&Ctx::new("cve-2019-5736")?, None);
+    // The runtime ran from its detached read-only bind, whose root is the binary: its path is "/".
+    assert_eq!(opened.trim_end(), "opened /");
+    assert!(result.contains("Read-only file system"), "{result}");
+    Ok(())
+}
+
+/// The same attack where the mount API is missing: open_tree fails with ENOSYS (a seccomp filter
+/// on the runtime, as a kernel before 5.2 would answer), so chitin runs from a sealed memfd copy.
+pub fn proc_self_exe_cannot_be_overwritten_without_the_mount_api() -> TestResult {
+    let profile = chitin::seccomp::from_json(serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["open_tree"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]
+    }))
+    .unwrap();
+    let prog = chitin::seccomp::compile::compile(&profile).unwrap();
+    let (opened, result) = exe_attack(&Ctx::new("cve-2019-5736-memfd")?, Some(&prog));
+    assert!(opened.contains("/memfd:chitin"), "{opened}");
+    // F_SEAL_WRITE.
+    assert!(result.contains("Operation not permitted"), "{result}");
+    Ok(())
+}
+
+/// Runs the attack, each runtime command under `filter` if given; returns what the attacker
+/// opened and what its write got. Fails if the write went through or the binary changed.
+fn exe_attack(ctx: &Ctx, filter: Option<&[chitin::seccomp::bpf::SockFilter]>) -> (String, String) {
     let victim = ctx.base.join("victim-chitin");
     std::fs::copy(bin(), &victim).unwrap();
     let before = std::fs::read(&victim).unwrap();
@@ -78,7 +104,7 @@ pub fn proc_self_exe_cannot_be_overwritten() -> TestResult {
         done
         echo "opened $l" > /tmp/opened
         while [ -e $p/exe ]; do sleep 0.05; done
-        if echo pwned >> /proc/self/fd/3 2>/tmp/err; then echo "written" > /tmp/result
+        if echo pwned 2>/tmp/err 1<>/proc/self/fd/3; then echo "written" > /tmp/result
         else echo "refused: $(cat /tmp/err)" > /tmp/result; fi
         sleep 100"#;
     let mut b = ctx.bundle(attacker);
@@ -93,12 +119,23 @@ pub fn proc_self_exe_cannot_be_overwritten() -> TestResult {
     .unwrap();
     b.save();
     let id = ctx.id();
+    let victim_cmd = || {
+        let mut c = Command::new(&victim);
+        c.arg("--root").arg(&ctx.root).stdin(Stdio::null());
+        if let Some(prog) = filter.map(<[_]>::to_vec) {
+            // SAFETY: between fork and exec only the seccomp system call runs, on a program
+            // built before the fork.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
+                    chitin::seccomp::load::load(&prog, 0).map(drop)
+                });
+            }
+        }
+        c
+    };
     let run = |args: &[&str]| {
-        Command::new(&victim)
-            .arg("--root")
-            .arg(&ctx.root)
+        victim_cmd()
             .args(args)
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -108,11 +145,8 @@ pub fn proc_self_exe_cannot_be_overwritten() -> TestResult {
 
     // The runtime's binary runs in the container, blocked on its error message until we read.
     let (r, w) = full_pipe();
-    let st = Command::new(&victim)
-        .arg("--root")
-        .arg(&ctx.root)
+    let st = victim_cmd()
         .args(["exec", "-d", &id, "/bin/evil"])
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(w))
         .status()
@@ -131,7 +165,7 @@ pub fn proc_self_exe_cannot_be_overwritten() -> TestResult {
         std::fs::read(&victim).unwrap() == before,
         "the runtime's binary was changed"
     );
-    Ok(())
+    (opened, result)
 }
 
 /// The fds a container process lists ("N target" lines): their numbers, and their targets.

@@ -98,6 +98,7 @@ fn main() {
         reliability::init_dies,
         reliability::state_dir_unwritable_or_full,
         escapes::proc_self_exe_cannot_be_overwritten,
+        escapes::proc_self_exe_cannot_be_overwritten_without_the_mount_api,
         escapes::no_host_fd_reaches_the_container,
         escapes::proc_writes_need_a_real_procfs,
         escapes::dev_null_and_console_symlinks_redirect_nothing,

@@ -154,6 +154,14 @@ pub fn labels() -> TestResult {
     };
     assert_eq!(exec(&[]), A, "exec gets the container's");
     assert_eq!(exec(&["--process-label", B]), B);
+    assert_eq!(
+        exec(&["--process-label", ""]),
+        A,
+        "an empty label is no label"
+    );
+    // containerd execs with --process: a process.json without a label gets the container's.
+    let out = ctx.exec_process(&id, &["cat", "/proc/self/attr/current"]);
+    assert_eq!(out.trim_end_matches('\0'), A);
 
     // Filesystems made for the container carry the mount label: the config's tmpfs, devpts and
     // mqueue, and the tmpfs over a masked directory; procfs and sysfs keep the policy's.

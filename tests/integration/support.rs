@@ -146,6 +146,17 @@ impl Ctx {
         self.cmd().args(args).output().unwrap()
     }
 
+    /// `exec --process FILE` (as containerd execs) of a process.json running `args` as root;
+    /// returns its stdout.
+    pub fn exec_process(&self, id: &str, args: &[&str]) -> String {
+        let process = self.base.join(format!("process-{id}.json"));
+        let json = serde_json::json!({"cwd": "/", "args": args,
+                                      "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"]});
+        std::fs::write(&process, json.to_string()).unwrap();
+        let out = self.chitin_ok(&["exec", "--process", process.to_str().unwrap(), id]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// `chitin(args)`, which must succeed; its stderr is the failure message if not.
     pub fn chitin_ok(&self, args: &[&str]) -> Output {
         let out = self.chitin(args);

@@ -113,4 +113,9 @@ if [ -z "$code" ]; then
   tail -n 30 "$log" >&2
   exit 1
 fi
+# Booted for SELinux, a policy that failed to load would make the label tests skip, not fail.
+if [ -n "$selinux" ] && ! grep -aq 'selinux: test policy loaded (0)' "$log"; then
+  echo "SELinux run: the test policy was not loaded" >&2
+  exit 1
+fi
 exit "$code"
