@@ -384,7 +384,11 @@ pub fn interactive_terminal() -> TestResult {
         &format!("{cli} run --rm -it --name tty {IMAGE} sh; echo exit=$?"),
     );
     term.wait_for("/ #");
-    term.keys("tty; stty size");
+    // The client sizes the terminal just after the start (with runc, a shell can see 0x0 first,
+    // and busybox's stty then fails): wait for a size, as the exec below does.
+    term.keys(
+        "until stty -a 2>/dev/null | grep -q 'rows [1-9]'; do sleep 0.1; done; tty; stty size",
+    );
     term.wait_for("27 91");
     assert!(term.screen().contains("/dev/pts/0"), "{}", term.screen());
     term.resize(77, 22);
