@@ -211,6 +211,31 @@ pub fn mount_setattr(fd: BorrowedFd<'_>, set: u64, clear: u64, recursive: bool) 
     nix::errno::Errno::result(r).map(drop)
 }
 
+/// A mountinfo path: spaces, tabs, newlines and backslashes are octal escapes there.
+pub fn mountinfo_path(s: &str) -> PathBuf {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct = b.get(i + 1..i + 4).and_then(|o| {
+            std::str::from_utf8(o)
+                .ok()
+                .and_then(|o| u8::from_str_radix(o, 8).ok())
+        });
+        match (b[i], oct) {
+            (b'\\', Some(c)) => {
+                out.push(c);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +246,14 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(mountinfo_path("/a\\040b\\011c"), Path::new("/a b\tc"));
+        assert_eq!(mountinfo_path("/back\\134slash"), Path::new("/back\\slash"));
+        // Not an escape: left as it is.
+        assert_eq!(mountinfo_path("/x\\9"), Path::new("/x\\9"));
     }
 
     #[test]

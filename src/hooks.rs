@@ -1,9 +1,13 @@
 //! Running OCI hooks: the state JSON on stdin, the hook's own args and env, and its timeout.
 
 use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::plan::Hook;
 
@@ -15,11 +19,18 @@ pub struct HookError {
     pub reason: String,
 }
 
-pub fn run_all(phase: &'static str, hooks: &[Hook], state: &str) -> Result<(), HookError> {
-    hooks.iter().try_for_each(|h| run(phase, h, state))
+/// Runs the hooks of one phase in order, in `cwd`: the bundle for the runtime's phases (where
+/// runc, which works from the bundle, runs them), the rootfs or "/" for the container's.
+pub fn run_all(
+    phase: &'static str,
+    hooks: &[Hook],
+    state: &str,
+    cwd: &Path,
+) -> Result<(), HookError> {
+    hooks.iter().try_for_each(|h| run(phase, h, state, cwd))
 }
 
-fn run(phase: &'static str, hook: &Hook, state: &str) -> Result<(), HookError> {
+fn run(phase: &'static str, hook: &Hook, state: &str, cwd: &Path) -> Result<(), HookError> {
     let fail = |reason: String| HookError {
         phase,
         path: hook.path.display().to_string(),
@@ -30,6 +41,7 @@ fn run(phase: &'static str, hook: &Hook, state: &str) -> Result<(), HookError> {
         cmd.arg0(argv0).args(rest);
     }
     cmd.env_clear()
+        .current_dir(cwd)
         .envs(hook.env.iter().filter_map(|e| e.split_once('=')))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -39,8 +51,15 @@ fn run(phase: &'static str, hook: &Hook, state: &str) -> Result<(), HookError> {
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(state.as_bytes());
     }
+    // Its output is read while it runs: a hook that writes more than a pipe holds would block
+    // for ever on a full pipe that nobody reads. The tail is kept for the error message.
+    let mut outputs = [
+        Output::new(child.stdout.take().map(OwnedFd::from)),
+        Output::new(child.stderr.take().map(OwnedFd::from)),
+    ];
     let deadline = hook.timeout.map(|t| Instant::now() + t);
     let status = loop {
+        outputs.iter_mut().for_each(Output::drain);
         match child.try_wait() {
             Ok(Some(s)) => break s,
             Ok(None) => {}
@@ -54,19 +73,25 @@ fn run(phase: &'static str, hook: &Hook, state: &str) -> Result<(), HookError> {
                 hook.timeout.unwrap_or_default().as_secs()
             )));
         }
-        std::thread::sleep(Duration::from_millis(2));
+        let mut fds: Vec<PollFd> = outputs
+            .iter()
+            .filter_map(|o| o.pipe.as_ref())
+            .map(|p| PollFd::new(p.as_fd(), PollFlags::POLLIN))
+            .collect();
+        if fds.is_empty() {
+            std::thread::sleep(Duration::from_millis(2));
+        } else {
+            let _ = poll(&mut fds, PollTimeout::from(2u8));
+        }
     };
+    outputs.iter_mut().for_each(Output::drain);
     if status.success() {
         return Ok(());
     }
-    let mut out = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut out);
-    }
+    let [stdout, stderr] = outputs;
+    let mut out = String::from_utf8_lossy(&stderr.tail).into_owned();
     if out.trim().is_empty() {
-        if let Some(mut o) = child.stdout.take() {
-            let _ = o.read_to_string(&mut out);
-        }
+        out = String::from_utf8_lossy(&stdout.tail).into_owned();
     }
     let how = match (status.code(), status.signal()) {
         (Some(c), _) => format!("exit status {c}"),
@@ -79,4 +104,46 @@ fn run(phase: &'static str, hook: &Hook, state: &str) -> Result<(), HookError> {
     } else {
         format!("{how}: {out}")
     }))
+}
+
+/// One of a hook's output pipes, read without blocking; the last bytes are kept.
+struct Output {
+    pipe: Option<std::fs::File>,
+    tail: Vec<u8>,
+}
+
+const TAIL: usize = 4096;
+
+impl Output {
+    fn new(pipe: Option<OwnedFd>) -> Self {
+        let pipe = pipe.map(std::fs::File::from);
+        if let Some(p) = &pipe {
+            let _ = nix::fcntl::fcntl(
+                p.as_fd(),
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            );
+        }
+        Output {
+            pipe,
+            tail: Vec::new(),
+        }
+    }
+
+    /// Reads what is there; at EOF or an error the pipe is dropped.
+    fn drain(&mut self) {
+        let mut buf = [0u8; 16384];
+        while let Some(p) = self.pipe.as_mut() {
+            match p.read(&mut buf) {
+                Ok(0) => self.pipe = None,
+                Ok(n) => {
+                    self.tail.extend_from_slice(&buf[..n]);
+                    let excess = self.tail.len().saturating_sub(TAIL);
+                    self.tail.drain(..excess);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => self.pipe = None,
+            }
+        }
+    }
 }

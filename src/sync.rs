@@ -16,9 +16,11 @@ pub enum Msg {
     IdsMapped,
     /// Init → parent: namespaces and mounts are ready; run prestart and createRuntime hooks.
     RunHooks,
-    /// Parent → init: hooks done; the state for createContainer and startContainer hooks.
+    /// Parent → init: hooks done; the states for createContainer ("creating") and
+    /// startContainer ("created") hooks.
     HooksDone {
-        state: String,
+        creating: String,
+        created: String,
     },
     /// Init → parent: the seccomp notification fd follows (SCM_RIGHTS) for the agent.
     SeccompListener,

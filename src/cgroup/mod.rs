@@ -83,7 +83,7 @@ impl Layout {
             if l.len() < 5 || r.len() < 3 {
                 continue;
             }
-            let mountpoint = PathBuf::from(l[4].replace("\\040", " "));
+            let mountpoint = crate::fsutil::mountinfo_path(l[4]);
             match r[0] {
                 "cgroup2" if layout.unified.is_none() => {
                     layout.unified = Some(Hierarchy {

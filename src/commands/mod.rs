@@ -48,10 +48,7 @@ fn view<'a>(dir: &Path, r: &'a Record, status: Status) -> StateView<'a> {
 
 fn run_options(f: &CreateFlags, detach: bool) -> RunOptions {
     // Socket activation: fds 3.. given by systemd pass on to the container, before --preserve-fds.
-    let listen_fds = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let listen_fds = RunOptions::listen_fds_from_env();
     RunOptions {
         console_socket: f.console_socket.clone(),
         pid_file: f.pid_file.as_ref().map(|p| absolute(p)),
@@ -150,7 +147,7 @@ pub fn state(root: &Path, id: &str) -> Result<String, ContainerError> {
 
 pub fn kill(root: &Path, id: &str, signal: Option<&str>, all: bool) -> Result<(), ContainerError> {
     let sig = match signal {
-        None => nix::sys::signal::Signal::SIGTERM,
+        None => libc::SIGTERM,
         Some(s) => signals::parse(s)
             .ok_or_else(|| ContainerError::Status(format!("unknown signal {s:?}")))?,
     };
@@ -166,11 +163,12 @@ pub fn kill(root: &Path, id: &str, signal: Option<&str>, all: bool) -> Result<()
         _ => {}
     }
     if all {
-        if sig == nix::sys::signal::Signal::SIGKILL {
+        if sig == libc::SIGKILL {
             r.cgroup.kill_all();
         } else {
             for pid in r.cgroup.pids() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+                // SAFETY: kill(2) with a pid and a checked signal number.
+                unsafe { libc::kill(pid, sig) };
             }
         }
     }

@@ -1,20 +1,37 @@
-//! Signal names and numbers as `kill` takes them: "9", "KILL", "SIGKILL", "sigkill".
+//! Signal names and numbers as `kill` takes them, as runc does: "9", "KILL", "SIGKILL",
+//! "sigkill", the real-time signals by number (34 to 64) or as "RTMIN", "RTMIN+3", "RTMAX-1"
+//! (libc's numbering: glibc and musl keep 32 and 33 for themselves, so RTMIN is 34), and 0,
+//! which only checks that the container's init is there.
 
 use std::str::FromStr;
 
 use nix::sys::signal::Signal;
 
-pub fn parse(s: &str) -> Option<Signal> {
+pub fn parse(s: &str) -> Option<i32> {
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
     if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).ok();
+        return (n == 0 || Signal::try_from(n).is_ok() || (min..=max).contains(&n)).then_some(n);
     }
     let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let rt = |base: i32, rest: &str| -> Option<i32> {
+        let n = match rest.as_bytes().first() {
+            None => base,
+            Some(b'+') => base.checked_add(rest[1..].parse::<i32>().ok()?)?,
+            Some(b'-') => base.checked_sub(rest[1..].parse::<i32>().ok()?)?,
+            _ => return None,
+        };
+        (min..=max).contains(&n).then_some(n)
     };
-    Signal::from_str(&name).ok()
+    if let Some(rest) = name.strip_prefix("RTMIN") {
+        return rt(min, rest);
+    }
+    if let Some(rest) = name.strip_prefix("RTMAX") {
+        return rt(max, rest);
+    }
+    Signal::from_str(&format!("SIG{name}"))
+        .ok()
+        .map(|s| s as i32)
 }
 
 #[cfg(test)]
@@ -23,11 +40,30 @@ mod tests {
 
     #[test]
     fn names_and_numbers() {
-        assert_eq!(parse("9"), Some(Signal::SIGKILL));
-        assert_eq!(parse("KILL"), Some(Signal::SIGKILL));
-        assert_eq!(parse("sigterm"), Some(Signal::SIGTERM));
-        assert_eq!(parse("SIGUSR1"), Some(Signal::SIGUSR1));
+        assert_eq!(parse("9"), Some(9));
+        assert_eq!(parse("KILL"), Some(9));
+        assert_eq!(parse("sigterm"), Some(15));
+        assert_eq!(parse("SIGUSR1"), Some(libc::SIGUSR1));
+        assert_eq!(parse("0"), Some(0));
         assert_eq!(parse("NOPE"), None);
         assert_eq!(parse("99"), None);
+        assert_eq!(parse("-1"), None);
+    }
+
+    #[test]
+    fn real_time_signals() {
+        assert_eq!(parse("RTMIN"), Some(34));
+        assert_eq!(parse("SIGRTMIN+3"), Some(37));
+        assert_eq!(parse("rtmin+3"), Some(37));
+        assert_eq!(parse("RTMAX-1"), Some(63));
+        assert_eq!(parse("RTMAX"), Some(64));
+        assert_eq!(parse("37"), Some(37));
+        assert_eq!(parse("64"), Some(64));
+        assert_eq!(parse("RTMAX+1"), None);
+        assert_eq!(parse("RTMIN-1"), None);
+        assert_eq!(parse("RTMIN+x"), None);
+        // glibc's own: not for sending.
+        assert_eq!(parse("32"), None);
+        assert_eq!(parse("33"), None);
     }
 }

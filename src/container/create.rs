@@ -295,12 +295,19 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
             Some(Msg::RunHooks) => {
                 dir.write(&record)?;
                 let state = record.oci_state(Status::Creating);
-                crate::hooks::run_all("prestart", &plan.hooks.prestart, &state)?;
-                crate::hooks::run_all("createRuntime", &plan.hooks.create_runtime, &state)?;
+                let hooks = &plan.hooks;
+                crate::hooks::run_all("prestart", &hooks.prestart, &state, &plan.bundle)?;
+                crate::hooks::run_all(
+                    "createRuntime",
+                    &hooks.create_runtime,
+                    &state,
+                    &plan.bundle,
+                )?;
                 send_msg(
                     sync,
                     &Msg::HooksDone {
-                        state: record.oci_state(Status::Created),
+                        creating: state,
+                        created: record.oci_state(Status::Created),
                     },
                 )
                 .map_err(io_ctx("sync"))?;

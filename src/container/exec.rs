@@ -212,10 +212,7 @@ pub fn exec(
         }
         r
     };
-    let listen_fds = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let listen_fds = RunOptions::listen_fds_from_env();
     let opts = RunOptions {
         console_socket: f.console_socket.clone(),
         pid_file: f.pid_file.clone(),

@@ -15,8 +15,6 @@ use std::io;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-
 use crate::cgroup::CgroupError;
 use crate::hooks::HookError;
 use crate::plan::PlanError;
@@ -66,14 +64,14 @@ pub fn pidfd(r: &Record) -> Option<std::os::fd::OwnedFd> {
     }
 }
 
-fn pidfd_send_signal(fd: std::os::fd::BorrowedFd<'_>, sig: Signal) -> io::Result<()> {
+fn pidfd_send_signal(fd: std::os::fd::BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: a pidfd, a signal number, no siginfo, no flags.
     let r = unsafe {
         libc::syscall(
             libc::SYS_pidfd_send_signal,
             fd.as_raw_fd(),
-            sig as i32,
+            sig,
             std::ptr::null::<libc::siginfo_t>(),
             0,
         )
@@ -86,7 +84,8 @@ fn pidfd_send_signal(fd: std::os::fd::BorrowedFd<'_>, sig: Signal) -> io::Result
 }
 
 /// Sends `sig` to the init, through a pidfd so that a reused pid is never hit.
-pub fn signal_init(r: &Record, sig: Signal) -> Result<(), ContainerError> {
+/// `sig` is a number: the real-time signals have no `Signal`.
+pub fn signal_init(r: &Record, sig: i32) -> Result<(), ContainerError> {
     let Some(fd) = pidfd(r) else {
         return Err(ContainerError::Status("container not running".into()));
     };
@@ -97,7 +96,7 @@ pub fn signal_init(r: &Record, sig: Signal) -> Result<(), ContainerError> {
 pub fn kill_all(r: &Record) -> Result<(), ContainerError> {
     let fd = pidfd(r);
     if let Some(fd) = &fd {
-        let _ = pidfd_send_signal(fd.as_fd(), Signal::SIGKILL);
+        let _ = pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
     }
     r.cgroup.kill_all();
     // Frozen tasks die only once thawed.
@@ -123,9 +122,12 @@ pub fn kill_all(r: &Record) -> Result<(), ContainerError> {
 /// cgroup, the state directory.
 pub fn destroy(dir: StateDir, r: &Record) -> Result<(), ContainerError> {
     if !r.poststop.is_empty() {
-        if let Err(e) =
-            crate::hooks::run_all("poststop", &r.poststop, &r.oci_state(Status::Stopped))
-        {
+        if let Err(e) = crate::hooks::run_all(
+            "poststop",
+            &r.poststop,
+            &r.oci_state(Status::Stopped),
+            &r.bundle,
+        ) {
             crate::logger::warn(&e.to_string());
         }
     }

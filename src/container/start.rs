@@ -54,8 +54,12 @@ pub fn start(dir: &StateDir, r: &Record) -> Result<(), ContainerError> {
             String::from_utf8_lossy(&buf[..n]).into_owned(),
         ));
     }
-    if let Err(e) = crate::hooks::run_all("poststart", &r.poststart, &r.oci_state(Status::Running))
-    {
+    if let Err(e) = crate::hooks::run_all(
+        "poststart",
+        &r.poststart,
+        &r.oci_state(Status::Running),
+        &r.bundle,
+    ) {
         // The spec: a failing poststart hook is logged and the container keeps running.
         crate::logger::warn(&e.to_string());
     }

@@ -48,12 +48,9 @@ pub fn create(root: BorrowedFd<'_>, plan: &Plan, bind_console: bool) -> Result<P
         OwnedFd::from_raw_fd(nix::errno::Errno::result(fd).step(|| "TIOCGPTPEER".into())?)
     };
     let p = &plan.process;
-    nix::unistd::fchown(
-        &slave,
-        Some(nix::unistd::Uid::from_raw(p.uid)),
-        Some(nix::unistd::Gid::from_raw(p.gid)),
-    )
-    .step(|| "chown of the pty".into())?;
+    // The user's terminal; its group stays devpts's (gid=5, tty), as runc and login leave it.
+    nix::unistd::fchown(&slave, Some(nix::unistd::Uid::from_raw(p.uid)), None)
+        .step(|| "chown of the pty".into())?;
     if let Some((rows, cols)) = p.console_size {
         let ws = libc::winsize {
             ws_row: rows,

@@ -45,10 +45,19 @@ fn cstring(s: &str) -> Result<CString, InitError> {
     CString::new(s).map_err(|_| failure("exec", format!("{s:?} contains a NUL byte")))
 }
 
+/// How the working directory is found: the init makes it when missing, as runc does; an exec'd
+/// process is refused one that is not there.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Cwd {
+    Make,
+    MustExist,
+}
+
 pub fn prepare<'a>(
     plan: &Plan,
     seccomp: Option<&'a Filter>,
     sync: BorrowedFd<'_>,
+    cwd: Cwd,
 ) -> Result<Prepared<'a>, InitError> {
     let p = &plan.process;
     // The cwd is resolved inside the new root with magic links refused, so a leaked fd named as
@@ -59,10 +68,23 @@ pub fn prepare<'a>(
         Mode::empty(),
     )
     .step(|| "opening /".into())?;
-    let cwd = mkdir_all_in_root(root.as_fd(), &p.cwd, 0o755)
-        .step(|| format!("process.cwd {}", p.cwd.display()))?;
-    nix::unistd::fchdir(cwd.as_fd()).step(|| format!("chdir to {}", p.cwd.display()))?;
-    drop((cwd, root));
+    let dir = match cwd {
+        Cwd::Make => mkdir_all_in_root(root.as_fd(), &p.cwd, 0o755),
+        Cwd::MustExist => {
+            crate::fsutil::open_in_root(root.as_fd(), &p.cwd, OFlag::O_PATH | OFlag::O_DIRECTORY)
+        }
+    }
+    .step(|| format!("process.cwd {}", p.cwd.display()))?;
+    nix::unistd::fchdir(dir.as_fd()).step(|| format!("chdir to {}", p.cwd.display()))?;
+    let mut env = p.env.clone();
+    if !env
+        .iter()
+        .any(|e| e.strip_prefix("HOME=").is_some_and(|h| !h.is_empty()))
+    {
+        env.retain(|e| !e.starts_with("HOME="));
+        env.push(format!("HOME={}", home_of(root.as_fd(), p.uid)));
+    }
+    drop((dir, root));
 
     for r in &p.rlimits {
         let lim = libc::rlimit {
@@ -169,7 +191,7 @@ pub fn prepare<'a>(
     }
     nix::sys::stat::umask(Mode::from_bits_truncate(p.umask.unwrap_or(0o022)));
 
-    let path = lookup(&p.args[0], &p.env)?;
+    let path = lookup(&p.args[0], &env)?;
     Ok(Prepared {
         path: CString::new(path.as_os_str().as_bytes())
             .map_err(|_| failure("exec", "NUL in path"))?,
@@ -178,7 +200,7 @@ pub fn prepare<'a>(
             .iter()
             .map(|a| cstring(a))
             .collect::<Result<_, _>>()?,
-        envp: p.env.iter().map(|e| cstring(e)).collect::<Result<_, _>>()?,
+        envp: env.iter().map(|e| cstring(e)).collect::<Result<_, _>>()?,
         seccomp: late,
     })
 }
@@ -194,6 +216,19 @@ fn write_own_attr(attr: &str, fallback: Option<&str>, value: &str) -> std::io::R
         (Err(e), Some(f)) if e.raw_os_error() == Some(libc::ENOENT) => write(f),
         (r, _) => r,
     }
+}
+
+/// The home directory of `uid` in the container's /etc/passwd, or "/" (runc's HOME for a process
+/// whose env has none).
+fn home_of(root: BorrowedFd<'_>, uid: u32) -> String {
+    let mut text = String::new();
+    let _ = crate::fsutil::open_in_root(root, Path::new("/etc/passwd"), OFlag::O_RDONLY)
+        .map(std::fs::File::from)
+        .and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut text));
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[2].parse() == Ok(uid))
+        .map_or_else(|| "/".to_owned(), |f| f[5].to_owned())
 }
 
 /// Finds the program as the container's user would: a path with a slash as is, a bare name on

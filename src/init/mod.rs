@@ -3,8 +3,10 @@
 //! naming the step, waits at the start barrier and execs the container process.
 
 mod console;
+mod copyup;
 mod devices;
 mod exec;
+mod net;
 mod rootfs;
 
 use std::convert::Infallible;
@@ -93,13 +95,39 @@ fn expect(fds: &InitFds, what: &str) -> Result<Msg, InitError> {
 /// Signals blocked or ignored by the runtime (Rust ignores SIGPIPE) must not leak into the
 /// container: an ignored disposition survives execve.
 fn reset_signals() {
+    // The kernel's sigaction with SIG_DFL, no flags and an empty mask is all zeros on every ISA,
+    // whatever its layout; 64 bytes cover the largest. The raw system call, because libc refuses
+    // the signals it keeps for itself (32 and 33 in glibc), which a caller may have ignored and an
+    // ignored signal stays ignored across execve.
+    let dfl = [0u64; 8];
+    let sigset_size = std::mem::size_of::<u64>();
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction with a zeroed action of sufficient size and no old action.
+        unsafe {
+            #[cfg(target_arch = "sparc64")]
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                dfl.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                std::ptr::null::<u8>(),
+                sigset_size,
+            );
+            #[cfg(not(target_arch = "sparc64"))]
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                dfl.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                sigset_size,
+            );
+        }
+    }
     // SAFETY: plain libc calls on a local sigset in a single-threaded process.
     unsafe {
-        for sig in 1..libc::SIGRTMAX() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
-        }
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
@@ -126,6 +154,9 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
     begin(fds)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     enter_namespaces(plan, fds)?;
+    if plan.namespaces.is_new(NsKind::Net) {
+        net::loopback_up()?;
+    }
     if let Some(h) = &plan.hostname {
         nix::unistd::sethostname(h).step(|| "sethostname".into())?;
     }
@@ -144,17 +175,22 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
     };
 
     send_msg(fds.sync.as_fd(), &Msg::RunHooks).step(|| "sync".into())?;
-    let state = match expect(fds, "createRuntime hooks")? {
-        Msg::HooksDone { state } => state,
+    let (creating, created) = match expect(fds, "createRuntime hooks")? {
+        Msg::HooksDone { creating, created } => (creating, created),
         _ => return Err(failure("hooks", "unexpected message")),
     };
-    crate::hooks::run_all("createContainer", &plan.hooks.create_container, &state)
-        .map_err(|e| failure("createContainer hooks", e.to_string()))?;
+    crate::hooks::run_all(
+        "createContainer",
+        &plan.hooks.create_container,
+        &creating,
+        &plan.rootfs,
+    )
+    .map_err(|e| failure("createContainer hooks", e.to_string()))?;
 
     rootfs::finish(root.as_fd(), plan)?;
     rootfs::pivot(root, plan)?;
 
-    let prepared = finish(ctx, fds, pty)?;
+    let prepared = finish(ctx, fds, pty, exec::Cwd::Make)?;
     send_msg(fds.sync.as_fd(), &Msg::Ready).step(|| "sync".into())?;
 
     // The start barrier: `chitin start` connects to the socket in the state directory.
@@ -177,7 +213,12 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
             }
         }
     };
-    let err = match crate::hooks::run_all("startContainer", &plan.hooks.start_container, &state) {
+    let err = match crate::hooks::run_all(
+        "startContainer",
+        &plan.hooks.start_container,
+        &created,
+        std::path::Path::new("/"),
+    ) {
         Err(e) => failure("startContainer hooks", e.to_string()),
         Ok(()) => exec::exec(prepared),
     };
@@ -216,7 +257,7 @@ fn exec_steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitEr
     } else {
         None
     };
-    Err(exec::exec(finish(ctx, fds, pty)?))
+    Err(exec::exec(finish(ctx, fds, pty, exec::Cwd::MustExist)?))
 }
 
 /// The tail shared by the init and an exec'd process: the terminal, or a session of its own; the
@@ -226,13 +267,14 @@ fn finish<'a>(
     ctx: &InitContext<'a>,
     fds: &InitFds,
     pty: Option<console::Pty>,
+    cwd: exec::Cwd,
 ) -> Result<exec::Prepared<'a>, InitError> {
     if let Some(pty) = pty {
         console::attach(pty, fds.console.as_ref().map(|c| c.as_fd()))?;
     } else {
         nix::unistd::setsid().step(|| "setsid".into())?;
     }
-    let prepared = exec::prepare(ctx.plan, ctx.seccomp, fds.sync.as_fd())?;
+    let prepared = exec::prepare(ctx.plan, ctx.seccomp, fds.sync.as_fd(), cwd)?;
     exec::close_fds(ctx.plan)?;
     nix::sys::prctl::set_pdeathsig(None).step(|| "prctl(PR_SET_PDEATHSIG)".into())?;
     Ok(prepared)

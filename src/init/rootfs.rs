@@ -10,7 +10,8 @@ use nix::sys::stat::{Mode, SFlag, fstat};
 
 use super::{InitContext, InitError, Step, failure};
 use crate::fsutil::{
-    ensure_in_root, fd_path, mount_setattr as setattr, open_in_root, open_proc, write_proc,
+    ensure_in_root, fd_path, mount_setattr as setattr, mountinfo_path, open_in_root, open_proc,
+    write_proc,
 };
 use crate::plan::selinux::mount_data;
 use crate::plan::{MountPlan, NsKind, Plan};
@@ -68,6 +69,14 @@ fn mount_one(ctx: &InitContext<'_>, root: BorrowedFd<'_>, m: &MountPlan) -> Resu
             .is_dir(),
         _ => true,
     };
+    // runc gives a tmpfs over a directory of the image that directory's mode.
+    let existing_mode = match m.fstype.as_deref() {
+        Some("tmpfs") => open_in_root(root, dest, OFlag::O_PATH)
+            .ok()
+            .and_then(|fd| fstat(fd.as_fd()).ok())
+            .map(|st| Mode::from_bits_truncate(st.st_mode & 0o7777)),
+        _ => None,
+    };
     let target = ensure_in_root(root, dest, as_dir)
         .step(|| "resolving the destination in the rootfs".into())?;
     let flags = m.options.flags;
@@ -104,8 +113,12 @@ fn mount_one(ctx: &InitContext<'_>, root: BorrowedFd<'_>, m: &MountPlan) -> Resu
                 .source
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(fstype.unwrap_or("none")));
-            mount_at(Some(&src), target.as_fd(), fstype, flags, data)
-                .step(|| format!("mount type {}", fstype.unwrap_or("")))?;
+            if fstype == Some("tmpfs") {
+                mount_tmpfs(root, m, target.as_fd(), existing_mode, &src, data)?;
+            } else {
+                mount_at(Some(&src), target.as_fd(), fstype, flags, data)
+                    .step(|| format!("mount type {}", fstype.unwrap_or("")))?;
+            }
             let own_ipc = ctx.plan.namespaces.is_new(NsKind::Ipc);
             if let (Some("mqueue"), Some(label), true) = (fstype, &ctx.plan.mount_label, own_ipc) {
                 // The ipc namespace's mqueue superblock exists before this mount, so a context=
@@ -127,6 +140,53 @@ fn mount_one(ctx: &InitContext<'_>, root: BorrowedFd<'_>, m: &MountPlan) -> Resu
         if r.set != 0 || r.clear != 0 {
             setattr(mounted.as_fd(), r.set, r.clear, true).step(|| "mount_setattr".into())?;
         }
+    }
+    Ok(())
+}
+
+/// A tmpfs, mounted writable first: a copy of the directory it covers goes in for "tmpcopyup"
+/// (through an fd opened before the mount hides it), its root takes the mode of the image's
+/// directory when there was one (as runc does), and only then does it become read-only.
+fn mount_tmpfs(
+    root: BorrowedFd<'_>,
+    m: &MountPlan,
+    target: BorrowedFd<'_>,
+    existing_mode: Option<Mode>,
+    src: &Path,
+    data: Option<&str>,
+) -> Result<(), InitError> {
+    let under = match m.options.copy_up {
+        true => Some(
+            nix::fcntl::openat(
+                target,
+                ".",
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .step(|| "opening the directory to copy up".into())?,
+        ),
+        false => None,
+    };
+    let flags = m.options.flags;
+    mount_at(
+        Some(src),
+        target,
+        Some("tmpfs"),
+        flags - MsFlags::MS_RDONLY,
+        data,
+    )
+    .step(|| "mount type tmpfs".into())?;
+    let mounted = open_in_root(root, &m.dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+        .step(|| "reopening".into())?;
+    if let Some(under) = under {
+        super::copyup::copy_dir(under.as_fd(), mounted.as_fd()).step(|| "tmpcopyup".into())?;
+    }
+    if let Some(mode) = existing_mode {
+        nix::sys::stat::fchmod(mounted.as_fd(), mode).step(|| "mode of the tmpfs".into())?;
+    }
+    if flags.contains(MsFlags::MS_RDONLY) {
+        setattr(mounted.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, false)
+            .step(|| "read-only tmpfs".into())?;
     }
     Ok(())
 }
@@ -203,6 +263,9 @@ fn mount_cgroups(
         Some(&data),
     )
     .step(|| "tmpfs".into())?;
+    // Without a cgroup namespace the hybrid host's unified hierarchy stays out, as in runc: a
+    // bind of it would show the container the host's cgroup2 tree above its own cgroup.
+    let unified = ctx.layout.unified.iter().filter(|_| cgroupns);
     let hierarchies = ctx
         .layout
         .v1
@@ -210,9 +273,7 @@ fn mount_cgroups(
         .zip(ctx.placement.v1.iter())
         .map(|(h, d)| (h, d.path.as_path(), false))
         .chain(
-            ctx.layout
-                .unified
-                .iter()
+            unified
                 .zip(ctx.placement.unified.iter())
                 .map(|(h, d)| (h, d.as_path(), true)),
         );
@@ -232,6 +293,7 @@ fn mount_cgroups(
                 flags,
                 NONE,
             )
+            .map_err(Into::into)
         } else if cgroupns {
             mount_at(
                 Some(Path::new("cgroup")),
@@ -240,8 +302,17 @@ fn mount_cgroups(
                 flags,
                 Some(&h.controllers),
             )
+            .map_err(Into::into)
         } else {
+            // A bind takes none of the mount's flags: they are set on it after, or root in the
+            // container could raise its own limits through a writable hierarchy. Only set, never
+            // cleared, so a user namespace's locked flags stay.
             mount_at(Some(dir), sub.as_fd(), NONE, MsFlags::MS_BIND, NONE)
+                .map_err(std::io::Error::from)
+                .and_then(|()| {
+                    let bound = open_in_root(root, &m.dest.join(&name), OFlag::O_PATH)?;
+                    Ok(setattr(bound.as_fd(), mount_attrs(flags), 0, false)?)
+                })
         };
         r.step(|| format!("cgroup hierarchy {}", h.controllers))?;
     }
@@ -251,6 +322,19 @@ fn mount_cgroups(
             .step(|| "read-only cgroup tmpfs".into())?;
     }
     Ok(())
+}
+
+/// The MOUNT_ATTR_* bits of the per-mount flags among `flags`.
+fn mount_attrs(flags: MsFlags) -> u64 {
+    [
+        (MsFlags::MS_RDONLY, libc::MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, libc::MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
+    ]
+    .iter()
+    .filter(|(ms, _)| flags.contains(*ms))
+    .fold(0, |acc, (_, attr)| acc | attr)
 }
 
 /// What is done to the finished tree before pivot_root, through the host's verified /proc:
@@ -338,6 +422,33 @@ fn verified_null(root: BorrowedFd<'_>) -> Result<OwnedFd, InitError> {
     Ok(fd)
 }
 
+/// Without pivot_root the host's tree stays below the chroot, and a whole procfs or sysfs there
+/// would let a nested user namespace mount a fresh one (the kernel allows it only where one is
+/// already fully visible). Each outside the rootfs is detached, or covered where it cannot be.
+fn hide_host_kernel_filesystems(rootfs: &Path) -> Result<(), InitError> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").step(|| "mountinfo".into())?;
+    let mut targets: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let fstype = right.split(' ').next()?;
+            let mp = mountinfo_path(left.split(' ').nth(4)?);
+            (matches!(fstype, "proc" | "sysfs") && !mp.starts_with(rootfs)).then_some(mp)
+        })
+        .collect();
+    // Deepest first: a detached parent takes its children along, so they may be gone already.
+    targets.sort_by_key(|t| std::cmp::Reverse(t.components().count()));
+    for t in targets {
+        match umount2(&t, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+            // Locked in a user namespace: cover it instead.
+            Err(_) => mount(Some("tmpfs"), &t, Some("tmpfs"), MsFlags::MS_RDONLY, NONE)
+                .step(|| format!("covering the host's {}", t.display()))?,
+        }
+    }
+    Ok(())
+}
+
 /// pivot_root into the rootfs and detach the old root; or, with --no-pivot, move the rootfs over
 /// "/" and chroot (for initramfs, where pivot_root is impossible).
 pub fn pivot(root: OwnedFd, plan: &Plan) -> Result<(), InitError> {
@@ -350,6 +461,7 @@ pub fn pivot(root: OwnedFd, plan: &Plan) -> Result<(), InitError> {
     nix::unistd::fchdir(root.as_fd()).step(|| "entering the rootfs".into())?;
     drop(root);
     if plan.opts.no_pivot {
+        hide_host_kernel_filesystems(&plan.rootfs)?;
         mount(Some("."), "/", NONE, MsFlags::MS_MOVE, NONE)
             .step(|| "moving the rootfs to /".into())?;
         nix::unistd::chroot(".").step(|| "chroot".into())?;

@@ -5,6 +5,7 @@
 pub mod mounts;
 pub mod process;
 pub mod selinux;
+mod userns;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -271,6 +272,20 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
+    /// The fds of socket activation (sd_listen_fds(3)): LISTEN_FDS counts them from fd 3, and
+    /// they are ours only if LISTEN_PID is our pid. A LISTEN_FDS inherited from a parent that
+    /// was socket-activated names fds that are not meant for the container.
+    pub fn listen_fds_from_env() -> u32 {
+        let ours = std::env::var("LISTEN_PID")
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok())
+            == Some(std::process::id());
+        match std::env::var("LISTEN_FDS") {
+            Ok(n) if ours => n.parse().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
     /// The lowest fd not handed to the container (fds 3.. up to here are).
     pub fn first_own_fd(&self) -> u32 {
         3 + self.listen_fds + self.preserve_fds
@@ -547,12 +562,40 @@ pub fn parse_spec(
     let mut value: serde_json::Value =
         serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
             .map_err(parse)?;
+    drop_unknown_capabilities(&mut value);
     let seccomp = value
         .get_mut("linux")
         .and_then(|l| l.as_object_mut())
         .and_then(|l| l.remove("seccomp"));
     let spec = serde_path_to_error::deserialize(value).map_err(parse)?;
     Ok((spec, seccomp))
+}
+
+/// Capability names this build does not know (a newer kernel's) are left out with a warning, as
+/// runc 1.2 does, rather than refusing a config written for a newer runtime.
+fn drop_unknown_capabilities(spec: &mut serde_json::Value) {
+    let Some(sets) = spec
+        .pointer_mut("/process/capabilities")
+        .and_then(|c| c.as_object_mut())
+    else {
+        return;
+    };
+    for (set, names) in sets.iter_mut() {
+        let Some(names) = names.as_array_mut() else {
+            continue;
+        };
+        names.retain(|n| {
+            let known = n
+                .as_str()
+                .is_none_or(|n| n.parse::<caps::Capability>().is_ok());
+            if !known {
+                crate::logger::warn(&format!(
+                    "process.capabilities.{set}: unknown capability {n} ignored"
+                ));
+            }
+            known
+        });
+    }
 }
 
 impl Plan {
@@ -669,10 +712,15 @@ impl Plan {
             ));
         }
         if !namespaces.is_new(NsKind::User) && (!uid_map.is_empty() || !gid_map.is_empty()) {
-            return Err(PlanError::field(
-                "linux.uidMappings",
-                "mappings need a new user namespace",
-            ));
+            match namespaces.joined(NsKind::User) {
+                Some(path) => userns::check_joined(path, &uid_map, &gid_map)?,
+                None => {
+                    return Err(PlanError::field(
+                        "linux.uidMappings",
+                        "mappings need a user namespace of the container's own",
+                    ));
+                }
+            }
         }
 
         let mut time_offsets = Vec::new();
@@ -736,6 +784,12 @@ impl Plan {
                 fstype = None;
             }
             let source = m.source().clone();
+            if options.copy_up && fstype.as_deref() != Some("tmpfs") {
+                return Err(PlanError::field(
+                    &format!("{field}.options"),
+                    "tmpcopyup is for tmpfs mounts",
+                ));
+            }
             if options.flags.contains(MsFlags::MS_BIND) {
                 let src = source.as_ref().ok_or_else(|| {
                     PlanError::field(&format!("{field}.source"), "a bind mount needs a source")

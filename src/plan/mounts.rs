@@ -15,6 +15,8 @@ pub struct MountOptions {
     pub propagation: Vec<MsFlags>,
     pub recursive: RecursiveAttrs,
     pub data: String,
+    /// "tmpcopyup" (Podman's): a tmpfs gets a copy of what the directory under it held.
+    pub copy_up: bool,
 }
 
 pub fn parse(options: &[String]) -> Result<MountOptions, String> {
@@ -22,6 +24,7 @@ pub fn parse(options: &[String]) -> Result<MountOptions, String> {
     let mut propagation = Vec::new();
     let mut recursive = RecursiveAttrs::default();
     let mut data: Vec<&str> = Vec::new();
+    let mut copy_up = false;
     for opt in options {
         let (set, clear) = match opt.as_str() {
             "defaults" => (MsFlags::empty(), MsFlags::empty()),
@@ -61,7 +64,10 @@ pub fn parse(options: &[String]) -> Result<MountOptions, String> {
             "idmap" | "ridmap" => {
                 return Err(format!("option {opt:?}: idmapped mounts are not supported"));
             }
-            "tmpcopyup" => return Err(format!("option {opt:?} is not supported")),
+            "tmpcopyup" => {
+                copy_up = true;
+                continue;
+            }
             o => {
                 if let Some((set, attr)) = recursive_attr(o) {
                     if set {
@@ -84,6 +90,7 @@ pub fn parse(options: &[String]) -> Result<MountOptions, String> {
         propagation,
         recursive,
         data: data.join(","),
+        copy_up,
     })
 }
 

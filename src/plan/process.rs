@@ -51,24 +51,26 @@ pub fn capabilities(c: Option<&LinuxCapabilities>) -> Result<CapSets, PlanError>
     let Some(c) = c else {
         return Ok(CapSets::default());
     };
-    let sets = CapSets {
+    let mut sets = CapSets {
         bounding: cap_set("process.capabilities.bounding", c.bounding().as_ref())?,
         effective: cap_set("process.capabilities.effective", c.effective().as_ref())?,
         inheritable: cap_set("process.capabilities.inheritable", c.inheritable().as_ref())?,
         permitted: cap_set("process.capabilities.permitted", c.permitted().as_ref())?,
         ambient: cap_set("process.capabilities.ambient", c.ambient().as_ref())?,
     };
-    // The kernel refuses an ambient capability that is not both permitted and inheritable.
-    if let Some(c) = sets
-        .ambient
-        .iter()
-        .find(|c| !sets.permitted.contains(c) || !sets.inheritable.contains(c))
-    {
-        return Err(PlanError::field(
-            "process.capabilities.ambient",
-            format!("{c} must also be in the permitted and inheritable sets"),
-        ));
-    }
+    // The kernel refuses to raise an ambient capability that is not both permitted and
+    // inheritable. runc runs such configs (its own `runc spec` writes one) without it, so the
+    // capability is left out, with a warning.
+    let (permitted, inheritable) = (&sets.permitted, &sets.inheritable);
+    sets.ambient.retain(|c| {
+        let ok = permitted.contains(c) && inheritable.contains(c);
+        if !ok {
+            crate::logger::warn(&format!(
+                "process.capabilities.ambient: {c} is not both permitted and inheritable; not raised"
+            ));
+        }
+        ok
+    });
     Ok(sets)
 }
 

@@ -76,8 +76,8 @@ pub fn bad_configs() -> TestResult {
     );
     refused(
         &ctx,
-        |c, _| c["process"]["capabilities"]["bounding"] = json!(["CAP_NOPE"]),
-        "process.capabilities.bounding",
+        |c, _| c["mounts"][0]["options"] = json!(["tmpcopyup"]),
+        "mounts[0].options: tmpcopyup is for tmpfs mounts",
     );
     refused(
         &ctx,

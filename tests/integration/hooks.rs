@@ -39,7 +39,7 @@ pub fn all_phases_in_order() -> TestResult {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "prestart creating set");
     assert_eq!(lines[1], "createRuntime creating set");
-    assert_eq!(lines[2], "createContainer created set");
+    assert_eq!(lines[2], "createContainer creating set");
     assert_eq!(lines[3], "startContainer created set");
     // poststart and the process itself race; poststop is last.
     let mut middle = vec![lines[4], lines[5]];
@@ -113,5 +113,31 @@ pub fn late_hook_failures() -> TestResult {
     );
     assert!(err.contains("poststop hook /bin/false"), "{err}");
     assert!(!ctx.root.join(&id).exists());
+    Ok(())
+}
+
+/// A hook that writes more than a pipe holds (64 KiB) to stdout and stderr does not hang
+/// `create`; a failing one's message ends with the last of its output.
+pub fn chatty_hooks() -> TestResult {
+    let ctx = Ctx::new("hookchat")?;
+    let mut b = ctx.bundle("echo ran");
+    let chatter =
+        "head -c 1048576 /dev/zero | tr '\\0' x; head -c 1048576 /dev/zero | tr '\\0' y >&2";
+    b.config["hooks"] =
+        json!({"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", chatter], "timeout": 20}]});
+    let start = std::time::Instant::now();
+    let (code, out, err) = ctx.run(&b, &ctx.id());
+    assert_eq!((code, out.as_str()), (0, "ran\n"), "{err}");
+    assert!(start.elapsed().as_secs() < 10, "{:?}", start.elapsed());
+    let failing = format!("{chatter}; echo last words >&2; exit 3");
+    b.config["hooks"] =
+        json!({"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", failing], "timeout": 20}]});
+    let (code, _, err) = ctx.run(&b, &ctx.id());
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("exit status 3") && err.contains("last words"),
+        "{}",
+        &err[err.len().saturating_sub(300)..]
+    );
     Ok(())
 }

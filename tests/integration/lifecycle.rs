@@ -131,6 +131,50 @@ pub fn delete_force_and_kill_all() -> TestResult {
     Ok(())
 }
 
+/// `kill` takes what runc takes: 0 (is it there?), real-time signals by number and as RTMIN+N
+/// (docker stop of a systemd image sends RTMIN+3), and refuses what is not a signal.
+pub fn kill_signal_zero_and_real_time() -> TestResult {
+    let ctx = Ctx::new("killrt")?;
+    // The trap writes to a file the test reads: the shell waits in `wait` so traps run at once.
+    let mut b = ctx.bundle("trap 'echo rt37 >> /tmp/got' 37; trap 'echo rt64 >> /tmp/got' 64; trap 'echo usr1 >> /tmp/got' USR1; sleep 100 & while :; do wait; done");
+    b.config["root"]["readonly"] = false.into();
+    b.save();
+    let id = ctx.id();
+    assert_eq!(ctx.run_detached(&b, &id), 0);
+    let got = b.rootfs().join("tmp/got");
+    let wait_lines = |n: usize| {
+        wait_for("the trap", || {
+            std::fs::read_to_string(&got).is_ok_and(|t| t.lines().count() >= n)
+        })
+    };
+    ctx.chitin_ok(&["kill", &id, "0"]);
+    ctx.chitin_ok(&["kill", &id, "RTMIN+3"]);
+    wait_lines(1);
+    ctx.chitin_ok(&["kill", &id, "SIGRTMAX"]);
+    wait_lines(2);
+    ctx.chitin_ok(&["kill", &id, "37"]);
+    wait_lines(3);
+    ctx.chitin_ok(&["kill", &id, "usr1"]);
+    wait_lines(4);
+    assert_eq!(
+        std::fs::read_to_string(&got).unwrap(),
+        "rt37\nrt64\nrt37\nusr1\n"
+    );
+    for bad in ["RTMAX+1", "65", "33", "RTMIN+x"] {
+        let out = ctx.chitin(&["kill", &id, bad]);
+        assert_eq!(out.status.code(), Some(1), "kill {bad}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("unknown signal"),
+            "kill {bad}"
+        );
+    }
+    ctx.chitin_ok(&["kill", &id, "KILL"]);
+    wait_for("stopped", || ctx.state(&id)["status"] == "stopped");
+    // Signal 0 to a stopped container: it is not there.
+    assert_eq!(ctx.chitin(&["kill", &id, "0"]).status.code(), Some(1));
+    Ok(())
+}
+
 pub fn run_exit_codes() -> TestResult {
     let ctx = Ctx::new("exit")?;
     let b = ctx.bundle("exit 7");

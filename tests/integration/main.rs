@@ -4,6 +4,7 @@ mod apparmor;
 mod cgroups;
 mod clients;
 mod compare;
+mod differential;
 mod errors;
 mod escapes;
 mod exec;
@@ -33,6 +34,7 @@ fn main() {
         lifecycle::spec_and_run_print_from_inside,
         lifecycle::create_waits_until_start,
         lifecycle::delete_force_and_kill_all,
+        lifecycle::kill_signal_zero_and_real_time,
         lifecycle::run_exit_codes,
         lifecycle::signals_are_forwarded_by_run,
         lifecycle::list_formats,
@@ -40,6 +42,7 @@ fn main() {
         lifecycle::json_log_on_failure,
         process::user_groups_umask_cwd_env,
         process::capabilities_all_five_sets,
+        process::capabilities_runc_accepts,
         process::rlimits_and_oom_score_adj,
         process::hostname_and_domainname,
         process::console_socket_gets_the_pty_master,
@@ -60,6 +63,7 @@ fn main() {
         hooks::failing_hook_fails_create_and_cleans_up,
         hooks::hook_timeout,
         hooks::late_hook_failures,
+        hooks::chatty_hooks,
         process::foreground_terminal,
         errors::bad_configs,
         errors::bad_bundles_and_json,
@@ -91,6 +95,8 @@ fn main() {
         seccomp::notify_listener_reaches_the_agent,
         compare::same_view_as_runc,
         compare::same_lifecycle_as_runc,
+        differential::generated_bundles,
+        differential::client_configs,
         reliability::parallel_cycles_leak_nothing,
         reliability::racing_commands_on_one_container,
         reliability::soak,

@@ -34,6 +34,34 @@ pub fn user_groups_umask_cwd_env() -> TestResult {
     Ok(())
 }
 
+/// What runc runs, chitin runs: an ambient capability outside the inheritable set (as `runc spec`
+/// writes) is not raised, and a capability name this build does not know is left out; each with
+/// a warning naming the field.
+pub fn capabilities_runc_accepts() -> TestResult {
+    let ctx = Ctx::new("capsok")?;
+    let mut b = ctx.bundle("grep -E '^Cap(Amb|Bnd|Eff)' /proc/self/status");
+    b.config["process"]["capabilities"] = json!({
+        "bounding": ["CAP_KILL", "CAP_NOPE_FROM_A_NEWER_KERNEL"],
+        "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"], "ambient": ["CAP_KILL"]
+    });
+    let (code, out, err) = ctx.run(&b, &ctx.id());
+    assert_eq!(code, 0, "{err}");
+    let want = "CapEff:\t0000000000000020\nCapBnd:\t0000000000000020\nCapAmb:\t0000000000000000\n";
+    assert_eq!(out, want);
+    let err = err.replace("\\\"", "\"");
+    assert!(
+        err.contains("process.capabilities.bounding: unknown capability \"CAP_NOPE_FROM_A_NEWER_KERNEL\" ignored"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "process.capabilities.ambient: CAP_KILL is not both permitted and inheritable"
+        ),
+        "{err}"
+    );
+    Ok(())
+}
+
 pub fn capabilities_all_five_sets() -> TestResult {
     let ctx = Ctx::new("caps")?;
     let mut b = ctx.bundle("cat /proc/self/status");
@@ -163,13 +191,40 @@ pub fn preserve_fds_and_listen_fds() -> TestResult {
     let ctx = Ctx::new("fds")?;
     let b = ctx.bundle("echo via-fd4 >&4; echo LISTEN_FDS=$LISTEN_FDS LISTEN_PID=$LISTEN_PID; ls /proc/self/fd | sort -n | tr '\\n' ' '");
     b.save();
+    // Socket activation names chitin's own pid (sh sets it, then becomes chitin).
+    let (stdout, via_fd4) = run_with_fds(&ctx, &b, "$$");
+    assert_eq!(via_fd4, "via-fd4\n");
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("LISTEN_FDS=1 LISTEN_PID=1"));
+    // 0-2, the two passed on, and the fd ls itself opens for /proc/self/fd; never fd 9.
+    assert_eq!(lines.next().map(str::trim), Some("0 1 2 3 4 5"));
+    // LISTEN_FDS inherited from a socket-activated parent (LISTEN_PID is not ours): fd 3 is not
+    // the container's, so only --preserve-fds 1 passes on, as fd 3.
+    let (stdout, via_fd4) = run_with_fds(&ctx, &b, "1");
+    assert_eq!(via_fd4, "");
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("LISTEN_FDS= LISTEN_PID="));
+    assert_eq!(lines.next().map(str::trim), Some("0 1 2 3 4"));
+    Ok(())
+}
+
+/// `run --preserve-fds 1` with LISTEN_FDS=1 and LISTEN_PID as `listen_pid` (in sh's words), fds 3
+/// and 4 the write ends of pipes and a stray fd 9; returns stdout and what reached fd 4's pipe.
+fn run_with_fds(ctx: &Ctx, b: &crate::support::Bundle, listen_pid: &str) -> (String, String) {
     let (r3, w3) = nix::unistd::pipe().unwrap();
     let (r4, w4) = nix::unistd::pipe().unwrap();
     let id = ctx.id();
-    let mut cmd = ctx.cmd();
-    cmd.args(["run", "--preserve-fds", "1", "-b"])
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("LISTEN_PID={listen_pid} exec \"$@\""))
+        .arg("sh")
+        .arg(crate::support::bin())
+        .arg("--root")
+        .arg(&ctx.root)
+        .args(["run", "--preserve-fds", "1", "-b"])
         .arg(&b.dir)
         .arg(&id)
+        .stdin(std::process::Stdio::null())
         .env("LISTEN_FDS", "1");
     let (w3raw, w4raw) = (w3.as_raw_fd(), w4.as_raw_fd());
     unsafe {
@@ -194,13 +249,8 @@ pub fn preserve_fds_and_listen_fds() -> TestResult {
     );
     let mut got = String::new();
     std::fs::File::from(r4).read_to_string(&mut got).unwrap();
-    assert_eq!(got, "via-fd4\n");
     drop(r3);
-    let mut lines = stdout.lines();
-    assert_eq!(lines.next(), Some("LISTEN_FDS=1 LISTEN_PID=1"));
-    // 0-2, the two passed on, and the fd ls itself opens for /proc/self/fd; never fd 9.
-    assert_eq!(lines.next().map(str::trim), Some("0 1 2 3 4 5"));
-    Ok(())
+    (stdout, got)
 }
 
 /// `run` in the foreground with process.terminal: chitin relays a pty of the container's own,

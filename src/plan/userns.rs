@@ -1,0 +1,116 @@
+//! A user namespace joined by path with mappings in the config (Docker's `--userns-remap` with
+//! `--network container:X` writes both): accepted when the mappings are the namespace's own, as
+//! what the config says of its ids is then true.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use super::{IdMap, PlanError};
+
+/// Checks `uid_map` and `gid_map` against those of the user namespace at `path`, read from a
+/// process in it.
+pub fn check_joined(path: &Path, uid_map: &[IdMap], gid_map: &[IdMap]) -> Result<(), PlanError> {
+    let field = "linux.uidMappings";
+    let ns = std::fs::metadata(path)
+        .map_err(|e| PlanError::field("linux.namespaces", format!("{}: {e}", path.display())))?;
+    let pid = member(ns.dev(), ns.ino()).ok_or_else(|| {
+        PlanError::field(
+            field,
+            format!(
+                "no process is in the user namespace {} to read its mappings from",
+                path.display()
+            ),
+        )
+    })?;
+    for (field, file, want) in [
+        ("linux.uidMappings", "uid_map", uid_map),
+        ("linux.gidMappings", "gid_map", gid_map),
+    ] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+            .map_err(|e| PlanError::field(field, format!("reading {file} of pid {pid}: {e}")))?;
+        if !same(&parse(&text), want) {
+            return Err(PlanError::field(
+                field,
+                format!(
+                    "differ from those of the joined user namespace {}",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A process in the namespace whose file has this device and inode; /proc/PID/ns/user paths
+/// name their process, other paths (a bind-mounted namespace) are looked for in /proc.
+fn member(dev: u64, ino: u64) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::metadata(format!("/proc/{pid}/ns/user"))
+                .is_ok_and(|m| m.dev() == dev && m.ino() == ino)
+        })
+}
+
+pub fn parse(text: &str) -> Vec<IdMap> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace().map(|n| n.parse::<u32>());
+            Some(IdMap {
+                container: f.next()?.ok()?,
+                host: f.next()?.ok()?,
+                size: f.next()?.ok()?,
+            })
+        })
+        .collect()
+}
+
+fn same(a: &[IdMap], b: &[IdMap]) -> bool {
+    let key = |m: &IdMap| (m.container, m.host, m.size);
+    let mut a: Vec<_> = a.iter().map(key).collect();
+    let mut b: Vec<_> = b.iter().map(key).collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    a == b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_compare_as_sets() {
+        let text = "         0     100000      65536\n     65536          0          1\n";
+        let m = parse(text);
+        assert_eq!(m.len(), 2);
+        let want = [
+            IdMap {
+                container: 65536,
+                host: 0,
+                size: 1,
+            },
+            IdMap {
+                container: 0,
+                host: 100000,
+                size: 65536,
+            },
+        ];
+        assert!(same(&m, &want));
+        assert!(!same(&m, &want[..1]));
+    }
+
+    #[test]
+    fn own_namespace_matches_its_maps() {
+        let own = parse(&std::fs::read_to_string("/proc/self/uid_map").unwrap());
+        check_joined(Path::new("/proc/self/ns/user"), &own, &own).unwrap();
+        let other = [IdMap {
+            container: 0,
+            host: 1,
+            size: 1,
+        }];
+        let err = check_joined(Path::new("/proc/self/ns/user"), &other, &own).unwrap_err();
+        assert!(err.to_string().contains("linux.uidMappings"), "{err}");
+    }
+}

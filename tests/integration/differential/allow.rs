@@ -1,0 +1,165 @@
+//! Where chitin's container may see something other than runc's, and why. Each entry covers the
+//! difference lines ("- " runc's, "+ " chitin's) that match its pattern, in the cases it names,
+//! on the hosts it names.
+
+/// The host's cgroup layout, which decides some entries.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Host {
+    Hybrid,
+    V1,
+    V2,
+}
+
+pub fn host() -> Host {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let has = |fs: &str| mi.lines().any(|l| l.contains(&format!(" - {fs} ")));
+    match (has("cgroup"), has("cgroup2")) {
+        (true, true) => Host::Hybrid,
+        (true, false) => Host::V1,
+        _ => Host::V2,
+    }
+}
+
+pub struct Allow {
+    /// Case names, `*` for any part.
+    pub cases: &'static str,
+    pub hosts: &'static [Host],
+    /// A difference line, `*` for any part, `?` for one character (the side: - or +).
+    pub line: &'static str,
+    pub why: &'static str,
+}
+
+const ANY: &[Host] = &[Host::Hybrid, Host::V1, Host::V2];
+
+impl Allow {
+    pub fn covers(&self, case: &str, host: Host, line: &str) -> bool {
+        self.hosts.contains(&host) && glob(self.cases, case) && glob(self.line, line)
+    }
+}
+
+const HYBRID: &[Host] = &[Host::Hybrid];
+
+pub const ALLOWED: &[Allow] = &[
+    Allow {
+        cases: "*",
+        hosts: ANY,
+        line: "? fd\t0 *",
+        why: "runc run in the foreground gives the container pipes of its own for stdio and \
+              copies between them and its own (so it can chown them to the container's user); \
+              chitin hands the caller's stdio on as they are, never changing their owner",
+    },
+    Allow {
+        cases: "*",
+        hosts: &[Host::Hybrid, Host::V1],
+        line: "? mount\t/sys/fs/cgroup tmpfs tmpfs *",
+        why: "the tmpfs holding the v1 hierarchies: chitin gives it the cgroup mount's flags, ro \
+              included; runc leaves it writable (mode 0555, which root with CAP_DAC_OVERRIDE \
+              writes through)",
+    },
+    Allow {
+        cases: "*",
+        hosts: ANY,
+        line: "? status\tSigIgn:*",
+        why: "chitin resets every signal to its default before the execve; runc (Go) leaves \
+              signal 32 ignored when its caller ignored it, and an ignored signal stays ignored \
+              across execve",
+    },
+    Allow {
+        cases: "*-spec*",
+        hosts: &[Host::Hybrid, Host::V1],
+        line: "? mount\t/sys/fs/cgroup/* root=*",
+        why: "a config without linux.cgroupsPath: runc makes the cgroup <id> beside its own in \
+              each hierarchy, chitin /chitin/<id>, so that all its containers are in one place",
+    },
+    Allow {
+        cases: "everything",
+        hosts: ANY,
+        line: "- domainname\t(none)",
+        why: "runc 1.1.5 ignores the domainname field (runc 1.2 sets it); chitin sets it",
+    },
+    Allow {
+        cases: "everything",
+        hosts: ANY,
+        line: "+ domainname\texample.org",
+        why: "the other half of the domainname entry",
+    },
+    Allow {
+        cases: "*",
+        hosts: HYBRID,
+        line: "+ mount\t/sys/fs/cgroup/unified cgroup2 cgroup2 *",
+        why: "with a cgroup namespace on a hybrid host chitin also mounts the unified hierarchy \
+              the host has (systemd in the container looks for it there); runc 1.1 leaves it out",
+    },
+    Allow {
+        cases: "*",
+        hosts: HYBRID,
+        line: "+ in:/sys/fs/cgroup\t* unified",
+        why: "the mount point of the unified hierarchy of the entry above",
+    },
+    Allow {
+        cases: "*",
+        hosts: &[Host::Hybrid, Host::V1],
+        line: "? mount\t/sys/fs/cgroup/systemd cgroup * rw,name=systemd root=/ *",
+        why: "the name=systemd hierarchy in a cgroup namespace: runc names its source \"systemd\", \
+              chitin \"cgroup\", as for every other hierarchy",
+    },
+    Allow {
+        cases: "*user*",
+        hosts: ANY,
+        line: "? *mqueue*",
+        why: "in a new user namespace the mqueue root belongs to whoever made the ipc namespace: \
+              chitin makes it with the clone, as the container's root (0:0); runc makes it before \
+              its gid is mapped (nogroup)",
+    },
+    Allow {
+        cases: "hooks",
+        hosts: ANY,
+        line: "? hook-*\tstate.ociVersion=*",
+        why: "the state's ociVersion is the version of the spec the runtime implements: runc \
+              1.1.5's 1.0.2-dev, chitin's 1.2.0",
+    },
+    Allow {
+        cases: "hooks",
+        hosts: ANY,
+        line: "? hook-poststart\tstate.status=*",
+        why: "runc 1.1 gives poststart hooks the status it read before the start (created); the \
+              process has been executed by then, so chitin says running",
+    },
+];
+
+/// Cases known to differ until the fix the entry names lands; the test fails when such a case
+/// becomes equal, so the entry cannot outlive its fix.
+pub struct Pending {
+    pub cases: &'static str,
+    pub why: &'static str,
+}
+
+impl Pending {
+    pub fn case_matches(&self, case: &str) -> bool {
+        glob(self.cases, case)
+    }
+}
+
+pub const PENDING: &[Pending] = &[Pending {
+    cases: "docker-userns-remap-network-container",
+    why: "issue 11 item 12: namespaces made while joining a user namespace must belong to it",
+}];
+
+/// `*` matches any run of characters, `?` any one; everything else matches itself.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let mut p = pattern.chars();
+    match p.next() {
+        None => text.is_empty(),
+        Some('*') => {
+            let rest = p.as_str();
+            text.char_indices()
+                .map(|(i, _)| i)
+                .chain([text.len()])
+                .any(|i| glob(rest, &text[i..]))
+        }
+        Some(c) => {
+            let mut t = text.chars();
+            t.next().is_some_and(|d| c == '?' || c == d) && glob(p.as_str(), t.as_str())
+        }
+    }
+}
