@@ -377,6 +377,8 @@ impl Placement {
             ('c', Some(5), Some(1), "rwm"),
             ('c', Some(5), Some(2), "rwm"),
             ('c', Some(136), None, "rwm"),
+            // tun/tap, which runc 1.1 allows every container too.
+            ('c', Some(10), Some(200), "rwm"),
         ]
         .map(|(kind, major, minor, access)| DeviceRule {
             allow: true,
@@ -404,15 +406,27 @@ impl Placement {
         })
     }
 
-    /// The pids in the container's cgroup (from the first hierarchy that has it).
+    /// The pids in the container's cgroup and the cgroups made below it (from the first
+    /// hierarchy that has it).
     pub fn pids(&self) -> Vec<i32> {
-        self.unified
+        let Some(dir) = self
+            .unified
             .iter()
             .map(|p| p.as_path())
             .chain(self.v1.iter().map(|d| d.path.as_path()))
-            .find_map(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
-            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
-            .unwrap_or_default()
+            .find(|d| d.join("cgroup.procs").exists())
+        else {
+            return Vec::new();
+        };
+        subtree(dir)
+            .iter()
+            .filter_map(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
+            .flat_map(|s| {
+                s.lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect::<Vec<i32>>()
+            })
+            .collect()
     }
 
     /// SIGKILLs every process in the cgroup: with cgroup.kill where the kernel has it (no race
@@ -436,9 +450,12 @@ impl Placement {
     /// a container whose last task is still exiting is busy for a moment, so it is retried.
     pub fn remove(&self) -> Result<(), CgroupError> {
         let deadline = Instant::now() + Duration::from_secs(5);
-        for leaf in self.all_dirs() {
+        // Every hierarchy is tried, and cgroups the container made below its own go first; the
+        // first failure is reported once the rest are done.
+        let mut first_error = None;
+        for dir in self.all_dirs().flat_map(subtree) {
             loop {
-                match fs::remove_dir(leaf) {
+                match fs::remove_dir(&dir) {
                     Ok(()) => break,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => break,
                     Err(e)
@@ -447,13 +464,17 @@ impl Placement {
                         std::thread::sleep(Duration::from_millis(2));
                     }
                     Err(e) => {
-                        return Err(CgroupError::Io {
-                            path: leaf.to_path_buf(),
+                        first_error.get_or_insert(CgroupError::Io {
+                            path: dir.clone(),
                             source: e,
                         });
+                        break;
                     }
                 }
             }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         let default_parents = self
             .all_dirs()
@@ -481,6 +502,20 @@ impl Placement {
             let _ = fs::remove_dir(d);
         }
     }
+}
+
+/// `dir` and every cgroup below it, the deepest first (the order rmdir needs).
+fn subtree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.extend(subtree(&e.path()));
+            }
+        }
+    }
+    out.push(dir.to_path_buf());
+    out
 }
 
 #[cfg(test)]

@@ -193,6 +193,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> 
         Err(e) => return Err(e.into()),
     };
     match dir.status(&r) {
+        // The init is gone, but in a pid namespace it shares, its children may not be: they
+        // go with the container, as in runc.
+        Status::Stopped if !r.cgroup.pids().is_empty() => container::kill_all(&r)?,
         Status::Stopped => {}
         // A created container has not run anything yet: runc deletes it without --force.
         Status::Created | Status::Creating => container::kill_all(&r)?,

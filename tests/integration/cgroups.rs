@@ -696,3 +696,64 @@ pub fn delete_after_a_killed_create() -> TestResult {
     }
     Ok(())
 }
+
+/// `delete` removes what a container made of its cgroup too: a sub-cgroup (in every hierarchy
+/// that has one), and, when the container shares the caller's pid namespace, the processes its
+/// init left behind.
+pub fn delete_removes_sub_cgroups_and_strays() -> TestResult {
+    let ctx = Ctx::new("cgsub")?;
+    // A cgroup namespace and a writable cgroup mount let the container make a sub-cgroup and
+    // move a process into it (in the memory hierarchy on v1, the only one on v2).
+    let id = ctx.id();
+    let script = "d=/sys/fs/cgroup; [ -d $d/memory ] && d=$d/memory; mkdir $d/sub && \
+                  sh -c \"echo \\$\\$ > $d/sub/cgroup.procs; exec sleep 1000\" & sleep 1000";
+    let mut b = ctx.bundle(script);
+    b.config["linux"]["cgroupsPath"] = format!("/chitin-tests/{id}").into();
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    if !ns.iter().any(|n| n["type"] == "cgroup") {
+        ns.push(json!({"type": "cgroup"}));
+    }
+    for m in b.config["mounts"].as_array_mut().unwrap() {
+        if m["type"] == "cgroup" {
+            m["options"] = json!(["nosuid", "noexec", "nodev", "relatime", "rw"]);
+        }
+    }
+    assert_eq!(ctx.run_detached(&b, &id), 0);
+    let dirs = crate::support::cgroup_dirs(&format!("/chitin-tests/{id}"));
+    wait_until("the sub-cgroup", 10, || {
+        dirs.iter().any(|d| {
+            std::fs::read_to_string(d.join("sub/cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
+        })
+    });
+    ctx.chitin_ok(&["kill", &id, "KILL"]);
+    wait_until("stopped", 10, || ctx.state(&id)["status"] == "stopped");
+    ctx.chitin_ok(&["delete", &id]);
+    for d in &dirs {
+        assert!(!d.exists(), "{} left", d.display());
+    }
+
+    // No pid namespace: the init exits at once, its background sleep lives on in the cgroup
+    // until delete.
+    let marker = format!("99.{}", std::process::id());
+    let id = ctx.id();
+    let mut b = ctx.bundle(&format!("sleep {marker} & exit 0"));
+    b.config["linux"]["cgroupsPath"] = format!("/chitin-tests/{id}").into();
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "pid");
+    assert_eq!(ctx.run_detached(&b, &id), 0);
+    let needle = format!("sleep\u{0}{marker}");
+    wait_until("stopped", 10, || ctx.state(&id)["status"] == "stopped");
+    assert!(!crate::support::processes_with(&needle).is_empty(), "the stray runs");
+    ctx.chitin_ok(&["delete", &id]);
+    wait_until("the stray gone", 10, || {
+        crate::support::processes_with(&needle)
+            .iter()
+            .all(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).map_or(true, |s| s.contains(") Z")))
+    });
+    for d in crate::support::cgroup_dirs(&format!("/chitin-tests/{id}")) {
+        assert!(!d.exists(), "{} left", d.display());
+    }
+    Ok(())
+}

@@ -136,6 +136,14 @@ pub fn flags_and_exit_status() -> TestResult {
         "and never to the inheritable set (CVE-2022-29162)"
     );
     assert!(status.contains("NoNewPrivs:\t1"));
+    // A working directory that is not there fails the exec, as in runc, and is not made; the
+    // exec'd process gets HOME from the container's /etc/passwd when its env has none.
+    let (code, _, err) = exec(&ctx, &["--cwd", "/no/such/dir", &id, "true"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("/no/such/dir"), "{err}");
+    assert!(!b.rootfs().join("no").exists(), "exec made its cwd");
+    let (_, out, _) = exec(&ctx, &["-u", "1000", &id, "sh", "-c", "echo $HOME"]);
+    assert_eq!(out, "/tmp\n", "svc's home in the rootfs's /etc/passwd");
     // --process takes a whole process.
     let pf = ctx.base.join("process.json");
     std::fs::write(&pf, json!({"args": ["sh", "-c", "echo from-file $X; id -u"], "cwd": "/", "env": ["X=1", "PATH=/bin"], "user": {"uid": 65534, "gid": 65534}}).to_string()).unwrap();

@@ -84,6 +84,7 @@ fn main() {
         cgroups::ebpf_device_filter,
         cgroups::v1_only_host,
         cgroups::delete_after_a_killed_create,
+        cgroups::delete_removes_sub_cgroups_and_strays,
         process::session_keyring,
         exec::joins_every_namespace_and_the_cgroup,
         exec::flags_and_exit_status,

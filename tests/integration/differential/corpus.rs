@@ -152,7 +152,8 @@ fn everything(mut v: Value) -> Case {
     l["devices"] = json!([
         {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 432,
          "uid": 1000, "gid": 5},
-        {"path": "/dev/loop-x", "type": "b", "major": 7, "minor": 200}
+        {"path": "/dev/loop-x", "type": "b", "major": 7, "minor": 200},
+        {"path": "/dev/net/tun", "type": "c", "major": 10, "minor": 200}
     ]);
     l["resources"] = json!({
         "devices": [

@@ -38,6 +38,11 @@ find /dev -xdev | sort | while read -r f; do
   if [ -L "$f" ]; then p dev "$f -> $(readlink "$f")"
   else p dev "$(stat -c '%n %F %t:%T %a %u:%g' "$f")"; fi
 done
+# Which character devices the device cgroup lets the container open (read-only; nothing read).
+find /dev -xdev -type c | sort | while read -r f; do
+  case "$f" in *watchdog*) continue ;; esac
+  if err=$( { true < "$f"; } 2>&1 ); then p open "$f ok"; else p open "$f ${err##*: }"; fi
+done
 for d in /dev/pts /dev/shm /dev/mqueue; do [ -d "$d" ] && ls -la "$d" | tail -n +2 | awk '{print $1, $3, $4, $NF}' | each "ls$d"; done
 
 # The console, when there is one.
