@@ -137,6 +137,8 @@ pub fn prepare<'a>(
             .step(|| format!("process.selinuxLabel {label:?}"))?;
     }
 
+    close_fds(plan)?;
+
     // Where runc loads it: before the capabilities go when there is no no_new_privs (loading
     // then needs CAP_SYS_ADMIN), else as late as possible. A listener is handed over during
     // setup, while the runtime still waits.
@@ -263,8 +265,9 @@ fn lookup(prog: &str, env: &[String]) -> Result<PathBuf, InitError> {
 }
 
 /// Every fd above the preserved ones is marked close-on-exec; the preserved ones (3..3+N) lose
-/// the flag so that they reach the container.
-pub fn close_fds(plan: &Plan) -> Result<(), InitError> {
+/// the flag so that they reach the container. Runs before any seccomp filter is loaded, so a
+/// profile that does not allow close_range cannot stop it (CVE-2024-21626 is about these fds).
+fn close_fds(plan: &Plan) -> Result<(), InitError> {
     let first = plan.opts.first_own_fd();
     // SAFETY: close_range only changes flags of our own fds.
     let rc = unsafe {
@@ -275,10 +278,30 @@ pub fn close_fds(plan: &Plan) -> Result<(), InitError> {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    nix::errno::Errno::result(rc).step(|| "close_range".into())?;
+    match nix::errno::Errno::result(rc) {
+        Ok(_) => {}
+        // Kernels before 5.11 (EINVAL: no CLOSE_RANGE_CLOEXEC; ENOSYS: no close_range): fd by fd.
+        Err(nix::errno::Errno::ENOSYS | nix::errno::Errno::EINVAL) => mark_each(first)?,
+        Err(e) => return Err(e).step(|| "close_range".into()),
+    }
     for fd in 3..first {
         // SAFETY: F_SETFD on a number the caller asked to pass on; EBADF is fine.
         unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
+    }
+    Ok(())
+}
+
+/// Marks every open fd from `first` on close-on-exec, as /proc/self/fd lists them.
+fn mark_each(first: u32) -> Result<(), InitError> {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .step(|| "listing /proc/self/fd".into())?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd: &i32| fd >= first as i32)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on an fd number; one that read_dir's own fd was is gone: EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     Ok(())
 }

@@ -261,8 +261,8 @@ fn exec_steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitEr
 }
 
 /// The tail shared by the init and an exec'd process: the terminal, or a session of its own; the
-/// process's attributes; closing every fd it must not inherit; and no PDEATHSIG any more, so
-/// that it outlives the runtime.
+/// process's attributes, closing every fd it must not inherit among them; and no PDEATHSIG any
+/// more, so that it outlives the runtime.
 fn finish<'a>(
     ctx: &InitContext<'a>,
     fds: &InitFds,
@@ -275,7 +275,6 @@ fn finish<'a>(
         nix::unistd::setsid().step(|| "setsid".into())?;
     }
     let prepared = exec::prepare(ctx.plan, ctx.seccomp, fds.sync.as_fd(), cwd)?;
-    exec::close_fds(ctx.plan)?;
     nix::sys::prctl::set_pdeathsig(None).step(|| "prctl(PR_SET_PDEATHSIG)".into())?;
     Ok(prepared)
 }

@@ -94,6 +94,7 @@ fn main() {
         seccomp::docker_default_profile,
         seccomp::actions_and_errnos,
         seccomp::notify_listener_reaches_the_agent,
+        seccomp::profile_without_close_range,
         compare::same_view_as_runc,
         compare::same_lifecycle_as_runc,
         differential::generated_bundles,

@@ -148,3 +148,39 @@ pub fn notify_listener_reaches_the_agent() -> TestResult {
     assert!(state["pid"].as_i64().unwrap() > 0);
     Ok(())
 }
+
+/// A profile loaded before the fds are marked (no noNewPrivileges: runc loads it while still
+/// privileged) that refuses close_range, with EPERM or as a kernel without it would (ENOSYS):
+/// the container runs, and a stray fd of the caller's still does not reach it.
+pub fn profile_without_close_range() -> TestResult {
+    let ctx = Ctx::new("noclose")?;
+    for errno in [1, 38] {
+        let mut b = ctx.bundle("ls /proc/self/fd | sort -n | tr '\\n' ' '");
+        b.config["process"]["noNewPrivileges"] = false.into();
+        b.config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["close_range"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno}]
+        });
+        b.save();
+        let mut cmd = ctx.cmd();
+        cmd.args(["run", "-b"]).arg(&b.dir).arg(ctx.id());
+        // SAFETY: dup2 in the child before exec; fd 9 is a stray the caller did not mean to pass.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                if libc::dup2(2, 9) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "errno {errno}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // 0-2 and the fd ls opens for the directory it lists.
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0 1 2 3", "errno {errno}");
+    }
+    Ok(())
+}
