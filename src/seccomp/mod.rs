@@ -278,9 +278,13 @@ pub fn from_json(v: serde_json::Value) -> Result<Profile, SeccompError> {
             archs.push(arch);
         }
     }
-    // Without a list, the filter covers the native ABI, as libseccomp's does.
-    if archs.is_empty() {
-        archs.push(Arch::native());
+    // The filter always covers the native ABI, as libseccomp's does (its context starts with
+    // it and runc only adds to it): a profile listing only SCMP_ARCH_X86 must not kill the init
+    // on its first x86_64 call. Only where the listed ABIs share its byte order, which
+    // libseccomp requires of one filter.
+    let native = Arch::native();
+    if !archs.contains(&native) && archs.iter().all(|a| a.endian() == native.endian()) {
+        archs.insert(0, native);
     }
     let mut flags = 0;
     for (i, f) in oci.flags.iter().enumerate() {
@@ -335,11 +339,19 @@ pub fn from_json(v: serde_json::Value) -> Result<Profile, SeccompError> {
                 value_two: a.value_two,
             });
         }
-        rules.push(Rule {
+        if action == Action::Notify {
+            if let Some(j) = s.names.iter().position(|n| n == "write") {
+                return Err(field(
+                    format!("{f}.names[{j}]"),
+                    "SCMP_ACT_NOTIFY cannot be used for write (the runtime's own writes would wait on the agent)",
+                ));
+            }
+        }
+        rules.extend(split_like_runc(Rule {
             names: s.names,
             action,
             args,
-        });
+        }));
     }
     let profile = Profile {
         default_action,
@@ -379,9 +391,66 @@ pub fn from_json(v: serde_json::Value) -> Result<Profile, SeccompError> {
     Ok(profile)
 }
 
+/// A rule with several conditions on one argument becomes one rule per condition, each alone,
+/// as runc hands such rules to libseccomp (which cannot AND comparisons of one argument): the
+/// conditions are then alternatives, not a conjunction that could never hold.
+pub fn split_like_runc(r: Rule) -> Vec<Rule> {
+    let repeated = r
+        .args
+        .iter()
+        .enumerate()
+        .any(|(i, a)| r.args[..i].iter().any(|b| b.index == a.index));
+    if !repeated {
+        return vec![r];
+    }
+    r.args
+        .iter()
+        .map(|a| Rule {
+            names: r.names.clone(),
+            action: r.action,
+            args: vec![*a],
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runc_semantics_native_abi_split_conditions_notify_write() {
+        let p = from_json(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ERRNO", "args": [
+                {"index": 0, "value": 1, "op": "SCMP_CMP_EQ"},
+                {"index": 0, "value": 2, "op": "SCMP_CMP_EQ"},
+                {"index": 1, "value": 3, "op": "SCMP_CMP_EQ"}]}]}))
+        .unwrap();
+        if Arch::native().endian() == Arch::X86.endian() {
+            assert_eq!(p.archs[0], Arch::native());
+        }
+        assert_eq!(
+            p.archs.len(),
+            if Arch::native() == Arch::X86 { 2 } else { 3 }
+        );
+        assert_eq!(p.rules.len(), 3, "one rule per condition");
+        assert!(p.rules.iter().all(|r| r.args.len() == 1));
+        let one = from_json(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ERRNO", "args": [
+                {"index": 0, "value": 1, "op": "SCMP_CMP_EQ"},
+                {"index": 1, "value": 3, "op": "SCMP_CMP_EQ"}]}]}))
+        .unwrap();
+        assert_eq!(one.rules.len(), 1, "different arguments stay a conjunction");
+        let e = from_json(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": "/run/agent.sock",
+            "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_NOTIFY"}]}))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("syscalls[0].names[1]") && e.contains("write"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn kernels_without_filters_fail_closed_unless_opted_out() {

@@ -745,12 +745,15 @@ pub fn delete_removes_sub_cgroups_and_strays() -> TestResult {
     assert_eq!(ctx.run_detached(&b, &id), 0);
     let needle = format!("sleep\u{0}{marker}");
     wait_until("stopped", 10, || ctx.state(&id)["status"] == "stopped");
-    assert!(!crate::support::processes_with(&needle).is_empty(), "the stray runs");
+    assert!(
+        !crate::support::processes_with(&needle).is_empty(),
+        "the stray runs"
+    );
     ctx.chitin_ok(&["delete", &id]);
     wait_until("the stray gone", 10, || {
-        crate::support::processes_with(&needle)
-            .iter()
-            .all(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).map_or(true, |s| s.contains(") Z")))
+        crate::support::processes_with(&needle).iter().all(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).map_or(true, |s| s.contains(") Z"))
+        })
     });
     for d in crate::support::cgroup_dirs(&format!("/chitin-tests/{id}")) {
         assert!(!d.exists(), "{} left", d.display());

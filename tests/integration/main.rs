@@ -95,6 +95,7 @@ fn main() {
         seccomp::actions_and_errnos,
         seccomp::notify_listener_reaches_the_agent,
         seccomp::profile_without_close_range,
+        seccomp::profiles_read_as_runc_reads_them,
         compare::same_view_as_runc,
         compare::same_lifecycle_as_runc,
         differential::generated_bundles,

@@ -180,7 +180,48 @@ pub fn profile_without_close_range() -> TestResult {
             String::from_utf8_lossy(&out.stderr)
         );
         // 0-2 and the fd ls opens for the directory it lists.
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0 1 2 3", "errno {errno}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "0 1 2 3",
+            "errno {errno}"
+        );
     }
+    Ok(())
+}
+
+/// Profiles read as runc (libseccomp) reads them: the native ABI is filtered even when only its
+/// compat ABIs are listed (rather than killed as a foreign one), and several conditions on one
+/// argument are alternatives.
+pub fn profiles_read_as_runc_reads_them() -> TestResult {
+    let ctx = Ctx::new("scmprunc")?;
+    if !cfg!(target_arch = "x86_64") {
+        return crate::harness::skip("the profile names x86_64's compat ABIs");
+    }
+    let mut b = ctx.bundle(
+        "trap '' USR1 USR2; for s in USR1 USR2 HUP 0; do kill -$s $$ 2>/dev/null && echo sent-$s || echo refused-$s; done",
+    );
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1, "args": [
+            {"index": 1, "value": 10, "op": "SCMP_CMP_EQ"},
+            {"index": 1, "value": 12, "op": "SCMP_CMP_EQ"}
+        ]}]
+    });
+    let (code, out, err) = ctx.run(&b, &ctx.id());
+    assert_eq!(code, 0, "{err}");
+    // Pid 1 ignores the signals it has no handler for, so HUP is the allowed call's witness.
+    assert_eq!(
+        out, "refused-USR1\nrefused-USR2\nsent-HUP\nsent-0\n",
+        "{err}"
+    );
+    // A rule of notify on write is refused before anything is made.
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+        "syscalls": [{"names": ["write"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    let (code, _, err) = ctx.run(&b, &ctx.id());
+    assert_eq!(code, 1);
+    assert!(err.contains("linux.seccomp.syscalls[0].names[0]"), "{err}");
     Ok(())
 }
