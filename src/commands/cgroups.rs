@@ -269,6 +269,17 @@ fn parse_interval(s: &str) -> Result<Duration, ContainerError> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// One line of `events`, its fields in runc's order (containerd and scripts read them so); an
+/// OOM event has no data.
+#[derive(serde::Serialize)]
+struct Event<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Value>,
+}
+
 /// `events`: stats every interval and OOM events as they happen, one JSON object a line,
 /// until the container stops; with --stats, one stats object and done.
 pub fn events(
@@ -285,10 +296,20 @@ pub fn events(
         running(&dir, &r, "get events from")?;
         (dir.path.clone(), r)
     };
-    let emit = |out: &mut dyn std::io::Write, v: Value| {
-        let _ = writeln!(out, "{v}").and_then(|_| out.flush());
+    let emit = |out: &mut dyn std::io::Write, e: Event<'_>| {
+        let line = serde_json::to_string(&e).expect("events serialize");
+        let _ = writeln!(out, "{line}").and_then(|_| out.flush());
     };
-    let stats_event = || json!({"type": "stats", "id": id, "data": stats::stats(&r.cgroup)});
+    let stats_event = || Event {
+        kind: "stats",
+        id,
+        data: Some(stats::stats(&r.cgroup)),
+    };
+    let oom = || Event {
+        kind: "oom",
+        id,
+        data: None,
+    };
     if once {
         emit(out, stats_event());
         return Ok(());
@@ -299,7 +320,7 @@ pub fn events(
         let now = stats::oom_kills(&r.cgroup);
         if now > ooms {
             ooms = now;
-            emit(out, json!({"type": "oom", "id": id}));
+            emit(out, oom());
         }
         if Instant::now() >= next {
             emit(out, stats_event());
@@ -309,7 +330,7 @@ pub fn events(
     }
     // An OOM kill that ended the container is reported too.
     if stats::oom_kills(&r.cgroup) > ooms {
-        emit(out, json!({"type": "oom", "id": id}));
+        emit(out, oom());
     }
     Ok(())
 }

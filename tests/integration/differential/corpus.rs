@@ -37,9 +37,13 @@ fn with_caps(mut v: Value, caps: &[&str]) -> Value {
     v
 }
 
+pub fn runc_spec(ctx: &Ctx, runc: &Path) -> Value {
+    spec_of(ctx, runc, "runc")
+}
+
 pub fn cases(ctx: &Ctx) -> Vec<Case> {
     let runc = crate::clients::which("runc").expect("runc");
-    let runc_spec = spec_of(ctx, &runc, "runc");
+    let runc_spec = runc_spec(ctx, &runc);
     let chitin_spec = spec_of(ctx, Path::new(bin()), "chitin");
     let mut cases = vec![
         Case::new("runc-spec", plain(runc_spec.clone())),

@@ -342,3 +342,96 @@ pub fn client_configs() -> TestResult {
     runc()?;
     check(&ctx, fixtures::cases(&ctx), 15)
 }
+
+/// The shape of a JSON value: objects as their keys (each with its value's shape), arrays as
+/// the shape of their first element, scalars as their type.
+fn shape(v: &Value, at: &str, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                shape(v, &format!("{at}.{k}"), out);
+            }
+        }
+        Value::Array(a) => match a.first() {
+            Some(first) => shape(first, &format!("{at}[]"), out),
+            None => out.push(format!("{at}\t[]")),
+        },
+        Value::Number(_) => out.push(format!("{at}\tnumber")),
+        Value::String(_) => out.push(format!("{at}\tstring")),
+        Value::Bool(_) => out.push(format!("{at}\tbool")),
+        Value::Null => out.push(format!("{at}\tnull")),
+    }
+}
+
+/// `events --stats` as runc prints it: field order, and the same keys and types throughout
+/// (values differ: two containers).
+pub fn events_as_runc_reports_them() -> TestResult {
+    let ctx = Ctx::new("diffev")?;
+    let runc = runc()?;
+    let id = ctx.id();
+    let bundle = ctx.base.join("bundle-events");
+    let mut config = corpus::runc_spec(&ctx, &runc);
+    config["process"]["terminal"] = false.into();
+    config["process"]["args"] = serde_json::json!(["sleep", "100"]);
+    config["linux"]["cgroupsPath"] = format!("/chitin-tests/{id}").into();
+    config["linux"]["resources"] = serde_json::json!({
+        "memory": {"limit": 100_000_000}, "pids": {"limit": 50},
+        "cpu": {"quota": 50000, "period": 100000}
+    });
+    let host = allow::host();
+    let mut reports = Vec::new();
+    for (rt, root) in [
+        (runc.as_path(), ctx.base.join("runc-state")),
+        (Path::new(bin()), ctx.root.clone()),
+    ] {
+        let case = Case::new("events", config.clone());
+        make_rootfs(&case, &bundle);
+        config["root"]["path"] = bundle.join("rootfs").to_str().unwrap().into();
+        std::fs::write(bundle.join("config.json"), config.to_string()).unwrap();
+        let run = |args: &[&str]| {
+            Command::new(rt)
+                .arg("--root")
+                .arg(&root)
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        };
+        // Detached, the container keeps its stdio: nothing of ours to hold open.
+        let st = Command::new(rt)
+            .arg("--root")
+            .arg(&root)
+            .args(["run", "-d", "-b", bundle.to_str().unwrap(), &id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "{} run -d", rt.display());
+        let out = run(&["events", "--stats", &id]);
+        let _ = run(&["delete", "-f", &id]);
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.starts_with(&format!("{{\"type\":\"stats\",\"id\":\"{id}\",\"data\":{{")),
+            "{}: {text}",
+            rt.display()
+        );
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let mut lines = Vec::new();
+        shape(&v["data"], "data", &mut lines);
+        // memory.stat's keys are the kernel's, the same for both.
+        lines.retain(|l| !l.starts_with("data.memory.raw."));
+        reports.push(lines);
+    }
+    let diff: Vec<String> = differences(&reports[0], &reports[1])
+        .into_iter()
+        .filter(|d| !allow::ALLOWED.iter().any(|a| a.covers("events", host, d)))
+        .collect();
+    assert!(
+        diff.is_empty(),
+        "events --stats differs (- runc, + chitin):\n{}",
+        diff.join("\n")
+    );
+    assert!(reports[1].len() > 30, "{:?}", reports[1]);
+    Ok(())
+}
