@@ -127,7 +127,9 @@ fn main() {
         docker::exec_into_a_container,
         docker::interactive_terminal,
         docker::pause_update_top_stats,
+        docker::stop_signal_and_sub_cgroups,
         ctr::run_exec_kill_rm,
         podman::run_exec_stop_pause_ps,
+        podman::read_only_tmpfs_and_a_pod,
     ]);
 }

@@ -513,3 +513,68 @@ pub fn pause_update_top_stats() -> TestResult {
     ok(d.cli().args(["rm", "-f", &id]));
     Ok(())
 }
+
+/// `docker stop` with a systemd image's stop signal (RTMIN+3) reaches the container's handler
+/// instead of ending in SIGKILL; and a container that made a sub-cgroup of its own is removed
+/// with it.
+pub fn stop_signal_and_sub_cgroups() -> TestResult {
+    let d = docker()?;
+    let script = "trap 'echo got-rtmin3; exit 9' 37; echo started; while :; do sleep 0.1; done";
+    let id = ok(d.cli().args([
+        "run",
+        "-d",
+        "--stop-signal",
+        "RTMIN+3",
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ]))
+    .trim()
+    .to_owned();
+    super::wait_until(10, "the container's first line", || {
+        run(d.cli().args(["logs", &id])).out == "started\n"
+    });
+    ok(d.cli().args(["stop", "-t", "10", &id]));
+    assert_eq!(
+        d.inspect(&id, "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 9"
+    );
+    assert_eq!(ok(d.cli().args(["logs", &id])), "started\ngot-rtmin3\n");
+    ok(d.cli().args(["rm", &id]));
+
+    // In a cgroup namespace, with CAP_SYS_ADMIN to make its cgroup mount writable (--privileged
+    // would ask for capabilities this host's bounding set lacks), it moves itself to a
+    // sub-cgroup (in the memory hierarchy on v1, the only one on v2).
+    let script = "d=/sys/fs/cgroup; [ -d $d/memory ] && d=$d/memory; mount -o remount,bind,rw $d && \
+                  mkdir $d/sub && echo $$ > $d/sub/cgroup.procs && echo moved; sleep 1000";
+    let id = ok(d.cli().args([
+        "run",
+        "-d",
+        "--cap-add",
+        "SYS_ADMIN",
+        "--cgroupns",
+        "private",
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ]))
+    .trim()
+    .to_owned();
+    let logs = || {
+        let r = run(d.cli().args(["logs", &id]));
+        r.out + &r.err
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while logs() != "moved\n" {
+        assert!(std::time::Instant::now() < deadline, "{}", logs());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let dirs: Vec<PathBuf> =
+        crate::support::cgroup_dirs(&format!("{}/{id}", sandbox().parents_of("docker")));
+    assert!(dirs.iter().any(|d| d.join("sub").is_dir()), "{dirs:?}");
+    ok(d.cli().args(["rm", "-f", &id]));
+    super::wait_until(10, "the cgroups gone", || dirs.iter().all(|d| !d.exists()));
+    Ok(())
+}

@@ -76,8 +76,10 @@ impl Sandbox {
         let _ = fs::remove_dir_all(&dir);
         let etc = dir.join("etc-containers");
         fs::create_dir_all(&etc).unwrap();
-        let mut script =
-            String::from("set -e; mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /var/lib; ");
+        // Podman also keeps its locks in /dev/shm and temporary files in /var/tmp.
+        let mut script = String::from(
+            "set -e; for d in /run /var/lib /var/tmp /dev/shm; do mount -t tmpfs tmpfs $d; done; ",
+        );
         if let Ok(rd) = fs::read_dir("/etc/containers") {
             for e in rd.flatten().filter(|e| e.path().is_file()) {
                 fs::copy(e.path(), etc.join(e.file_name())).unwrap();
@@ -136,9 +138,14 @@ impl Sandbox {
 
     /// A cgroup parent for one client's containers: "/chitin-clients-<pid>-<name>".
     pub fn cgroup_parent(&self, name: &str) -> String {
-        let p = format!("/chitin-clients-{}-{name}", std::process::id());
+        let p = self.parents_of(name);
         self.parents.lock().unwrap().push(p.clone());
         p
+    }
+
+    /// The cgroup parent of client `name`'s containers.
+    pub fn parents_of(&self, name: &str) -> String {
+        format!("/chitin-clients-{}-{name}", std::process::id())
     }
 
     fn mnt_ns(pid: &str) -> Option<PathBuf> {

@@ -134,3 +134,55 @@ pub fn run_exec_stop_pause_ps() -> TestResult {
     assert_eq!(ps(&id), "");
     Ok(())
 }
+
+/// `--read-only` and `--tmpfs` (Podman's tmpcopyup: the tmpfs starts with the image's files),
+/// and a pod whose containers, with no network but the pod's, talk over 127.0.0.1.
+pub fn read_only_tmpfs_and_a_pod() -> TestResult {
+    let p = podman()?;
+    let r = run(p.podman().args(p.run_flags()).args(["--rm", "--read-only", IMAGE, "sh", "-c"]).arg(
+        "touch /x 2>/dev/null && echo root-writable; for d in /tmp /var/tmp /run; do touch $d/y && echo $d-writable; done",
+    ));
+    assert_eq!(
+        (r.code, r.out.as_str()),
+        (0, "/tmp-writable\n/var/tmp-writable\n/run-writable\n"),
+        "{}",
+        r.err
+    );
+    for how in ["--tmpfs=/etc", "--mount=type=tmpfs,destination=/etc"] {
+        let r = run(p.podman().args(p.run_flags()).args(["--rm", how, IMAGE, "sh", "-c"]).arg(
+            "grep -c '^svc:' /etc/passwd; grep ' /etc ' /proc/self/mounts | cut -d' ' -f3; touch /etc/new && echo etc-writable",
+        ));
+        assert_eq!(
+            (r.code, r.out.as_str()),
+            (0, "1\ntmpfs\netc-writable\n"),
+            "{how}: {}",
+            r.err
+        );
+    }
+
+    let pod = format!("pod-{}", std::process::id());
+    ok(p.podman()
+        .args(["pod", "create", "--name", &pod, "--network", "none"])
+        .args(["--cgroup-parent", &p.parent, "--infra-image", IMAGE])
+        // The infra container only holds the pod's namespaces (podman splits the command at
+        // spaces).
+        .args(["--infra-command", "sleep 1000"]));
+    let server = ok(p
+        .podman()
+        .args(["run", "-d", "--pod", &pod, IMAGE, "sh", "-c"])
+        .arg("echo pong | nc -l -p 8080 127.0.0.1"))
+    .trim()
+    .to_owned();
+    let r = (0..50)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            run(p.podman().args(["run", "--rm", "--pod", &pod, IMAGE, "sh", "-c"])
+                .arg("ip -o link show lo | grep -o 'state [A-Z]*\\|LOOPBACK,UP'; nc 127.0.0.1 8080 </dev/null"))
+        })
+        .find(|r| r.out.contains("pong"));
+    let r = r.expect("the pod's containers never talked over 127.0.0.1");
+    assert!(r.out.contains("LOOPBACK,UP"), "{}", r.out);
+    let _ = run(p.podman().args(["rm", "-f", &server]));
+    ok(p.podman().args(["pod", "rm", "-f", "-t", "0", &pod]));
+    Ok(())
+}
