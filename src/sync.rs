@@ -11,6 +11,11 @@ use serde::{Deserialize, Serialize};
 pub enum Msg {
     /// Parent → init: the init is in its cgroups; go on.
     Go,
+    /// Init → parent: the init forked into the pid namespace it made after joining a user
+    /// namespace; this child (by its pid here) is the init now, and the sender exits.
+    Forked {
+        pid: i32,
+    },
     /// Init → parent: write my uid_map and gid_map.
     MapIds,
     IdsMapped,

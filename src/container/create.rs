@@ -234,6 +234,7 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
     let clone_flags = [NsKind::User, NsKind::Pid]
         .into_iter()
         .filter(|k| plan.namespaces.is_new(*k))
+        .filter(|k| *k != NsKind::Pid || !plan.namespaces.pid_after_user_join())
         .fold(0u64, |acc, k| acc | k.flag().bits() as u64);
     let ns_guard = ForChildren::enter(plan)?;
     let mut child_end = Some(child_end);
@@ -257,7 +258,7 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
         };
         crate::init::run(&ctx, fds)
     };
-    let (pid, into_cgroup) = clone_init(
+    let (mut pid, into_cgroup) = clone_init(
         clone_flags,
         unified_fd.as_ref().map(|f| f.as_raw_fd()),
         &mut init,
@@ -287,6 +288,16 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
     send_msg(sync, &Msg::Go).map_err(io_ctx("sync"))?;
     loop {
         match recv_msg(sync).map_err(io_ctx("sync"))? {
+            Some(Msg::Forked { pid: init }) => {
+                // The cloned process exits at once: its child, in the new pid namespace and in
+                // the cgroup it inherited, is the container's init.
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                crate::logger::debug(&format!("container init {init}, forked by {pid}"));
+                pid = init;
+                undo.pid = Some(pid);
+                record.pid = pid;
+                record.start_time = proc_stat(pid).map(|(t, _)| t).unwrap_or(0);
+            }
             Some(Msg::MapIds) => {
                 write_id_map(pid, "uid_map", &plan.uid_map)?;
                 write_id_map(pid, "gid_map", &plan.gid_map)?;

@@ -279,6 +279,12 @@ fn finish<'a>(
     Ok(prepared)
 }
 
+fn become_root() -> nix::Result<()> {
+    let (g, u) = (nix::unistd::Gid::from_raw(0), nix::unistd::Uid::from_raw(0));
+    nix::unistd::setresgid(g, g, g)?;
+    nix::unistd::setresuid(u, u, u)
+}
+
 /// Joins namespaces given by path, then makes the new ones. A new user namespace was made by the
 /// clone itself (so that the pid namespace belongs to it, as mounting /proc requires); it needs
 /// its id maps, written by the parent, before anything else. pid and time namespaces were
@@ -290,12 +296,7 @@ fn enter_namespaces(plan: &Plan, fds: &InitFds) -> Result<(), InitError> {
         if expect(fds, "uid/gid mapping")? != Msg::IdsMapped {
             return Err(failure("user namespace", "unexpected message"));
         }
-        let zero_g = nix::unistd::Gid::from_raw(0);
-        let zero_u = nix::unistd::Uid::from_raw(0);
-        nix::unistd::setresgid(zero_g, zero_g, zero_g)
-            .step(|| "setresgid(0) in the user namespace".into())?;
-        nix::unistd::setresuid(zero_u, zero_u, zero_u)
-            .step(|| "setresuid(0) in the user namespace".into())?;
+        become_root().step(|| "becoming root in the user namespace".into())?;
     }
     // Joining the user namespace first gives the rights to join the namespaces it owns.
     let mut order: Vec<&(NsKind, std::path::PathBuf)> = ns
@@ -316,6 +317,31 @@ fn enter_namespaces(plan: &Plan, fds: &InitFds) -> Result<(), InitError> {
     for ((kind, path), f) in order.iter().zip(&files) {
         nix::sched::setns(f.as_fd(), kind.flag())
             .step(|| format!("joining {} namespace {}", kind.spec_name(), path.display()))?;
+    }
+    if ns.joined(NsKind::User).is_some() {
+        // Our ids are the host's, which the joined namespace does not map: what we would make
+        // (mount points, /dev) could not be owned. Become its root, as a new namespace's init
+        // does once mapped.
+        become_root().step(|| "becoming root in the joined user namespace".into())?;
+    }
+    if ns.pid_after_user_join() {
+        nix::sched::unshare(CloneFlags::CLONE_NEWPID).step(|| "unshare(CLONE_NEWPID)".into())?;
+        // SAFETY: this process is single-threaded; the child goes on as the init.
+        match unsafe { nix::unistd::fork() }.step(|| "forking into the pid namespace".into())? {
+            nix::unistd::ForkResult::Parent { child } => {
+                let _ = send_msg(
+                    fds.sync.as_fd(),
+                    &Msg::Forked {
+                        pid: child.as_raw(),
+                    },
+                );
+                // SAFETY: leaving at once, as a forked copy must: nothing of ours to clean up.
+                unsafe { libc::_exit(0) };
+            }
+            // No PDEATHSIG: its parent is about to exit. Should the runtime die, the sync
+            // socket's EOF ends it.
+            nix::unistd::ForkResult::Child => {}
+        }
     }
     let flags = ns
         .new

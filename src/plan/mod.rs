@@ -131,6 +131,12 @@ impl Namespaces {
             .find(|(j, _)| *j == k)
             .map(|(_, p)| p.as_path())
     }
+    /// A new pid namespace for a container that joins a user namespace by path must belong to
+    /// that user namespace (or its procfs cannot be mounted), so the init makes it once it has
+    /// joined, and forks into it, rather than the clone.
+    pub fn pid_after_user_join(&self) -> bool {
+        self.is_new(NsKind::Pid) && self.joined(NsKind::User).is_some()
+    }
     /// Private to the container, whether new or joined (so not the runtime's own).
     fn private(&self, k: NsKind) -> bool {
         self.is_new(k) || self.joined(k).is_some()

@@ -147,10 +147,7 @@ impl Pending {
     }
 }
 
-pub const PENDING: &[Pending] = &[Pending {
-    cases: "docker-userns-remap-network-container",
-    why: "issue 11 item 12: namespaces made while joining a user namespace must belong to it",
-}];
+pub const PENDING: &[Pending] = &[];
 
 /// `*` matches any run of characters, `?` any one; everything else matches itself.
 pub fn glob(pattern: &str, text: &str) -> bool {
