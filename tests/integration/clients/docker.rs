@@ -24,7 +24,7 @@ fn docker() -> Result<&'static Docker, crate::harness::Outcome> {
     )?;
     static D: OnceLock<Docker> = OnceLock::new();
     Ok(D.get_or_init(|| {
-        let d = Docker::start(sandbox());
+        let d = Docker::start(sandbox(), "docker", &[]);
         at_exit(|| {
             if let Ok(d) = docker() {
                 d.stop();
@@ -34,9 +34,35 @@ fn docker() -> Result<&'static Docker, crate::harness::Outcome> {
     }))
 }
 
+/// A second dockerd, with `--userns-remap` (containers' root is the host's 100000): the
+/// sandbox's /etc/subuid and /etc/subgid give the "daemon" user that range.
+fn docker_userns() -> Result<&'static Docker, crate::harness::Outcome> {
+    docker()?;
+    static D: OnceLock<Docker> = OnceLock::new();
+    Ok(D.get_or_init(|| {
+        let sb = sandbox();
+        for f in ["subuid", "subgid"] {
+            let ours = sb.dir.join(f);
+            std::fs::write(&ours, "daemon:100000:65536\n").unwrap();
+            ok(sb
+                .cmd("mount")
+                .arg("--bind")
+                .arg(&ours)
+                .arg(format!("/etc/{f}")));
+        }
+        let d = Docker::start(sb, "docker-userns", &["--userns-remap=daemon"]);
+        at_exit(|| {
+            if let Ok(d) = docker_userns() {
+                d.stop();
+            }
+        });
+        d
+    }))
+}
+
 impl Docker {
-    fn start(sb: &Sandbox) -> Docker {
-        let dir = sb.dir.join("docker");
+    fn start(sb: &Sandbox, name: &str, extra: &[&str]) -> Docker {
+        let dir = sb.dir.join(name);
         std::fs::create_dir_all(dir.join("cli")).unwrap();
         let config = serde_json::json!({
             "runtimes": {"under-test": {"path": runtime()}},
@@ -59,10 +85,11 @@ impl Docker {
             .args(["--containerd-namespace", "chitin-it"])
             .args(["--containerd-plugins-namespace", "chitin-it-plugins"])
             .arg("--cgroup-parent")
-            .arg(sb.cgroup_parent("docker"))
+            .arg(sb.cgroup_parent(name))
             // No bridge, no iptables rules: nothing changes in the host's network.
             .args(["--bridge", "none", "--iptables=false", "--ip6tables=false"])
-            .arg("--ip-masq=false");
+            .arg("--ip-masq=false")
+            .args(extra);
         let d = Docker {
             daemon: Mutex::new(Some(sb.daemon(c, &dir.join("dockerd.log")))),
             dir,
@@ -576,5 +603,40 @@ pub fn stop_signal_and_sub_cgroups() -> TestResult {
     assert!(dirs.iter().any(|d| d.join("sub").is_dir()), "{dirs:?}");
     ok(d.cli().args(["rm", "-f", &id]));
     super::wait_until(10, "the cgroups gone", || dirs.iter().all(|d| !d.exists()));
+    Ok(())
+}
+
+/// `--userns-remap` with `--network container:X`: the second container joins the first's user
+/// and network namespaces by path, with the same mappings in its config; they talk over
+/// 127.0.0.1.
+pub fn userns_remap_and_network_container() -> TestResult {
+    let d = docker_userns()?;
+    let first = ok(d
+        .cli()
+        .args(["run", "-d", IMAGE, "sh", "-c"])
+        .arg("while :; do echo pong | nc -l -p 8080 127.0.0.1; done"))
+    .trim()
+    .to_owned();
+    let r = run(d.cli().args(["run", "--rm", "--network"])
+        .arg(format!("container:{first}"))
+        .args([IMAGE, "sh", "-c"])
+        .arg("cat /proc/self/uid_map; readlink /proc/self/ns/net; for i in 1 2 3 4 5 6 7 8 9 10; do nc 127.0.0.1 8080 </dev/null && break; sleep 0.2; done"));
+    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
+    let lines: Vec<&str> = r.out.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"],
+        "{}",
+        r.out
+    );
+    let pid = d.inspect(&first, "{{.State.Pid}}");
+    let net = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    assert_eq!(
+        lines[1],
+        net.to_str().unwrap(),
+        "the first's network namespace"
+    );
+    assert_eq!(lines.get(2), Some(&"pong"), "{}", r.out);
+    ok(d.cli().args(["rm", "-f", &first]));
     Ok(())
 }
