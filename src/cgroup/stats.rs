@@ -158,9 +158,14 @@ fn cpuset(p: &Placement) -> Value {
                 "sched_relax_domain_level": signed(&d.join("cpuset.sched_relax_domain_level")),
             })
         }
+        // runc 1.1 reports v2's cpuset as the v1 fields' zeros; the cpus and mems in effect are
+        // added.
         Some(Ctl::V2(d)) => json!({
             "cpus": cpu_list(&read(&d.join("cpuset.cpus.effective")).unwrap_or_default()),
             "mems": cpu_list(&read(&d.join("cpuset.mems.effective")).unwrap_or_default()),
+            "cpu_exclusive": 0, "mem_hardwall": 0, "mem_exclusive": 0, "memory_migrate": 0,
+            "memory_spread_page": 0, "memory_spread_slab": 0, "memory_pressure": 0,
+            "sched_load_balance": 0, "sched_relax_domain_level": 0,
         }),
         None => json!({}),
     }
@@ -187,10 +192,16 @@ fn memory(p: &Placement) -> Value {
                     .and_then(|s| s.trim().parse::<u64>().ok())
                     .unwrap_or(u64::MAX)
             };
+            // As runc: swap as memory+swap, the way v1 counts it.
+            let (limit, usage) = (max("memory.max"), num(&d.join("memory.current")));
+            let swap_limit = match max("memory.swap.max") {
+                u64::MAX => u64::MAX,
+                l => l.saturating_add(limit),
+            };
             json!({
-                "usage": object(&[("limit", max("memory.max"), false), ("usage", num(&d.join("memory.current")), true),
-                                  ("max", num(&d.join("memory.peak")), true), ("failcnt", 0, false)]),
-                "swap": object(&[("limit", max("memory.swap.max"), false), ("usage", num(&d.join("memory.swap.current")), true),
+                "usage": object(&[("limit", limit, false), ("usage", usage, true), ("failcnt", 0, false)]),
+                "swap": object(&[("limit", swap_limit, false),
+                                 ("usage", num(&d.join("memory.swap.current")) + usage, true),
                                  ("failcnt", 0, false)]),
                 "kernel": {"limit": 0, "failcnt": 0}, "kernelTCP": {"limit": 0, "failcnt": 0},
                 "raw": keyed(&d.join("memory.stat")),

@@ -2,6 +2,7 @@
 //! process attributes in one straight sequence, reports each failure to the parent as a message
 //! naming the step, waits at the start barrier and execs the container process.
 
+mod cgroupfs;
 mod console;
 mod copyup;
 mod devices;

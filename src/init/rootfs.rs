@@ -16,9 +16,9 @@ use crate::fsutil::{
 use crate::plan::selinux::mount_data;
 use crate::plan::{MountPlan, NsKind, Plan};
 
-const NONE: Option<&str> = None;
+pub(super) const NONE: Option<&str> = None;
 
-fn mount_at(
+pub(super) fn mount_at(
     src: Option<&Path>,
     target: BorrowedFd<'_>,
     fstype: Option<&str>,
@@ -82,7 +82,7 @@ fn mount_one(ctx: &InitContext<'_>, root: BorrowedFd<'_>, m: &MountPlan) -> Resu
     let flags = m.options.flags;
     let data = Some(m.options.data.as_str()).filter(|d| !d.is_empty());
     match m.fstype.as_deref() {
-        Some("cgroup") | Some("cgroup2") => mount_cgroups(ctx, root, m, target.as_fd())?,
+        Some("cgroup") | Some("cgroup2") => super::cgroupfs::mount(ctx, root, m, target.as_fd())?,
         _ if m.is_bind() => {
             mount_at(
                 m.source.as_deref(),
@@ -224,117 +224,6 @@ fn locked_flags(src: &Path) -> MsFlags {
         }
     }
     out
-}
-
-/// A "cgroup" mount: cgroup2 on a pure v2 host; otherwise a tmpfs holding one mount per v1
-/// hierarchy (and "unified" on a hybrid host), each showing only the container's own cgroup.
-fn mount_cgroups(
-    ctx: &InitContext<'_>,
-    root: BorrowedFd<'_>,
-    m: &MountPlan,
-    target: BorrowedFd<'_>,
-) -> Result<(), InitError> {
-    let flags = m.options.flags;
-    let cgroupns = ctx.plan.namespaces.is_new(NsKind::Cgroup)
-        || ctx.plan.namespaces.joined(NsKind::Cgroup).is_some();
-    if ctx.layout.v1.is_empty() {
-        return if cgroupns {
-            mount_at(
-                Some(Path::new("cgroup2")),
-                target,
-                Some("cgroup2"),
-                flags,
-                NONE,
-            )
-            .step(|| "cgroup2".into())
-        } else {
-            let dir = ctx.placement.unified.as_deref();
-            mount_at(dir, target, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
-                .step(|| "binding the container's cgroup".into())
-        };
-    }
-    let tmpfs_flags = flags - MsFlags::MS_RDONLY;
-    let data = mount_data("mode=755", ctx.plan.mount_label.as_deref());
-    mount_at(
-        Some(Path::new("tmpfs")),
-        target,
-        Some("tmpfs"),
-        tmpfs_flags,
-        Some(&data),
-    )
-    .step(|| "tmpfs".into())?;
-    // Without a cgroup namespace the hybrid host's unified hierarchy stays out, as in runc: a
-    // bind of it would show the container the host's cgroup2 tree above its own cgroup.
-    let unified = ctx.layout.unified.iter().filter(|_| cgroupns);
-    let hierarchies = ctx
-        .layout
-        .v1
-        .iter()
-        .zip(ctx.placement.v1.iter())
-        .map(|(h, d)| (h, d.path.as_path(), false))
-        .chain(
-            unified
-                .zip(ctx.placement.unified.iter())
-                .map(|(h, d)| (h, d.as_path(), true)),
-        );
-    for (h, dir, unified) in hierarchies {
-        let name = h
-            .mountpoint
-            .file_name()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("unified"));
-        let sub = ensure_in_root(root, &m.dest.join(&name), true)
-            .step(|| format!("making {}", name.display()))?;
-        let r = if cgroupns && unified {
-            mount_at(
-                Some(Path::new("cgroup2")),
-                sub.as_fd(),
-                Some("cgroup2"),
-                flags,
-                NONE,
-            )
-            .map_err(Into::into)
-        } else if cgroupns {
-            mount_at(
-                Some(Path::new("cgroup")),
-                sub.as_fd(),
-                Some("cgroup"),
-                flags,
-                Some(&h.controllers),
-            )
-            .map_err(Into::into)
-        } else {
-            // A bind takes none of the mount's flags: they are set on it after, or root in the
-            // container could raise its own limits through a writable hierarchy. Only set, never
-            // cleared, so a user namespace's locked flags stay.
-            mount_at(Some(dir), sub.as_fd(), NONE, MsFlags::MS_BIND, NONE)
-                .map_err(std::io::Error::from)
-                .and_then(|()| {
-                    let bound = open_in_root(root, &m.dest.join(&name), OFlag::O_PATH)?;
-                    Ok(setattr(bound.as_fd(), mount_attrs(flags), 0, false)?)
-                })
-        };
-        r.step(|| format!("cgroup hierarchy {}", h.controllers))?;
-    }
-    if flags.contains(MsFlags::MS_RDONLY) {
-        let t = open_in_root(root, &m.dest, OFlag::O_PATH).step(|| "reopening".into())?;
-        setattr(t.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, false)
-            .step(|| "read-only cgroup tmpfs".into())?;
-    }
-    Ok(())
-}
-
-/// The MOUNT_ATTR_* bits of the per-mount flags among `flags`.
-fn mount_attrs(flags: MsFlags) -> u64 {
-    [
-        (MsFlags::MS_RDONLY, libc::MOUNT_ATTR_RDONLY),
-        (MsFlags::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
-        (MsFlags::MS_NODEV, libc::MOUNT_ATTR_NODEV),
-        (MsFlags::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
-    ]
-    .iter()
-    .filter(|(ms, _)| flags.contains(*ms))
-    .fold(0, |acc, (_, attr)| acc | attr)
 }
 
 /// What is done to the finished tree before pivot_root, through the host's verified /proc:

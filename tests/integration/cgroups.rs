@@ -542,25 +542,26 @@ fn chitin_without(ctx: &Ctx, hide: &str, args: &str) -> std::process::Output {
         .unwrap()
 }
 
-/// A container that opens /dev/net/tun (10:200, openable without privileges), with or without
-/// a deny-all device rule. The kernel must have tun for the node to open at all.
-fn tun_bundle(ctx: &Ctx, id: &str, deny_all: bool) -> Result<Bundle, crate::harness::Outcome> {
+/// A container that opens /dev/fuse (10:229, openable without mounting anything), with or
+/// without a deny-all device rule. (Not tun: runc, and chitin, allow tun in every container.)
+/// The kernel must have fuse for the node to open at all.
+fn fuse_bundle(ctx: &Ctx, id: &str, deny_all: bool) -> Result<Bundle, crate::harness::Outcome> {
     if std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open("/dev/net/tun")
+        .open("/dev/fuse")
         .is_err()
     {
-        return skip("/dev/net/tun does not open on this host (no tun driver)");
+        return skip("/dev/fuse does not open on this host (no fuse driver)");
     }
     let mut b = bundle(
         ctx,
-        "(exec 3<>/dev/net/tun) 2>/dev/null && echo tun-opened || echo tun-denied; echo x > /dev/null && echo null-ok",
+        "(exec 3<>/dev/fuse) 2>/dev/null && echo fuse-opened || echo fuse-denied; echo x > /dev/null && echo null-ok",
         id,
         json!({}),
     );
     b.config["linux"]["devices"] =
-        json!([{"path": "/dev/net/tun", "type": "c", "major": 10, "minor": 200, "fileMode": 438}]);
+        json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 438}]);
     b.config["linux"]["resources"]["devices"] = if deny_all {
         json!([{"allow": false, "access": "rwm"}])
     } else {
@@ -570,7 +571,7 @@ fn tun_bundle(ctx: &Ctx, id: &str, deny_all: bool) -> Result<Bundle, crate::harn
     Ok(b)
 }
 
-/// Device rules through the v1 devices controller: tun is denied by "deny all" and opens without
+/// Device rules through the v1 devices controller: fuse is denied by "deny all" and opens without
 /// it, while the default devices stay usable.
 pub fn device_rules_v1() -> TestResult {
     let ctx = Ctx::new("devv1")?;
@@ -578,17 +579,17 @@ pub fn device_rules_v1() -> TestResult {
         return skip("no v1 devices controller on this host");
     }
     for (deny, want) in [
-        (true, "tun-denied\nnull-ok\n"),
-        (false, "tun-opened\nnull-ok\n"),
+        (true, "fuse-denied\nnull-ok\n"),
+        (false, "fuse-opened\nnull-ok\n"),
     ] {
-        let b = tun_bundle(&ctx, &ctx.id(), deny)?;
+        let b = fuse_bundle(&ctx, &ctx.id(), deny)?;
         assert_eq!(ctx.run_ok(&b), want);
     }
     Ok(())
 }
 
 /// The eBPF device program, on this host's unified hierarchy with the v1 devices controller
-/// hidden: tun is denied with the rules and opens without them.
+/// hidden: fuse is denied with the rules and opens without them.
 pub fn ebpf_device_filter() -> TestResult {
     let ctx = Ctx::new("ebpf")?;
     if !Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists()
@@ -602,11 +603,11 @@ pub fn ebpf_device_filter() -> TestResult {
         ""
     };
     for (deny, want) in [
-        (true, "tun-denied\nnull-ok\n"),
-        (false, "tun-opened\nnull-ok\n"),
+        (true, "fuse-denied\nnull-ok\n"),
+        (false, "fuse-opened\nnull-ok\n"),
     ] {
         let id = ctx.id();
-        let b = tun_bundle(&ctx, &id, deny)?;
+        let b = fuse_bundle(&ctx, &id, deny)?;
         let args = format!("run -b {} {id}", b.dir.display());
         let out = if hide.is_empty() {
             ctx.cmd().args(args.split(' ')).output().unwrap()

@@ -39,8 +39,13 @@ for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$root/
 cp target/debug/chitin "$root/bin/chitin"
 cp target/debug/chitin-recvtty "$root/bin/chitin-recvtty"
 cp "$testbin" "$root/bin/integration"
-# AppArmor's parser, for the tests that load a profile (Debian's kernel runs AppArmor).
+# runc, the oracle of the differential tests.
 extra=()
+if oracle=$(command -v runc); then
+  cp "$oracle" "$root/bin/runc"
+  extra+=("$oracle")
+fi
+# AppArmor's parser, for the tests that load a profile (Debian's kernel runs AppArmor).
 if parser=$(command -v apparmor_parser); then
   cp "$parser" "$root/bin/apparmor_parser"
   extra+=("$parser")
@@ -50,13 +55,15 @@ for lib in $(ldd target/debug/chitin "$testbin" "${extra[@]}" | awk '/=>/ {print
   mkdir -p "$root$(dirname "$lib")"
   cp -L "$lib" "$root$lib"
 done
-# tun, for the device tests; Debian ships it as a compressed module.
-tun=$(find "/lib/modules/$kver" -name 'tun.ko*' | head -n 1)
-case "$tun" in
-  *.xz) xz -dc "$tun" > "$root/lib/modules/tun.ko" ;;
-  *.zst) zstd -qdc "$tun" > "$root/lib/modules/tun.ko" ;;
-  ?*) cp "$tun" "$root/lib/modules/tun.ko" ;;
-esac
+# tun and fuse, for the device tests; Debian ships them as modules, maybe compressed.
+for mod in tun fuse; do
+  ko=$(find "/lib/modules/$kver" -name "$mod.ko*" | head -n 1)
+  case "$ko" in
+    *.xz) xz -dc "$ko" > "$root/lib/modules/$mod.ko" ;;
+    *.zst) zstd -qdc "$ko" > "$root/lib/modules/$mod.ko" ;;
+    ?*) cp "$ko" "$root/lib/modules/$mod.ko" ;;
+  esac
+done
 checkpolicy -U allow -o "$root/etc/selinux.policy" tests/vm/selinux/policy.conf >/dev/null
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
 printf 'root:x:0:\n' > "$root/etc/group"
@@ -85,7 +92,7 @@ if [ -d /sys/fs/selinux ]; then
   cat /etc/selinux.policy > /sys/fs/selinux/load
   echo "selinux: test policy loaded ($?)"
 fi
-insmod /lib/modules/tun.ko 2>/dev/null
+for m in tun fuse; do insmod /lib/modules/$m.ko 2>/dev/null; done
 echo "cgroup-layout: $(cat /sys/fs/cgroup/cgroup.controllers)"
 set -- $(cat /proc/cmdline)
 filter=""
@@ -106,7 +113,7 @@ log=$work/console.log
 # once, its trace in the log, instead of waiting for the timeout.
 timeout 1500 qemu-system-x86_64 -accel tcg -m 2048 -smp 2 -nographic -no-reboot \
   -kernel "$kernel" -initrd "$work/initramfs.gz" \
-  -append "console=ttyS0 quiet panic=-1 softlockup_panic=1 $lsm chitin.filter=$filter" | tee "$log" | grep -A3 -E '^(test |integration:|cgroup-layout:|selinux:|vm-exit=|thread |  left|  right|assertion)' || true
+  -append "console=ttyS0 quiet panic=-1 softlockup_panic=1 $lsm chitin.filter=$filter" | tee "$log" | grep -A"${CHITIN_VM_CONTEXT:-3}" -E '^(test |integration:|cgroup-layout:|selinux:|vm-exit=|thread |  left|  right|assertion)' || true
 code=$(sed -n 's/^vm-exit=\([0-9]*\).*/\1/p' "$log" | tail -n 1)
 if [ -z "$code" ]; then
   echo "the VM did not finish the tests; last lines:" >&2

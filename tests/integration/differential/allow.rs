@@ -132,6 +132,35 @@ pub const ALLOWED: &[Allow] = &[
         why: "on a hybrid host chitin places the container in the unified hierarchy's hugetlb \
               controller (its only home there) and reports it; runc 1.1 manages no hugetlb there",
     },
+    Allow {
+        cases: "*",
+        hosts: &[Host::V2],
+        line: "- mount\t/sys/fs/cgroup cgroup2 cgroup* root=/ *",
+        why: "cgroup v2 without a cgroup namespace: runc binds the host's whole hierarchy; \
+              chitin binds the container's own cgroup only (with the same flags, the next \
+              entry), so the container cannot read other containers' cgroups",
+    },
+    Allow {
+        cases: "*",
+        hosts: &[Host::V2],
+        line: "+ mount\t/sys/fs/cgroup cgroup2 cgroup2 * root=/chitin-tests/*",
+        why: "the other half of the entry above",
+    },
+    Allow {
+        cases: "*",
+        hosts: ANY,
+        line: "? rlimit\tMax open files *",
+        why: "no RLIMIT_NOFILE in the config: runc 1.1.5, built with Go 1.19, passes on the \
+              soft limit Go raised to the hard one for itself (runc 1.1.10 and later restore the \
+              caller's); chitin never changes it",
+    },
+    Allow {
+        cases: "events",
+        hosts: &[Host::V2],
+        line: "+ data.cpuset.*s[]\tnumber",
+        why: "on cgroup v2 runc 1.1 leaves the cpuset stats empty; chitin also gives the cpus \
+              and mems in effect",
+    },
 ];
 
 /// Cases known to differ until the fix the entry names lands; the test fails when such a case

@@ -132,9 +132,9 @@ fn everything(mut v: Value) -> Case {
     mounts.extend([
         json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
                "options": ["nosuid", "nodev", "size=4m", "mode=1770", "uid=1000", "gid=5"]}),
-        json!({"destination": "/data", "type": "bind", "source": "/usr/share/common-licenses",
+        json!({"destination": "/data", "type": "bind", "source": "/etc",
                "options": ["rbind", "ro", "nosuid"]}),
-        json!({"destination": "/etc/os", "type": "bind", "source": "/etc/os-release",
+        json!({"destination": "/etc/os", "type": "bind", "source": "/etc/passwd",
                "options": ["bind", "ro"]}),
         json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs",
                "options": ["noexec", "nosuid", "nodev", "mode=755", "size=1m"]}),

@@ -27,8 +27,9 @@ while read -r _ _ _ root mp opts rest; do
     if { true > "$t"; } 2>/dev/null; then rm -f "$t"; w=writable; else w=no-write; fi
   elif { true >> "$mp"; } 2>/dev/null; then w=writable; else w=no-write; fi
   p mount "$mp $1 $2 $opts $3 root=$root prop=[$prop] $(stat -c '%a %u:%g' "$mp") $w"
-  # What a tmpfs holds (copied up or made by the runtime), but /dev's, listed below.
-  if [ "$1" = tmpfs ] && [ -d "$mp" ] && [ "$mp" != /dev ]; then
+  # What a tmpfs holds (copied up or made by the runtime), but /dev's, listed below, and the
+  # rootfs's (a tmpfs in the VM).
+  if [ "$1" = tmpfs ] && [ -d "$mp" ] && [ "$mp" != /dev ] && [ "$mp" != / ]; then
     ls -lan "$mp" | awk 'NR > 1 && $NF != "." && $NF != ".." {print $1, $3, $4, $5, $NF}' | each "in:$mp"
   fi
 done < /proc/self/mountinfo
