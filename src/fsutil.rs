@@ -181,6 +181,23 @@ pub fn write_proc(proc_fd: BorrowedFd<'_>, rel: &Path, value: &str) -> io::Resul
     Ok(())
 }
 
+/// A small regular file of the container's (its /etc/passwd, say), read whole up to `max` bytes.
+/// Opened without blocking and checked to be a regular file: the image decides what is there,
+/// and a FIFO or a link to /dev/zero must not hang or flood the runtime.
+pub fn read_small_file_in_root(root: BorrowedFd<'_>, path: &Path, max: u64) -> io::Result<String> {
+    let fd = open_in_root(root, path, OFlag::O_RDONLY | OFlag::O_NONBLOCK)?;
+    let st = nix::sys::stat::fstat(&fd)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut text = String::new();
+    io::Read::read_to_string(&mut io::Read::take(std::fs::File::from(fd), max), &mut text)?;
+    Ok(text)
+}
+
 /// mount_setattr(2) on an fd (and, with `recursive`, everything mounted below it).
 pub fn mount_setattr(fd: BorrowedFd<'_>, set: u64, clear: u64, recursive: bool) -> nix::Result<()> {
     #[repr(C)]

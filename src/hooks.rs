@@ -19,18 +19,19 @@ pub struct HookError {
     pub reason: String,
 }
 
-/// Runs the hooks of one phase in order, in `cwd`: the bundle for the runtime's phases (where
-/// runc, which works from the bundle, runs them), the rootfs or "/" for the container's.
+/// Runs the hooks of one phase in order, in `cwd` where runc has it: the bundle in `create` and
+/// `run` (runc works from there), the rootfs or "/" for the container's phases; `None` leaves
+/// the caller's (`start`, `delete`).
 pub fn run_all(
     phase: &'static str,
     hooks: &[Hook],
     state: &str,
-    cwd: &Path,
+    cwd: Option<&Path>,
 ) -> Result<(), HookError> {
     hooks.iter().try_for_each(|h| run(phase, h, state, cwd))
 }
 
-fn run(phase: &'static str, hook: &Hook, state: &str, cwd: &Path) -> Result<(), HookError> {
+fn run(phase: &'static str, hook: &Hook, state: &str, cwd: Option<&Path>) -> Result<(), HookError> {
     let fail = |reason: String| HookError {
         phase,
         path: hook.path.display().to_string(),
@@ -40,17 +41,18 @@ fn run(phase: &'static str, hook: &Hook, state: &str, cwd: &Path) -> Result<(), 
     if let Some((argv0, rest)) = hook.args.split_first() {
         cmd.arg0(argv0).args(rest);
     }
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
     cmd.env_clear()
-        .current_dir(cwd)
         .envs(hook.env.iter().filter_map(|e| e.split_once('=')))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
-    // A hook that does not read its stdin must not block us: ignore EPIPE.
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(state.as_bytes());
-    }
+    // The state goes in as the hook takes it, within its timeout: a hook that does not read a
+    // state larger than a pipe holds must not block us.
+    let mut input = child.stdin.take().map(|p| Input::new(OwnedFd::from(p)));
     // Its output is read while it runs: a hook that writes more than a pipe holds would block
     // for ever on a full pipe that nobody reads. The tail is kept for the error message.
     let mut outputs = [
@@ -59,6 +61,9 @@ fn run(phase: &'static str, hook: &Hook, state: &str, cwd: &Path) -> Result<(), 
     ];
     let deadline = hook.timeout.map(|t| Instant::now() + t);
     let status = loop {
+        if input.as_mut().is_some_and(|i| i.feed(state.as_bytes())) {
+            input = None;
+        }
         outputs.iter_mut().for_each(Output::drain);
         match child.try_wait() {
             Ok(Some(s)) => break s,
@@ -77,6 +82,11 @@ fn run(phase: &'static str, hook: &Hook, state: &str, cwd: &Path) -> Result<(), 
             .iter()
             .filter_map(|o| o.pipe.as_ref())
             .map(|p| PollFd::new(p.as_fd(), PollFlags::POLLIN))
+            .chain(
+                input
+                    .iter()
+                    .map(|i| PollFd::new(i.pipe.as_fd(), PollFlags::POLLOUT)),
+            )
             .collect();
         if fds.is_empty() {
             std::thread::sleep(Duration::from_millis(2));
@@ -104,6 +114,39 @@ fn run(phase: &'static str, hook: &Hook, state: &str, cwd: &Path) -> Result<(), 
     } else {
         format!("{how}: {out}")
     }))
+}
+
+/// The hook's stdin, written without blocking.
+struct Input {
+    pipe: std::fs::File,
+    sent: usize,
+}
+
+impl Input {
+    fn new(fd: OwnedFd) -> Self {
+        let _ = nix::fcntl::fcntl(
+            &fd,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        );
+        Input {
+            pipe: std::fs::File::from(fd),
+            sent: 0,
+        }
+    }
+
+    /// Writes what the pipe takes; true once all is sent or the hook closed its stdin (EPIPE:
+    /// a hook need not read it).
+    fn feed(&mut self, data: &[u8]) -> bool {
+        while self.sent < data.len() {
+            match self.pipe.write(&data[self.sent..]) {
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+        true
+    }
 }
 
 /// One of a hook's output pipes, read without blocking; the last bytes are kept.

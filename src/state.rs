@@ -77,6 +77,10 @@ pub struct Record {
     pub poststart: Vec<Hook>,
     #[serde(default)]
     pub poststop: Vec<Hook>,
+    /// No pid namespace of its own: processes of the container outlive its init, and `delete`
+    /// kills what is left in its cgroup.
+    #[serde(default)]
+    pub shares_pid_ns: bool,
 }
 
 /// The OCI state, as hooks receive it on stdin.

@@ -89,7 +89,7 @@ pub fn create(root: &Path, f: &CreateFlags, id: &str) -> Result<(), ContainerErr
 pub fn start(root: &Path, id: &str) -> Result<(), ContainerError> {
     let dir = StateDir::open(root, id)?;
     let r = dir.read()?;
-    container::start(&dir, &r)
+    container::start(&dir, &r, None)
 }
 
 /// `run`: create and start; then, unless detached, relay signals and the terminal, wait, remove
@@ -106,14 +106,17 @@ pub fn run(
     if !detach {
         // Blocked before the clone so that none is lost; the init unblocks them for itself.
         let _ = container::forwarded_signals().thread_block();
-        if !no_subreaper {
+        // An init that forked into its pid namespace is not our child: ours to reap only as a
+        // subreaper's.
+        if !no_subreaper || plan.namespaces.pid_after_user_join() {
             let _ = nix::sys::prctl::set_child_subreaper(true);
         }
     }
     let created = container::create(root, &plan, &layout)?;
-    if let Err(e) = container::start(&created.dir, &created.record) {
+    let bundle = plan.bundle.as_path();
+    if let Err(e) = container::start(&created.dir, &created.record, Some(bundle)) {
         let _ = container::kill_all(&created.record);
-        let _ = container::destroy(created.dir, &created.record);
+        let _ = container::destroy(created.dir, &created.record, Some(bundle));
         return Err(e);
     }
     if detach {
@@ -127,7 +130,7 @@ pub fn run(
         match StateDir::open(root, id) {
             Ok(dir) => {
                 container::kill_all(&record)?;
-                container::destroy(dir, &record)?;
+                container::destroy(dir, &record, Some(bundle))?;
             }
             // Someone ran delete meanwhile.
             Err(state::StateError::NotFound(_)) => {}
@@ -193,9 +196,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> 
         Err(e) => return Err(e.into()),
     };
     match dir.status(&r) {
-        // The init is gone, but in a pid namespace it shares, its children may not be: they
+        // The init is gone, but in the pid namespace it shared its children may not be: they
         // go with the container, as in runc.
-        Status::Stopped if !r.cgroup.pids().is_empty() => container::kill_all(&r)?,
+        Status::Stopped if r.shares_pid_ns && !r.cgroup.pids().is_empty() => {
+            container::kill_all(&r)?
+        }
         Status::Stopped => {}
         // A created container has not run anything yet: runc deletes it without --force.
         Status::Created | Status::Creating => container::kill_all(&r)?,
@@ -207,7 +212,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> 
             )));
         }
     }
-    container::destroy(dir, &r)
+    container::destroy(dir, &r, None)
 }
 
 pub fn list(root: &Path, format: &str, quiet: bool) -> Result<String, ContainerError> {

@@ -210,6 +210,8 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
         resources: plan.resources.clone(),
         poststart: plan.hooks.poststart.clone(),
         poststop: plan.hooks.poststop.clone(),
+        // Joined counts as shared, as in runc.
+        shares_pid_ns: !plan.namespaces.is_new(NsKind::Pid),
     };
     // The record, with the cgroup to be made, comes first: `delete -f` can then clean up after
     // a create killed at any later point.
@@ -297,6 +299,7 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
                 undo.pid = Some(pid);
                 record.pid = pid;
                 record.start_time = proc_stat(pid).map(|(t, _)| t).unwrap_or(0);
+                send_msg(sync, &Msg::Go).map_err(io_ctx("sync"))?;
             }
             Some(Msg::MapIds) => {
                 write_id_map(pid, "uid_map", &plan.uid_map)?;
@@ -307,12 +310,12 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
                 dir.write(&record)?;
                 let state = record.oci_state(Status::Creating);
                 let hooks = &plan.hooks;
-                crate::hooks::run_all("prestart", &hooks.prestart, &state, &plan.bundle)?;
+                crate::hooks::run_all("prestart", &hooks.prestart, &state, Some(&plan.bundle))?;
                 crate::hooks::run_all(
                     "createRuntime",
                     &hooks.create_runtime,
                     &state,
-                    &plan.bundle,
+                    Some(&plan.bundle),
                 )?;
                 send_msg(
                     sync,

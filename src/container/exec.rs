@@ -58,16 +58,19 @@ fn process_plan(
 ) -> Result<(), ContainerError> {
     if let Some(path) = &f.process {
         let bytes = std::fs::read(path).map_err(io_ctx(format!("--process {}", path.display())))?;
-        let p: oci_spec::runtime::Process =
-            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&bytes))
-                .map_err(|e| {
-                    refuse(format!(
-                        "--process {}: {}: {}",
-                        path.display(),
-                        e.path(),
-                        e.inner()
-                    ))
-                })?;
+        let bad = |e: String| refuse(format!("--process {}: {e}", path.display()));
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        // As in a config: capability names this build does not know are left out.
+        crate::plan::drop_unknown_capabilities(&mut v);
+        let p: oci_spec::runtime::Process = serde_path_to_error::deserialize(v).map_err(|e| {
+            refuse(format!(
+                "--process {}: {}: {}",
+                path.display(),
+                e.path(),
+                e.inner()
+            ))
+        })?;
         let container = std::mem::replace(
             &mut plan.process,
             crate::plan::plan_process(&p, &plan.rootfs, opts)?,

@@ -13,6 +13,7 @@ pub use start::start;
 
 use std::io;
 use std::os::fd::AsFd;
+use std::path::Path;
 use std::time::Duration;
 
 use crate::cgroup::CgroupError;
@@ -118,15 +119,15 @@ pub fn kill_all(r: &Record) -> Result<(), ContainerError> {
     Ok(())
 }
 
-/// Removes a stopped container: poststop hooks (failures are warnings, as the spec says), the
-/// cgroup, the state directory.
-pub fn destroy(dir: StateDir, r: &Record) -> Result<(), ContainerError> {
+/// Removes a stopped container: poststop hooks (failures are warnings, as the spec says; run in
+/// `hooks_cwd`, as `start`'s), the cgroup, the state directory.
+pub fn destroy(dir: StateDir, r: &Record, hooks_cwd: Option<&Path>) -> Result<(), ContainerError> {
     if !r.poststop.is_empty() {
         if let Err(e) = crate::hooks::run_all(
             "poststop",
             &r.poststop,
             &r.oci_state(Status::Stopped),
-            &r.bundle,
+            hooks_cwd,
         ) {
             crate::logger::warn(&e.to_string());
         }

@@ -7,10 +7,14 @@ use nix::sys::socket::{
     AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr, connect, recv, socket,
 };
 
+use std::path::Path;
+
 use super::{ContainerError, io_ctx};
 use crate::state::{Record, START_SOCKET, StateDir, Status};
 
-pub fn start(dir: &StateDir, r: &Record) -> Result<(), ContainerError> {
+/// Starts a created container; poststart hooks run in `hooks_cwd` (the bundle for `run`, the
+/// caller's for `start`, as in runc).
+pub fn start(dir: &StateDir, r: &Record, hooks_cwd: Option<&Path>) -> Result<(), ContainerError> {
     match dir.status(r) {
         Status::Created => {}
         Status::Running | Status::Paused => {
@@ -58,7 +62,7 @@ pub fn start(dir: &StateDir, r: &Record) -> Result<(), ContainerError> {
         "poststart",
         &r.poststart,
         &r.oci_state(Status::Running),
-        &r.bundle,
+        hooks_cwd,
     ) {
         // The spec: a failing poststart hook is logged and the container keeps running.
         crate::logger::warn(&e.to_string());

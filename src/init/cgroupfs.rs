@@ -74,32 +74,15 @@ pub fn mount(
             .file_name()
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("unified"));
-        let sub = ensure_in_root(root, &m.dest.join(&name), true)
-            .step(|| format!("making {}", name.display()))?;
-        let r = if cgroupns && unified {
-            mount_at(
-                Some(Path::new("cgroup2")),
-                sub.as_fd(),
-                Some("cgroup2"),
-                flags,
-                NONE,
-            )
-            .map_err(Into::into)
-        } else if cgroupns {
-            mount_at(
-                Some(Path::new("cgroup")),
-                sub.as_fd(),
-                Some("cgroup"),
-                flags,
-                Some(&h.controllers),
-            )
-            .map_err(Into::into)
-        } else {
-            mount_at(Some(dir), sub.as_fd(), NONE, MsFlags::MS_BIND, NONE)
-                .map_err(std::io::Error::from)
-                .and_then(|()| bind_flags(root, &m.dest.join(&name), flags, false))
+        let hierarchy = Hierarchy {
+            dest: m.dest.join(&name),
+            controllers: &h.controllers,
+            dir,
+            unified,
         };
-        r.step(|| format!("cgroup hierarchy {}", h.controllers))?;
+        hierarchy
+            .mount(root, flags, cgroupns)
+            .step(|| format!("cgroup hierarchy {}", h.controllers))?;
     }
     if flags.contains(MsFlags::MS_RDONLY) {
         let t = open_in_root(root, &m.dest, OFlag::O_PATH).step(|| "reopening".into())?;
@@ -107,6 +90,42 @@ pub fn mount(
             .step(|| "read-only cgroup tmpfs".into())?;
     }
     Ok(())
+}
+
+/// One hierarchy under the tmpfs: where it goes, and the container's cgroup in it.
+struct Hierarchy<'a> {
+    dest: PathBuf,
+    controllers: &'a str,
+    dir: &'a Path,
+    unified: bool,
+}
+
+impl Hierarchy<'_> {
+    /// A fresh mount in a cgroup namespace (which shows the container's cgroup as its root),
+    /// else a bind of the container's cgroup directory.
+    fn mount(&self, root: BorrowedFd<'_>, flags: MsFlags, cgroupns: bool) -> std::io::Result<()> {
+        let sub = ensure_in_root(root, &self.dest, true)?;
+        match (cgroupns, self.unified) {
+            (true, true) => Ok(mount_at(
+                Some(Path::new("cgroup2")),
+                sub.as_fd(),
+                Some("cgroup2"),
+                flags,
+                NONE,
+            )?),
+            (true, false) => Ok(mount_at(
+                Some(Path::new("cgroup")),
+                sub.as_fd(),
+                Some("cgroup"),
+                flags,
+                Some(self.controllers),
+            )?),
+            (false, _) => {
+                mount_at(Some(self.dir), sub.as_fd(), NONE, MsFlags::MS_BIND, NONE)?;
+                bind_flags(root, &self.dest, flags, false)
+            }
+        }
+    }
 }
 
 /// A bind takes none of the mount's flags: they are set on it after, or root in the container

@@ -60,6 +60,9 @@ pub fn prepare<'a>(
     cwd: Cwd,
 ) -> Result<Prepared<'a>, InitError> {
     let p = &plan.process;
+    // First of all: before the container's rlimits (the caller's bound which fds can be open)
+    // and before any seccomp filter is loaded.
+    close_fds(plan)?;
     // The cwd is resolved inside the new root with magic links refused, so a leaked fd named as
     // /proc/self/fd/N can never become the working directory (CVE-2024-21626).
     let root = nix::fcntl::open(
@@ -76,14 +79,7 @@ pub fn prepare<'a>(
     }
     .step(|| format!("process.cwd {}", p.cwd.display()))?;
     nix::unistd::fchdir(dir.as_fd()).step(|| format!("chdir to {}", p.cwd.display()))?;
-    let mut env = p.env.clone();
-    if !env
-        .iter()
-        .any(|e| e.strip_prefix("HOME=").is_some_and(|h| !h.is_empty()))
-    {
-        env.retain(|e| !e.starts_with("HOME="));
-        env.push(format!("HOME={}", home_of(root.as_fd(), p.uid)));
-    }
+    let env = with_home(&p.env, root.as_fd(), p.uid);
     drop((dir, root));
 
     for r in &p.rlimits {
@@ -136,8 +132,6 @@ pub fn prepare<'a>(
         write_own_attr("attr/exec", None, label)
             .step(|| format!("process.selinuxLabel {label:?}"))?;
     }
-
-    close_fds(plan)?;
 
     // Where runc loads it: before the capabilities go when there is no no_new_privs (loading
     // then needs CAP_SYS_ADMIN), else as late as possible. A listener is handed over during
@@ -220,13 +214,24 @@ fn write_own_attr(attr: &str, fallback: Option<&str>, value: &str) -> std::io::R
     }
 }
 
+/// `env`, with HOME set as runc sets it when it has none (or an empty one).
+fn with_home(env: &[String], root: BorrowedFd<'_>, uid: u32) -> Vec<String> {
+    let mut env = env.to_vec();
+    if !env
+        .iter()
+        .any(|e| e.strip_prefix("HOME=").is_some_and(|h| !h.is_empty()))
+    {
+        env.retain(|e| !e.starts_with("HOME="));
+        env.push(format!("HOME={}", home_of(root, uid)));
+    }
+    env
+}
+
 /// The home directory of `uid` in the container's /etc/passwd, or "/" (runc's HOME for a process
 /// whose env has none).
 fn home_of(root: BorrowedFd<'_>, uid: u32) -> String {
-    let mut text = String::new();
-    let _ = crate::fsutil::open_in_root(root, Path::new("/etc/passwd"), OFlag::O_RDONLY)
-        .map(std::fs::File::from)
-        .and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut text));
+    let text = crate::fsutil::read_small_file_in_root(root, Path::new("/etc/passwd"), 1 << 20)
+        .unwrap_or_default();
     text.lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.len() >= 6 && f[2].parse() == Ok(uid))
@@ -291,16 +296,16 @@ fn close_fds(plan: &Plan) -> Result<(), InitError> {
     Ok(())
 }
 
-/// Marks every open fd from `first` on close-on-exec, as /proc/self/fd lists them.
+/// Marks every fd from `first` up to the NOFILE hard limit close-on-exec. Not through
+/// /proc/self/fd: this may be the container's /proc, which a privileged container could have
+/// covered to hide an fd.
 fn mark_each(first: u32) -> Result<(), InitError> {
-    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
-        .step(|| "listing /proc/self/fd".into())?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .filter(|&fd: &i32| fd >= first as i32)
-        .collect();
-    for fd in fds {
-        // SAFETY: F_SETFD on an fd number; one that read_dir's own fd was is gone: EBADF.
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .step(|| "getrlimit(RLIMIT_NOFILE)".into())?;
+    // The kernel's nr_open caps it (1 << 20 by default).
+    let last = hard.min(1 << 20) as i32;
+    for fd in first as i32..last {
+        // SAFETY: F_SETFD on an fd number; those not open give EBADF.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     Ok(())
@@ -315,4 +320,22 @@ pub fn exec(p: Prepared<'_>) -> InitError {
     }
     let err = nix::unistd::execve(&p.path, &p.argv, &p.envp).unwrap_err();
     failure("exec", format!("{:?}: {err}", p.path))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fds_are_marked_without_close_range() {
+        let mut fds = [0; 2];
+        // SAFETY: pipe(2) into a local array; both ends without O_CLOEXEC.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let lowest = fds[0].min(fds[1]) as u32;
+        super::mark_each(lowest).unwrap();
+        for fd in fds {
+            // SAFETY: F_GETFD on our own fd, closed after.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+            assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC, "fd {fd}");
+            unsafe { libc::close(fd) };
+        }
+    }
 }

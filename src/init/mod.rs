@@ -184,7 +184,7 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
         "createContainer",
         &plan.hooks.create_container,
         &creating,
-        &plan.rootfs,
+        Some(&plan.rootfs),
     )
     .map_err(|e| failure("createContainer hooks", e.to_string()))?;
 
@@ -218,7 +218,7 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
         "startContainer",
         &plan.hooks.start_container,
         &created,
-        std::path::Path::new("/"),
+        Some(std::path::Path::new("/")),
     ) {
         Err(e) => failure("startContainer hooks", e.to_string()),
         Ok(()) => exec::exec(prepared),
@@ -330,18 +330,19 @@ fn enter_namespaces(plan: &Plan, fds: &InitFds) -> Result<(), InitError> {
         // SAFETY: this process is single-threaded; the child goes on as the init.
         match unsafe { nix::unistd::fork() }.step(|| "forking into the pid namespace".into())? {
             nix::unistd::ForkResult::Parent { child } => {
-                let _ = send_msg(
-                    fds.sync.as_fd(),
-                    &Msg::Forked {
-                        pid: child.as_raw(),
-                    },
-                );
+                let pid = child.as_raw();
+                let sent = send_msg(fds.sync.as_fd(), &Msg::Forked { pid });
                 // SAFETY: leaving at once, as a forked copy must: nothing of ours to clean up.
-                unsafe { libc::_exit(0) };
+                unsafe { libc::_exit(if sent.is_ok() { 0 } else { 1 }) };
             }
             // No PDEATHSIG: its parent is about to exit. Should the runtime die, the sync
-            // socket's EOF ends it.
-            nix::unistd::ForkResult::Child => {}
+            // socket's EOF ends it. Nothing is said until the runtime has our pid, so that no
+            // hook is run with the other's.
+            nix::unistd::ForkResult::Child => {
+                if expect(fds, "the new init's pid taken")? != Msg::Go {
+                    return Err(failure("pid namespace", "unexpected message"));
+                }
+            }
         }
     }
     let flags = ns

@@ -179,7 +179,7 @@ fn mount_tmpfs(
     let mounted = open_in_root(root, &m.dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
         .step(|| "reopening".into())?;
     if let Some(under) = under {
-        super::copyup::copy_dir(under.as_fd(), mounted.as_fd()).step(|| "tmpcopyup".into())?;
+        super::copyup::copy_entries(under.as_fd(), mounted.as_fd()).step(|| "tmpcopyup".into())?;
     }
     if let Some(mode) = existing_mode {
         nix::sys::stat::fchmod(mounted.as_fd(), mode).step(|| "mode of the tmpfs".into())?;
@@ -325,14 +325,17 @@ fn hide_host_kernel_filesystems(rootfs: &Path) -> Result<(), InitError> {
             (matches!(fstype, "proc" | "sysfs") && !mp.starts_with(rootfs)).then_some(mp)
         })
         .collect();
-    // Deepest first: a detached parent takes its children along, so they may be gone already.
+    // Deepest first, so that each is still there when its turn comes.
     targets.sort_by_key(|t| std::cmp::Reverse(t.components().count()));
     for t in targets {
         match umount2(&t, MntFlags::MNT_DETACH) {
-            Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
-            // Locked in a user namespace: cover it instead.
-            Err(_) => mount(Some("tmpfs"), &t, Some("tmpfs"), MsFlags::MS_RDONLY, NONE)
-                .step(|| format!("covering the host's {}", t.display()))?,
+            Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+            // EINVAL is also what a locked mount gives (the host's mounts as a user namespace's
+            // mount namespace copied them): cover it, which a user namespace may do.
+            Err(_) => match mount(Some("tmpfs"), &t, Some("tmpfs"), MsFlags::MS_RDONLY, NONE) {
+                Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+                Err(e) => return Err(e).step(|| format!("covering the host's {}", t.display())),
+            },
         }
     }
     Ok(())

@@ -568,7 +568,9 @@ pub fn parse_spec(
     let mut value: serde_json::Value =
         serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
             .map_err(parse)?;
-    drop_unknown_capabilities(&mut value);
+    if let Some(p) = value.get_mut("process") {
+        drop_unknown_capabilities(p);
+    }
     let seccomp = value
         .get_mut("linux")
         .and_then(|l| l.as_object_mut())
@@ -579,9 +581,9 @@ pub fn parse_spec(
 
 /// Capability names this build does not know (a newer kernel's) are left out with a warning, as
 /// runc 1.2 does, rather than refusing a config written for a newer runtime.
-fn drop_unknown_capabilities(spec: &mut serde_json::Value) {
-    let Some(sets) = spec
-        .pointer_mut("/process/capabilities")
+pub fn drop_unknown_capabilities(process: &mut serde_json::Value) {
+    let Some(sets) = process
+        .pointer_mut("/capabilities")
         .and_then(|c| c.as_object_mut())
     else {
         return;

@@ -1,7 +1,6 @@
 //! The container process: capabilities, rlimits and user, checked and turned into plain values.
 
 use std::collections::HashSet;
-use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::str::FromStr;
@@ -134,11 +133,11 @@ pub fn lookup_user(rootfs: &Path, name: &str) -> Result<(u32, u32), PlanError> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| PlanError::field(field, format!("opening rootfs: {e}")))?;
-    let mut text = String::new();
-    crate::fsutil::open_in_root(root.as_fd(), Path::new("/etc/passwd"), OFlag::O_RDONLY)
-        .map(std::fs::File::from)
-        .and_then(|mut f| f.read_to_string(&mut text))
-        .map_err(|e| PlanError::field(field, format!("reading /etc/passwd in the rootfs: {e}")))?;
+    let text =
+        crate::fsutil::read_small_file_in_root(root.as_fd(), Path::new("/etc/passwd"), 1 << 20)
+            .map_err(|e| {
+                PlanError::field(field, format!("reading /etc/passwd in the rootfs: {e}"))
+            })?;
     text.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(':').collect();

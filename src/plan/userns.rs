@@ -13,7 +13,7 @@ pub fn check_joined(path: &Path, uid_map: &[IdMap], gid_map: &[IdMap]) -> Result
     let field = "linux.uidMappings";
     let ns = std::fs::metadata(path)
         .map_err(|e| PlanError::field("linux.namespaces", format!("{}: {e}", path.display())))?;
-    let pid = member(ns.dev(), ns.ino()).ok_or_else(|| {
+    let pid = member(path, ns.dev(), ns.ino()).ok_or_else(|| {
         PlanError::field(
             field,
             format!(
@@ -41,17 +41,29 @@ pub fn check_joined(path: &Path, uid_map: &[IdMap], gid_map: &[IdMap]) -> Result
     Ok(())
 }
 
-/// A process in the namespace whose file has this device and inode; /proc/PID/ns/user paths
-/// name their process, other paths (a bind-mounted namespace) are looked for in /proc.
-fn member(dev: u64, ino: u64) -> Option<u32> {
+/// A process in the namespace whose file has this device and inode: the one a /proc/PID/ns/user
+/// path names, else (a bind-mounted namespace) one found in /proc.
+fn member(path: &Path, dev: u64, ino: u64) -> Option<u32> {
+    let is_in = |pid: &u32| {
+        std::fs::metadata(format!("/proc/{pid}/ns/user"))
+            .is_ok_and(|m| m.dev() == dev && m.ino() == ino)
+    };
+    let named = path.strip_prefix("/proc").ok().and_then(|p| {
+        p.components()
+            .next()?
+            .as_os_str()
+            .to_str()?
+            .parse::<u32>()
+            .ok()
+    });
+    if let Some(pid) = named.filter(is_in) {
+        return Some(pid);
+    }
     std::fs::read_dir("/proc")
         .ok()?
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            std::fs::metadata(format!("/proc/{pid}/ns/user"))
-                .is_ok_and(|m| m.dev() == dev && m.ino() == ino)
-        })
+        .find(is_in)
 }
 
 pub fn parse(text: &str) -> Vec<IdMap> {

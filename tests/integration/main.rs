@@ -20,7 +20,7 @@ mod support;
 mod terminal;
 mod tty;
 
-use clients::{ctr, docker, podman};
+use clients::{ctr, docker, docker_userns, podman};
 use harness::Test;
 
 macro_rules! tests {
@@ -128,7 +128,7 @@ fn main() {
         docker::interactive_terminal,
         docker::pause_update_top_stats,
         docker::stop_signal_and_sub_cgroups,
-        docker::userns_remap_and_network_container,
+        docker_userns::userns_remap_and_network_container,
         ctr::run_exec_kill_rm,
         podman::run_exec_stop_pause_ps,
         podman::read_only_tmpfs_and_a_pod,

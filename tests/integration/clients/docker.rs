@@ -9,7 +9,7 @@ use crate::harness::{TestResult, at_exit};
 use crate::support::cap_field;
 use crate::tty::Tmux;
 
-const IMAGE: &str = "chitin-busybox:it";
+pub(super) const IMAGE: &str = "chitin-busybox:it";
 
 pub struct Docker {
     dir: PathBuf,
@@ -17,7 +17,7 @@ pub struct Docker {
 }
 
 /// The run's dockerd, started on first use; Err skips when docker.io is not installed.
-fn docker() -> Result<&'static Docker, crate::harness::Outcome> {
+pub(super) fn docker() -> Result<&'static Docker, crate::harness::Outcome> {
     need(
         &["dockerd", "containerd", "containerd-shim-runc-v2", "docker"],
         "docker.io",
@@ -34,34 +34,8 @@ fn docker() -> Result<&'static Docker, crate::harness::Outcome> {
     }))
 }
 
-/// A second dockerd, with `--userns-remap` (containers' root is the host's 100000): the
-/// sandbox's /etc/subuid and /etc/subgid give the "daemon" user that range.
-fn docker_userns() -> Result<&'static Docker, crate::harness::Outcome> {
-    docker()?;
-    static D: OnceLock<Docker> = OnceLock::new();
-    Ok(D.get_or_init(|| {
-        let sb = sandbox();
-        for f in ["subuid", "subgid"] {
-            let ours = sb.dir.join(f);
-            std::fs::write(&ours, "daemon:100000:65536\n").unwrap();
-            ok(sb
-                .cmd("mount")
-                .arg("--bind")
-                .arg(&ours)
-                .arg(format!("/etc/{f}")));
-        }
-        let d = Docker::start(sb, "docker-userns", &["--userns-remap=daemon"]);
-        at_exit(|| {
-            if let Ok(d) = docker_userns() {
-                d.stop();
-            }
-        });
-        d
-    }))
-}
-
 impl Docker {
-    fn start(sb: &Sandbox, name: &str, extra: &[&str]) -> Docker {
+    pub(super) fn start(sb: &Sandbox, name: &str, extra: &[&str]) -> Docker {
         let dir = sb.dir.join(name);
         std::fs::create_dir_all(dir.join("cli")).unwrap();
         let config = serde_json::json!({
@@ -107,7 +81,7 @@ impl Docker {
         d
     }
 
-    fn stop(&self) {
+    pub(super) fn stop(&self) {
         let ids = run(self.cli().args(["ps", "-aq"])).out;
         for id in ids.split_whitespace() {
             let _ = run(self.cli().args(["rm", "-f", id]));
@@ -122,7 +96,7 @@ impl Docker {
     }
 
     /// The docker CLI of Debian's docker.io, talking to this daemon, its config kept here.
-    fn cli(&self) -> Command {
+    pub(super) fn cli(&self) -> Command {
         let prog = if Path::new("/usr/bin/docker").exists() {
             "/usr/bin/docker"
         } else {
@@ -147,7 +121,7 @@ impl Docker {
         line
     }
 
-    fn inspect(&self, id: &str, format: &str) -> String {
+    pub(super) fn inspect(&self, id: &str, format: &str) -> String {
         ok(self.cli().args(["inspect", "-f", format, id]))
             .trim()
             .to_owned()
@@ -603,40 +577,5 @@ pub fn stop_signal_and_sub_cgroups() -> TestResult {
     assert!(dirs.iter().any(|d| d.join("sub").is_dir()), "{dirs:?}");
     ok(d.cli().args(["rm", "-f", &id]));
     super::wait_until(10, "the cgroups gone", || dirs.iter().all(|d| !d.exists()));
-    Ok(())
-}
-
-/// `--userns-remap` with `--network container:X`: the second container joins the first's user
-/// and network namespaces by path, with the same mappings in its config; they talk over
-/// 127.0.0.1.
-pub fn userns_remap_and_network_container() -> TestResult {
-    let d = docker_userns()?;
-    let first = ok(d
-        .cli()
-        .args(["run", "-d", IMAGE, "sh", "-c"])
-        .arg("while :; do echo pong | nc -l -p 8080 127.0.0.1; done"))
-    .trim()
-    .to_owned();
-    let r = run(d.cli().args(["run", "--rm", "--network"])
-        .arg(format!("container:{first}"))
-        .args([IMAGE, "sh", "-c"])
-        .arg("cat /proc/self/uid_map; readlink /proc/self/ns/net; for i in 1 2 3 4 5 6 7 8 9 10; do nc 127.0.0.1 8080 </dev/null && break; sleep 0.2; done"));
-    assert_eq!(r.code, 0, "{} {}", r.out, r.err);
-    let lines: Vec<&str> = r.out.lines().collect();
-    assert_eq!(
-        lines[0].split_whitespace().collect::<Vec<_>>(),
-        ["0", "100000", "65536"],
-        "{}",
-        r.out
-    );
-    let pid = d.inspect(&first, "{{.State.Pid}}");
-    let net = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
-    assert_eq!(
-        lines[1],
-        net.to_str().unwrap(),
-        "the first's network namespace"
-    );
-    assert_eq!(lines.get(2), Some(&"pong"), "{}", r.out);
-    ok(d.cli().args(["rm", "-f", &first]));
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 pub mod ctr;
 pub mod docker;
+pub mod docker_userns;
 pub mod podman;
 
 use std::fs;

@@ -59,17 +59,16 @@ pub const ALLOWED: &[Allow] = &[
     Allow {
         cases: "*",
         hosts: ANY,
-        line: "? status\tSigIgn:*",
+        line: "- status\tSigIgn:\t0000000080000000",
         why: "chitin resets every signal to its default before the execve; runc (Go) leaves \
               signal 32 ignored when its caller ignored it, and an ignored signal stays ignored \
               across execve",
     },
     Allow {
-        cases: "*-spec*",
-        hosts: &[Host::Hybrid, Host::V1],
-        line: "? mount\t/sys/fs/cgroup/* root=*",
-        why: "a config without linux.cgroupsPath: runc makes the cgroup <id> beside its own in \
-              each hierarchy, chitin /chitin/<id>, so that all its containers are in one place",
+        cases: "*",
+        hosts: ANY,
+        line: "+ status\tSigIgn:\t0000000000000000",
+        why: "the other half of the entry above",
     },
     Allow {
         cases: "everything",

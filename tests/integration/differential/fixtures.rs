@@ -28,6 +28,7 @@ const FIXTURES: &[(&str, &str)] = fixtures![
     "docker-user-1000",
     "docker-tty",
     "docker-userns-remap",
+    "docker-userns-remap-first",
     "docker-userns-remap-network-container",
     "podman-default",
     "podman-read-only",
@@ -126,7 +127,6 @@ impl Holder {
                 "ipc" => "--ipc",
                 "uts" => "--uts",
                 "user" => "--user",
-                "pid" => "--pid",
                 "mount" => "--mount",
                 other => panic!("no holder for a {other} namespace"),
             });
