@@ -145,6 +145,11 @@ fn main() -> ExitCode {
         eprintln!("chitin: --log: {e}");
         return ExitCode::from(1);
     }
+    // A failed exec exits 255, as runc's: shims tell it from the process's own status so.
+    let failure = match cli.command {
+        Some(Command::Exec { .. }) => 255,
+        _ => 1,
+    };
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
@@ -155,7 +160,7 @@ fn main() -> ExitCode {
             if !logger::to_stderr() {
                 eprintln!("chitin: {msg}");
             }
-            ExitCode::from(1)
+            ExitCode::from(failure)
         }
     }
 }

@@ -197,8 +197,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> 
     };
     match dir.status(&r) {
         // The init is gone, but in the pid namespace it shared its children may not be: they
-        // go with the container, as in runc.
-        Status::Stopped if r.shares_pid_ns && !r.cgroup.pids().is_empty() => {
+        // go with the container, as in runc. With --force, whatever is left in its cgroup goes
+        // (an init whose create was killed before its pid was recorded, say).
+        Status::Stopped if (force || r.shares_pid_ns) && !r.cgroup.pids().is_empty() => {
             container::kill_all(&r)?
         }
         Status::Stopped => {}

@@ -199,7 +199,8 @@ pub fn exec(
         let dir = StateDir::open(root, id)?;
         let r = dir.read()?;
         match dir.status(&r) {
-            Status::Running => {}
+            // As runc: a created container's init has its namespaces and cgroup ready.
+            Status::Running | Status::Created => {}
             Status::Paused if f.ignore_paused => {}
             Status::Paused => {
                 return Err(ContainerError::Status(

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use caps::CapSet;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
-use nix::unistd::{AccessFlags, Gid, Uid};
+use nix::unistd::{Gid, Uid};
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
@@ -238,22 +238,18 @@ fn home_of(root: BorrowedFd<'_>, uid: u32) -> String {
         .map_or_else(|| "/".to_owned(), |f| f[5].to_owned())
 }
 
-/// Finds the program as the container's user would: a path with a slash as is, a bare name on
-/// the process's own PATH.
+/// Finds the program as runc does: a path with a slash as it is (the kernel decides whether it
+/// runs: root, or a user with CAP_DAC_OVERRIDE, may run what access(2) as that user would
+/// refuse), a bare name on the process's own PATH, as a regular file with an execute bit.
 fn lookup(prog: &str, env: &[String]) -> Result<PathBuf, InitError> {
-    let executable = |p: &Path| p.is_file() && nix::unistd::access(p, AccessFlags::X_OK).is_ok();
     if prog.contains('/') {
-        let p = PathBuf::from(prog);
-        if executable(&p) {
-            return Ok(p);
-        }
-        let why = if p.exists() {
-            "permission denied or not a regular file"
-        } else {
-            "no such file or directory"
-        };
-        return Err(failure("exec", format!("{prog:?}: {why}")));
+        return Ok(PathBuf::from(prog));
     }
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| {
+            m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+        })
+    };
     let path = env
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
@@ -319,7 +315,14 @@ pub fn exec(p: Prepared<'_>) -> InitError {
         }
     }
     let err = nix::unistd::execve(&p.path, &p.argv, &p.envp).unwrap_err();
-    failure("exec", format!("{:?}: {err}", p.path))
+    // As runc words it: "exec /run.sh: no such file or directory".
+    let why = std::io::Error::from_raw_os_error(err as i32).to_string();
+    let why = why
+        .split(" (os error")
+        .next()
+        .unwrap_or(&why)
+        .to_lowercase();
+    failure(&format!("exec {}", p.path.to_string_lossy()), why)
 }
 
 #[cfg(test)]

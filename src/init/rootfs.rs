@@ -32,9 +32,11 @@ pub(super) fn mount_at(
 /// a mount point pivot_root can use. Returns an fd of the rootfs mount.
 pub fn prepare(ctx: &InitContext<'_>) -> Result<OwnedFd, InitError> {
     let plan = ctx.plan;
-    // Shared propagation on "/" would leak our mounts to the host; runc's default is rslave.
+    // Shared propagation on "/" would leak our mounts to the host, and the rootfs cannot be
+    // bound from an unbindable mount: both are set on the new root after pivot_root. runc's
+    // default is rslave.
     let prop = plan.rootfs_propagation;
-    let first = if prop.intersects(MsFlags::MS_SHARED) {
+    let first = if prop.intersects(MsFlags::MS_SHARED | MsFlags::MS_UNBINDABLE) {
         MsFlags::MS_SLAVE | MsFlags::MS_REC
     } else {
         prop
@@ -369,7 +371,10 @@ pub fn pivot(root: OwnedFd, plan: &Plan) -> Result<(), InitError> {
     }
     drop(old_root);
     nix::unistd::chdir("/").step(|| "chdir /".into())?;
-    if plan.rootfs_propagation.intersects(MsFlags::MS_SHARED) {
+    if plan
+        .rootfs_propagation
+        .intersects(MsFlags::MS_SHARED | MsFlags::MS_UNBINDABLE)
+    {
         mount(NONE, "/", NONE, plan.rootfs_propagation, NONE)
             .step(|| "rootfsPropagation".into())?;
     }

@@ -568,6 +568,7 @@ pub fn parse_spec(
     let mut value: serde_json::Value =
         serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
             .map_err(parse)?;
+    check_top_level(&value)?;
     if let Some(p) = value.get_mut("process") {
         drop_unknown_capabilities(p);
     }
@@ -577,6 +578,35 @@ pub fn parse_spec(
         .and_then(|l| l.remove("seccomp"));
     let spec = serde_path_to_error::deserialize(value).map_err(parse)?;
     Ok((spec, seccomp))
+}
+
+/// The other platforms' sections are refused (chitin runs Linux containers: such a config
+/// was not written for it); keys the runtime-spec does not have are ignored with a warning.
+fn check_top_level(spec: &serde_json::Value) -> Result<(), PlanError> {
+    const KNOWN: [&str; 9] = [
+        "ociVersion",
+        "process",
+        "root",
+        "hostname",
+        "domainname",
+        "mounts",
+        "hooks",
+        "annotations",
+        "linux",
+    ];
+    for key in spec.as_object().into_iter().flat_map(|m| m.keys()) {
+        match key.as_str() {
+            k if KNOWN.contains(&k) => {}
+            k @ ("windows" | "solaris" | "vm" | "zos") => {
+                return Err(PlanError::field(
+                    k,
+                    "chitin is a Linux runtime: this section is another platform's",
+                ));
+            }
+            k => crate::logger::warn(&format!("config.json: unknown key {k:?} ignored")),
+        }
+    }
+    Ok(())
 }
 
 /// Capability names this build does not know (a newer kernel's) are left out with a warning, as
@@ -961,12 +991,12 @@ impl Plan {
                         ));
                     }
                 };
-                let access = d.access().clone().unwrap_or_else(|| "rwm".into());
-                if access.is_empty() || !access.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
-                    return Err(PlanError::field(
-                        &format!("linux.resources.devices[{i}].access"),
-                        format!("{access:?} is not a subset of \"rwm\""),
-                    ));
+                // As runc: letters other than r, w and m are ignored, and a rule left with none
+                // grants or denies nothing.
+                let given = d.access().clone().unwrap_or_else(|| "rwm".into());
+                let access: String = "rwm".chars().filter(|c| given.contains(*c)).collect();
+                if access.is_empty() {
+                    continue;
                 }
                 let whole =
                     kind == 'a' && d.major().is_none() && d.minor().is_none() && access == "rwm";

@@ -585,6 +585,11 @@ pub fn device_rules_v1() -> TestResult {
         let b = fuse_bundle(&ctx, &ctx.id(), deny)?;
         assert_eq!(ctx.run_ok(&b), want);
     }
+    // Access letters other than r, w and m are ignored, as runc ignores them.
+    let mut b = fuse_bundle(&ctx, &ctx.id(), true)?;
+    b.config["linux"]["resources"]["devices"] = json!([{"allow": false, "access": "rwmx"}]);
+    b.save();
+    assert_eq!(ctx.run_ok(&b), "fuse-denied\nnull-ok\n");
     Ok(())
 }
 

@@ -76,6 +76,11 @@ pub fn bad_configs() -> TestResult {
     );
     refused(
         &ctx,
+        |c, _| c["windows"] = json!({"layerFolders": ["C:\\layers"]}),
+        "windows: chitin is a Linux runtime",
+    );
+    refused(
+        &ctx,
         |c, _| c["mounts"][0]["options"] = json!(["tmpcopyup"]),
         "mounts[0].options: tmpcopyup is for tmpfs mounts",
     );
@@ -178,5 +183,19 @@ pub fn refused_flags() -> TestResult {
     let out = ctx.chitin(&["--rootless", "true", "list"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("rootless"));
+    Ok(())
+}
+
+/// A key the runtime-spec does not have is ignored with a warning naming it, as runc logs it.
+pub fn unknown_keys_are_warned_of() -> TestResult {
+    let ctx = Ctx::new("unknownkey")?;
+    let mut b = ctx.bundle("echo ran");
+    b.config["futureSection"] = json!({"x": 1});
+    let (code, out, err) = ctx.run(&b, &ctx.id());
+    assert_eq!((code, out.as_str()), (0, "ran\n"), "{err}");
+    assert!(
+        unescape(err.as_bytes()).contains("unknown key \"futureSection\" ignored"),
+        "{err}"
+    );
     Ok(())
 }

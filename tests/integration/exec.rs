@@ -152,6 +152,8 @@ pub fn flags_and_exit_status() -> TestResult {
     Ok(())
 }
 
+/// exec as runc allows it: into a created container, not into a stopped, missing or (without
+/// --ignore-paused) paused one, and a failure exits 255.
 pub fn refused_when_not_running() -> TestResult {
     let ctx = Ctx::new("execstop")?;
     let mut b = ctx.bundle("true");
@@ -167,12 +169,42 @@ pub fn refused_when_not_running() -> TestResult {
             .unwrap()
             .success()
     );
+    // A failed exec exits 255, as runc's (shims tell it from the process's status so).
     let (code, _, err) = exec(&ctx, &[&id, "true"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 255);
     assert!(err.contains("stopped"), "{err}");
     let (code, _, err) = exec(&ctx, &["ghost", "true"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 255);
     assert!(err.contains("does not exist"), "{err}");
+
+    // Created, not started: the process runs in the container's namespaces and cgroup, as in
+    // runc; paused, it needs --ignore-paused.
+    let id = ctx.id();
+    let mut b = ctx.bundle("sleep 100");
+    b.config["hostname"] = "made".into();
+    b.config["linux"]["cgroupsPath"] = format!("/chitin-tests/{id}").into();
+    let (code, err) = ctx.create(&b, &id, &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = exec(
+        &ctx,
+        &[
+            &id,
+            "sh",
+            "-c",
+            "hostname; md5sum < /proc/self/cgroup; md5sum < /proc/1/cgroup",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "made", "the container's uts namespace: {out}");
+    assert_eq!(lines[1], lines[2], "the waiting init's cgroup: {out}");
+    ctx.chitin_ok(&["start", &id]);
+    ctx.chitin_ok(&["pause", &id]);
+    let (code, _, err) = exec(&ctx, &[&id, "true"]);
+    assert_eq!(code, 255);
+    assert!(err.contains("--ignore-paused"), "{err}");
+    ctx.chitin_ok(&["resume", &id]);
+    ctx.chitin_ok(&["delete", "-f", &id]);
     Ok(())
 }
 

@@ -320,3 +320,29 @@ pub fn session_keyring() -> TestResult {
     assert!(!out2.lines().any(|l| l == id2), "{out2}");
     Ok(())
 }
+
+/// The kernel decides what runs, as with runc: a user with CAP_DAC_OVERRIDE runs a script only
+/// root may execute (access(2) as that user would say no), and a missing program fails in
+/// runc's words.
+pub fn execute_bit_is_the_kernels_to_check() -> TestResult {
+    let ctx = Ctx::new("xbit")?;
+    let mut b = ctx.bundle("unused");
+    let script = b.rootfs().join("run.sh");
+    std::fs::write(&script, "#!/bin/sh\necho ran as $(id -u)\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let caps = json!(["CAP_DAC_OVERRIDE"]);
+    b.config["process"]["args"] = json!(["/run.sh"]);
+    b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    b.config["process"]["capabilities"] = json!({"bounding": caps, "effective": caps,
+        "permitted": caps, "inheritable": caps, "ambient": caps});
+    let (code, out, err) = ctx.run(&b, &ctx.id());
+    assert_eq!((code, out.as_str()), (0, "ran as 1000\n"), "{err}");
+    b.config["process"]["args"] = json!(["/no/run.sh"]);
+    let (code, _, err) = ctx.run(&b, &ctx.id());
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("exec /no/run.sh: no such file or directory"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -144,6 +144,13 @@ pub fn propagation() -> TestResult {
     b.config["linux"]["rootfsPropagation"] = "rprivate".into();
     b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/vol", "type": "bind", "source": src, "options": ["rbind", "rshared"]}));
     assert_eq!(ctx.run_ok(&b), "/ private\n/vol shared\n");
+    // unbindable: set on the new root after pivot_root (the rootfs could not be bound from an
+    // unbindable mount; runc 1.1.5 fails so).
+    let mut b = ctx.bundle(
+        "awk '$5 == \"/\" {print ($7 ~ /unbindable/) ? \"unbindable\" : $7}' /proc/self/mountinfo",
+    );
+    b.config["linux"]["rootfsPropagation"] = "unbindable".into();
+    assert_eq!(ctx.run_ok(&b), "unbindable\n");
     Ok(())
 }
 
