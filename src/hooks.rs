@@ -28,7 +28,18 @@ pub fn run_all(
     state: &str,
     cwd: Option<&Path>,
 ) -> Result<(), HookError> {
-    hooks.iter().try_for_each(|h| run(phase, h, state, cwd))
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    // A hook may exit without reading its stdin: the write then fails with EPIPE, which must
+    // not kill us by SIGPIPE (the init, which runs createContainer hooks, has the default
+    // action). What the caller had is put back.
+    // SAFETY: signal(2) with SIG_IGN, then the old handler; single-threaded where it matters.
+    let old = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let r = hooks.iter().try_for_each(|h| run(phase, h, state, cwd));
+    // SAFETY: as above.
+    unsafe { libc::signal(libc::SIGPIPE, old) };
+    r
 }
 
 fn run(phase: &'static str, hook: &Hook, state: &str, cwd: Option<&Path>) -> Result<(), HookError> {

@@ -52,15 +52,19 @@ pub fn send_msg(fd: BorrowedFd<'_>, msg: &Msg) -> io::Result<()> {
     Ok(())
 }
 
-/// Receives one message; `Ok(None)` when the other side closed the socket.
+/// Receives one message; `Ok(None)` when the other side closed the socket. Its size is asked
+/// first (MSG_PEEK | MSG_TRUNC gives a datagram's whole length): a state with large
+/// annotations does not fit a fixed buffer, and SEQPACKET cuts what does not fit.
 pub fn recv_msg(fd: BorrowedFd<'_>) -> io::Result<Option<Msg>> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let n = loop {
-        match recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+    let recv_with = |buf: &mut [u8], flags: MsgFlags| loop {
+        match recv(fd.as_raw_fd(), buf, flags) {
             Err(nix::errno::Errno::EINTR) => continue,
-            r => break r?,
+            r => break r,
         }
     };
+    let size = recv_with(&mut [0u8; 1], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC)?;
+    let mut buf = vec![0u8; size.max(1)];
+    let n = recv_with(&mut buf, MsgFlags::empty())?;
     if n == 0 {
         return Ok(None);
     }

@@ -129,6 +129,13 @@ pub fn chatty_hooks() -> TestResult {
     let (code, out, err) = ctx.run(&b, &ctx.id());
     assert_eq!((code, out.as_str()), (0, "ran\n"), "{err}");
     assert!(start.elapsed().as_secs() < 10, "{:?}", start.elapsed());
+    // A createContainer hook (run by the init) that exits without reading a state larger than
+    // a pipe holds: the init's write fails, and must not kill it.
+    let mut quiet = ctx.bundle("echo ran");
+    quiet.config["annotations"] = json!({"big": "x".repeat(80_000)});
+    quiet.config["hooks"] = json!({"createContainer": [{"path": "/bin/true"}]});
+    let (code, out, err) = ctx.run(&quiet, &ctx.id());
+    assert_eq!((code, out.as_str()), (0, "ran\n"), "{err}");
     let failing = format!("{chatter}; echo last words >&2; exit 3");
     b.config["hooks"] =
         json!({"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", failing], "timeout": 20}]});
