@@ -25,7 +25,7 @@ cargo test --workspace --all-targets -- "$@"
 # The fuzz targets, a minute each (CHITIN_FUZZ_SECONDS); failing inputs become regression tests.
 bash tests/fuzz/run.sh
 # The client scenarios again with runc as the runtime: they pass with the reference runtime too.
-CHITIN_CLIENT_RUNTIME=runc cargo test --test integration -- docker:: ctr:: podman::
+CHITIN_CLIENT_RUNTIME=runc cargo test --test integration -- docker:: docker_userns:: ctr:: podman::
 # A cgroup v1-only host: the same host with its unified hierarchy hidden in a private mount
 # namespace, for the tests that touch cgroups.
 if mountpoint -q /sys/fs/cgroup/unified; then
