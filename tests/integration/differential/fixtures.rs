@@ -5,7 +5,7 @@
 //! (libnetwork-setkey, in dockerd's binary) is left out, and the cgroup goes under the tests'.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
@@ -116,7 +116,7 @@ fn bind_source(root: &Path, i: usize, dest: &str) -> PathBuf {
 }
 
 /// A process in new namespaces, for a config that joins namespaces by path; killed with the case.
-pub struct Holder(Child);
+pub struct Holder(super::Guard);
 
 impl Holder {
     fn new(kinds: &[String], maps: &(Value, Value)) -> Holder {
@@ -136,9 +136,9 @@ impl Holder {
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
-        let h = Holder(child);
+        let h = Holder(super::Guard(child));
         let first = h.ns_path(&kinds[0]);
-        let ours = std::fs::read_link(first.replace(&h.0.id().to_string(), "self")).unwrap();
+        let ours = std::fs::read_link(first.replace(&h.0.0.id().to_string(), "self")).unwrap();
         crate::clients::wait_until(10, "the holder's namespaces", || {
             std::fs::read_link(&first).is_ok_and(|l| l != ours)
         });
@@ -150,7 +150,7 @@ impl Holder {
                     .iter()
                     .map(|r| format!("{} {} {}\n", r["containerID"], r["hostID"], r["size"]))
                     .collect();
-                std::fs::write(format!("/proc/{}/{file}", h.0.id()), text).unwrap();
+                std::fs::write(format!("/proc/{}/{file}", h.0.0.id()), text).unwrap();
             }
         }
         h
@@ -158,13 +158,6 @@ impl Holder {
 
     fn ns_path(&self, kind: &str) -> String {
         let file = if kind == "network" { "net" } else { kind };
-        format!("/proc/{}/ns/{file}", self.0.id())
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        format!("/proc/{}/ns/{file}", self.0.0.id())
     }
 }

@@ -283,8 +283,8 @@ fn run_on_console(rt: &Path, root: &Path, case: &Case, bundle: &Path, id: &str) 
     report
 }
 
-/// Kills the helper when the case ends, however it ends.
-struct Guard(std::process::Child);
+/// A helper process (recvtty, a namespace holder), killed when the case ends, however it ends.
+pub struct Guard(pub std::process::Child);
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();
