@@ -11,10 +11,7 @@ fn freeze_target(p: &Placement) -> Result<Ctl<'_>, CgroupError> {
     }
     match p.unified.as_deref() {
         Some(u) if u.join("cgroup.freeze").exists() => Ok(Ctl::V2(u)),
-        _ => Err(CgroupError::Resource {
-            field: "freezer".into(),
-            reason: "no freezer on this host".into(),
-        }),
+        _ => Err(CgroupError::NoFreezer),
     }
 }
 
@@ -73,5 +70,21 @@ pub fn set(p: &Placement, frozen: bool) -> Result<(), CgroupError> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn no_freezer_names_no_config_field() {
+        let p = super::Placement {
+            v1: Vec::new(),
+            unified: Some("/nonexistent".into()),
+            created: Vec::new(),
+            default_parent: false,
+        };
+        let e = super::set(&p, true).unwrap_err().to_string();
+        assert!(e.starts_with("no freezer: "), "{e}");
+        assert!(!e.contains("linux.resources"), "{e}");
     }
 }

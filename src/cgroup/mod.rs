@@ -29,6 +29,10 @@ pub enum CgroupError {
     NoDevices,
     #[error("linux.resources.{field}: {reason}")]
     Resource { field: String, reason: String },
+    #[error(
+        "no freezer: this host has neither a v1 freezer controller nor cgroup.freeze (cgroup v2, Linux 5.2)"
+    )]
+    NoFreezer,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {

@@ -63,6 +63,15 @@ fn process_plan(
             serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
         // As in a config: capability names this build does not know are left out.
         crate::plan::drop_unknown_capabilities(&mut v);
+        if let Some(o) = v.as_object_mut() {
+            // runc decodes the file into a zero-valued process: without `user`, uid and gid 0.
+            o.entry("user")
+                .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+            // The flags apply on top of the file, -t too (runc ignores them all with --process).
+            if f.tty {
+                o.insert("terminal".into(), true.into());
+            }
+        }
         let p: oci_spec::runtime::Process = serde_path_to_error::deserialize(v).map_err(|e| {
             refuse(format!(
                 "--process {}: {}: {}",
@@ -130,13 +139,17 @@ fn process_plan(
         let cap = caps::Capability::from_str(c)
             .map_err(|_| refuse(format!("--cap {c:?}: unknown capability")))?;
         // Not the inheritable set: an added capability must not survive an execve of a
-        // non-root program (CVE-2022-29162).
+        // non-root program (CVE-2022-29162). Ambient too where the config made it inheritable,
+        // as runc 1.2 does, so that a non-root process keeps it.
         for set in [
             &mut p.caps.bounding,
             &mut p.caps.effective,
             &mut p.caps.permitted,
         ] {
             set.insert(cap);
+        }
+        if p.caps.inheritable.contains(&cap) {
+            p.caps.ambient.insert(cap);
         }
     }
     if p.terminal && opts.detach && opts.console_socket.is_none() {

@@ -829,6 +829,13 @@ impl Plan {
                 ));
             }
             if options.flags.contains(MsFlags::MS_BIND) {
+                // mount(2) ignores data on a bind: an option chitin does not know would do nothing.
+                if !options.data.is_empty() {
+                    return Err(PlanError::field(
+                        &format!("{field}.options"),
+                        format!("{:?}: not an option of a bind mount", options.data),
+                    ));
+                }
                 let src = source.as_ref().ok_or_else(|| {
                     PlanError::field(&format!("{field}.source"), "a bind mount needs a source")
                 })?;

@@ -152,6 +152,65 @@ pub fn flags_and_exit_status() -> TestResult {
     Ok(())
 }
 
+/// A --process file as runc reads it (no `user` is uid 0), the flags on top of it (-t too), and
+/// --cap raising the ambient set where the config made the capability inheritable (runc 1.2).
+pub fn process_file_and_flags_as_runc() -> TestResult {
+    let ctx = Ctx::new("execproc")?;
+    let recvtty = crate::terminal::recvtty()?;
+    let mut b = ctx.bundle("sleep 100");
+    b.config["root"]["readonly"] = false.into();
+    b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    b.config["process"]["capabilities"]["inheritable"] = json!(["CAP_NET_RAW"]);
+    b.config["process"]["capabilities"]["bounding"] = json!(["CAP_NET_RAW", "CAP_KILL"]);
+    let id = running(&ctx, &mut b);
+    let pf = ctx.base.join("process.json");
+    std::fs::write(&pf, json!({"args": ["id", "-u"], "cwd": "/"}).to_string()).unwrap();
+    let (code, out, err) = exec(&ctx, &["--process", pf.to_str().unwrap(), &id]);
+    assert_eq!((code, out.as_str()), (0, "0\n"), "{err}");
+
+    let sock = ctx.base.join("exec.sock");
+    let mut helper = crate::support::Guard(
+        std::process::Command::new(&recvtty)
+            .arg("--no-relay")
+            .arg(&sock)
+            .spawn()
+            .unwrap(),
+    );
+    crate::clients::wait_until(10, "the console socket", || sock.exists());
+    let script = "tty > /tmp/exec-tty";
+    std::fs::write(
+        &pf,
+        json!({"args": ["sh", "-c", script], "cwd": "/"}).to_string(),
+    )
+    .unwrap();
+    let sock_arg = sock.to_str().unwrap();
+    let args = [
+        "-d",
+        "-t",
+        "--console-socket",
+        sock_arg,
+        "--process",
+        pf.to_str().unwrap(),
+        &id,
+    ];
+    let (code, _, err) = exec(&ctx, &args);
+    assert_eq!(code, 0, "{err}");
+    let tty = b.rootfs().join("tmp/exec-tty");
+    crate::clients::wait_until(10, "the exec'd process", || tty.exists());
+    let _ = helper.0.wait();
+    let tty = std::fs::read_to_string(&tty).unwrap();
+    assert!(tty.starts_with("/dev/pts/"), "{tty}");
+
+    let (code, out, err) = exec(
+        &ctx,
+        &["--cap", "CAP_NET_RAW", &id, "cat", "/proc/self/status"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(cap_field(&out, "CapAmb:"), 1 << 13, "{out}");
+    assert_eq!(cap_field(&out, "CapEff:"), 1 << 13, "{out}");
+    Ok(())
+}
+
 /// exec as runc allows it: into a created container, not into a stopped, missing or (without
 /// --ignore-paused) paused one, and a failure exits 255.
 pub fn refused_when_not_running() -> TestResult {

@@ -299,6 +299,11 @@ pub fn features_and_version() -> TestResult {
             .iter()
             .any(|c| c == "CAP_SYS_ADMIN")
     );
+    // The annotation that turns seccomp off is one of those a client must not pass on blindly.
+    assert_eq!(
+        f["potentiallyUnsafeConfigAnnotations"],
+        serde_json::json!(["org.chitin.seccomp.skip-unsupported"])
+    );
     // Every guarantee features states is one the escape tests try.
     let tests = concat!(
         include_str!("escapes.rs"),

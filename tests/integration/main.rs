@@ -11,6 +11,7 @@ mod exec;
 mod harness;
 mod hooks;
 mod lifecycle;
+mod mount_options;
 mod process;
 mod reliability;
 mod rootfs;
@@ -54,6 +55,7 @@ fn main() {
         rootfs::time_namespace_offsets,
         rootfs::mounts_with_options,
         rootfs::propagation,
+        mount_options::every_listed_option_has_its_effect,
         rootfs::symlinked_mount_destination_stays_inside,
         rootfs::readonly_root_masked_and_readonly_paths,
         rootfs::devices_and_dev_layout,
@@ -90,6 +92,7 @@ fn main() {
         process::session_keyring,
         exec::joins_every_namespace_and_the_cgroup,
         exec::flags_and_exit_status,
+        exec::process_file_and_flags_as_runc,
         exec::refused_when_not_running,
         exec::seccomp_applies,
         exec::terminal,

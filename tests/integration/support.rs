@@ -318,3 +318,13 @@ pub fn cap_field(status: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} in {status}"));
     u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
 }
+
+/// A helper process (recvtty, a namespace holder), killed when the test ends, however it ends.
+pub struct Guard(pub std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

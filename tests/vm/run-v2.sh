@@ -64,6 +64,10 @@ for mod in tun fuse; do
     ?*) cp "$ko" "$root/lib/modules/$mod.ko" ;;
   esac
 done
+# The list of tests this run must run (CHITIN_MUST_RUN), with the others beside it.
+mkdir -p "$root/etc/must-run"
+cp tests/must-run/* "$root/etc/must-run/"
+must=$(basename "${CHITIN_MUST_RUN:-}")
 checkpolicy -U allow -o "$root/etc/selinux.policy" tests/vm/selinux/policy.conf >/dev/null
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
 printf 'root:x:0:\n' > "$root/etc/group"
@@ -96,9 +100,15 @@ for m in tun fuse; do insmod /lib/modules/$m.ko 2>/dev/null; done
 echo "cgroup-layout: $(cat /sys/fs/cgroup/cgroup.controllers)"
 set -- $(cat /proc/cmdline)
 filter=""
-for a in "$@"; do case $a in chitin.filter=*) filter=$(echo "${a#chitin.filter=}" | tr , ' ') ;; esac; done
+must=""
+for a in "$@"; do
+  case $a in
+    chitin.filter=*) filter=$(echo "${a#chitin.filter=}" | tr , ' ') ;;
+    chitin.must=?*) must=/etc/must-run/${a#chitin.must=} ;;
+  esac
+done
 # Emulated, a soak cycle takes ~0.8 s: a short soak here (the host run does 200).
-CHITIN_SOAK_CYCLES=20 CHITIN_BIN=/bin/chitin CHITIN_RECVTTY=/bin/chitin-recvtty TMPDIR=/tmp /bin/integration $filter
+CHITIN_MUST_RUN=$must CHITIN_SOAK_CYCLES=20 CHITIN_BIN=/bin/chitin CHITIN_RECVTTY=/bin/chitin-recvtty TMPDIR=/tmp /bin/integration $filter
 echo "vm-exit=$?"
 poweroff -f
 INIT
@@ -113,7 +123,7 @@ log=$work/console.log
 # once, its trace in the log, instead of waiting for the timeout.
 timeout 1500 qemu-system-x86_64 -accel tcg -m 2048 -smp 2 -nographic -no-reboot \
   -kernel "$kernel" -initrd "$work/initramfs.gz" \
-  -append "console=ttyS0 quiet panic=-1 softlockup_panic=1 $lsm chitin.filter=$filter" | tee "$log" | grep -A"${CHITIN_VM_CONTEXT:-3}" -E '^(test |integration:|cgroup-layout:|selinux:|vm-exit=|thread |  left|  right|assertion)' || true
+  -append "console=ttyS0 quiet panic=-1 softlockup_panic=1 $lsm chitin.filter=$filter chitin.must=$must" | tee "$log" | grep -A"${CHITIN_VM_CONTEXT:-3}" -E '^(test |integration:|cgroup-layout:|selinux:|vm-exit=|thread |  left|  right|assertion)' || true
 code=$(sed -n 's/^vm-exit=\([0-9]*\).*/\1/p' "$log" | tail -n 1)
 if [ -z "$code" ]; then
   echo "the VM did not finish the tests; last lines:" >&2

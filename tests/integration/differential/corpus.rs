@@ -89,6 +89,7 @@ pub fn cases(ctx: &Ctx) -> Vec<Case> {
     cases.push(Case::new("cgroup-namespace", cgroupns));
 
     cases.push(everything(plain(runc_spec.clone())));
+    cases.push(crate::mount_options::corpus_case(plain(runc_spec.clone())));
     cases.push(hooks(plain(runc_spec)));
     // The cgroup is the tests' (without one, chitin's default differs from runc's by design:
     // README, "Where chitin differs from runc").

@@ -116,7 +116,7 @@ fn bind_source(root: &Path, i: usize, dest: &str) -> PathBuf {
 }
 
 /// A process in new namespaces, for a config that joins namespaces by path; killed with the case.
-pub struct Holder(super::Guard);
+pub struct Holder(crate::support::Guard);
 
 impl Holder {
     fn new(kinds: &[String], maps: &(Value, Value)) -> Holder {
@@ -136,7 +136,7 @@ impl Holder {
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
-        let h = Holder(super::Guard(child));
+        let h = Holder(crate::support::Guard(child));
         let first = h.ns_path(&kinds[0]);
         let ours = std::fs::read_link(first.replace(&h.0.0.id().to_string(), "self")).unwrap();
         crate::clients::wait_until(10, "the holder's namespaces", || {

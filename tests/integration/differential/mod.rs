@@ -17,18 +17,21 @@ use serde_json::Value;
 
 use crate::clients::which;
 use crate::harness::{Outcome, TestResult, skip};
-use crate::support::{Ctx, bin};
+use crate::support::{Ctx, Guard, bin};
 
 pub const PROBE: &str = include_str!("probe.sh");
 
 /// One bundle of the corpus: its config (root.path and process.args are the runner's), the
 /// flags of `run`, and whether it has a terminal (then it runs detached, on a console socket).
+/// Makes the part of a case's config that depends on the bundle's path.
+pub type Prepare = Box<dyn Fn(&Path) -> Value>;
+
 pub struct Case {
     pub name: String,
     pub config: Value,
     pub flags: Vec<&'static str>,
     /// Changes to the config made for each runtime's run, given the bundle.
-    pub prepare: Option<Box<dyn Fn(&Path) -> Value>>,
+    pub prepare: Option<Prepare>,
     /// Processes holding namespaces the config joins, for as long as the case runs.
     pub holders: Vec<fixtures::Holder>,
 }
@@ -281,15 +284,6 @@ fn run_on_console(rt: &Path, root: &Path, case: &Case, bundle: &Path, id: &str) 
     let mut report = lines(&std::fs::read_to_string(&out_path).unwrap_or_default());
     report.push("exit\tdetached".to_owned());
     report
-}
-
-/// A helper process (recvtty, a namespace holder), killed when the case ends, however it ends.
-pub struct Guard(pub std::process::Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// What the hooks of corpus::hooks wrote: their cwd and env, and the state on their stdin (as
