@@ -63,6 +63,12 @@ pub fn init(path: Option<&Path>, format: Format, debug: bool) -> std::io::Result
     Ok(())
 }
 
+/// The log file's fd, which the container init keeps until its execve (CLOEXEC closes it then).
+pub fn fd() -> Option<std::os::fd::RawFd> {
+    use std::os::fd::AsRawFd;
+    LOGGER.get()?.sink.as_ref().map(|f| f.as_raw_fd())
+}
+
 /// True when log lines already land on stderr (then a fatal error is not printed twice).
 pub fn to_stderr() -> bool {
     LOGGER.get().is_none_or(|l| l.sink.is_none())
@@ -121,6 +127,21 @@ pub fn log(level: Level, msg: &str) {
 pub fn debug(msg: &str) {
     log(Level::Debug, msg);
 }
+
+/// True with --debug: the steps of create, start and exec are traced.
+pub fn debugging() -> bool {
+    LOGGER.get().is_some_and(|l| l.min == Level::Debug)
+}
+
+/// A debug line, formatted only with --debug (nothing is spent on the way otherwise).
+macro_rules! trace {
+    ($($arg:tt)*) => {
+        if $crate::logger::debugging() {
+            $crate::logger::debug(&format!($($arg)*));
+        }
+    };
+}
+pub(crate) use trace;
 
 pub fn warn(msg: &str) {
     log(Level::Warn, msg);

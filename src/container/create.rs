@@ -13,6 +13,7 @@ use super::{ContainerError, io_ctx};
 use crate::cgroup::{Layout, Placement};
 use crate::clone::clone_init;
 use crate::init::{InitContext, InitFds};
+use crate::logger::trace;
 use crate::plan::{NsKind, Plan};
 use crate::state::{Record, START_SOCKET, StateDir, Status, proc_stat};
 use crate::sync::{Msg, recv_msg, send_msg};
@@ -271,7 +272,7 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
     // The parent keeps none of the init's ends: EOF on the sync socket must mean the init is gone.
     drop((child_end, listener, console));
     drop(unified_fd);
-    crate::logger::debug(&format!("cloned container init {pid}"));
+    trace!("cloned the container init {pid} (into its cgroup by clone3: {into_cgroup})");
 
     record.cgroup.add(pid, into_cgroup)?;
     if let Some(adj) = plan.process.oom_score_adj {
@@ -284,7 +285,7 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
         .map_err(io_ctx("process.oomScoreAdj"))?;
     }
     record.pid = pid;
-    record.start_time = proc_stat(pid).map(|(t, _)| t).unwrap_or(0);
+    record.start_time = start_time(pid)?;
 
     let sync = parent_end.as_fd();
     send_msg(sync, &Msg::Go).map_err(io_ctx("sync"))?;
@@ -294,19 +295,21 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
                 // The cloned process exits at once: its child, in the new pid namespace and in
                 // the cgroup it inherited, is the container's init.
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-                crate::logger::debug(&format!("container init {init}, forked by {pid}"));
+                trace!("container init {init}, forked by {pid} into its pid namespace");
                 pid = init;
                 undo.pid = Some(pid);
                 record.pid = pid;
-                record.start_time = proc_stat(pid).map(|(t, _)| t).unwrap_or(0);
+                record.start_time = start_time(pid)?;
                 send_msg(sync, &Msg::Go).map_err(io_ctx("sync"))?;
             }
             Some(Msg::MapIds) => {
+                trace!("writing the id maps of {pid}");
                 write_id_map(pid, "uid_map", &plan.uid_map)?;
                 write_id_map(pid, "gid_map", &plan.gid_map)?;
                 send_msg(sync, &Msg::IdsMapped).map_err(io_ctx("sync"))?;
             }
             Some(Msg::RunHooks) => {
+                trace!("mounts made: running prestart and createRuntime hooks");
                 dir.write(&record)?;
                 let state = record.oci_state(Status::Creating);
                 let hooks = &plan.hooks;
@@ -334,6 +337,7 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
                     .as_ref()
                     .expect("a listener comes from a profile");
                 send_to_agent(profile, &record, fd)?;
+                trace!("seccomp listener handed to the agent");
             }
             Some(Msg::Ready) => break,
             Some(Msg::Failed { msg }) => return Err(ContainerError::Init(msg)),
@@ -349,6 +353,7 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
     if let Some(pf) = &plan.opts.pid_file {
         write_pid_file(pf, pid)?;
     }
+    trace!("created {}: init {pid} waits for start", plan.id);
     undo.pid = None;
     undo.placement = None;
     let dir = undo.dir.take().expect("state dir");
@@ -356,6 +361,15 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
         dir,
         record,
         console_relay,
+    })
+}
+
+/// The init's start time: with its pid, what tells it from a later process of the same pid.
+fn start_time(pid: i32) -> Result<u64, ContainerError> {
+    proc_stat(pid).map(|(t, _)| t).ok_or_else(|| {
+        io_ctx(format!("reading /proc/{pid}/stat of the container init"))(std::io::Error::other(
+            "no start time",
+        ))
     })
 }
 
@@ -367,7 +381,13 @@ pub(super) fn send_to_agent(
     fd: OwnedFd,
 ) -> Result<(), ContainerError> {
     let path = p.listener_path.as_ref().expect("checked by the planner");
-    let what = || format!("seccomp agent at {}", path.display());
+    // runc's words, which tests of seccomp agents look for.
+    let what = || {
+        format!(
+            "failed to connect with seccomp agent specified in the seccomp profile ({})",
+            path.display()
+        )
+    };
     let sock = std::os::unix::net::UnixStream::connect(path).map_err(io_ctx(what()))?;
     let state: serde_json::Value =
         serde_json::from_str(&r.oci_state(Status::Creating)).expect("state is JSON");
@@ -391,4 +411,14 @@ pub(super) fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError
     ));
     std::fs::write(&tmp, pid.to_string()).map_err(io_ctx(format!("pid file {}", tmp.display())))?;
     std::fs::rename(&tmp, path).map_err(io_ctx(format!("pid file {}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_unreadable_start_time_is_an_error() {
+        // Above any pid_max: no such process. A start time of 0 would make it look stopped.
+        let e = super::start_time(i32::MAX).unwrap_err().to_string();
+        assert!(e.contains("/proc/2147483647/stat"), "{e}");
+    }
 }

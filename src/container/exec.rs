@@ -253,6 +253,15 @@ pub fn exec(
     let init =
         pidfd(&record).ok_or_else(|| ContainerError::Status("container not running".into()))?;
     plan.namespaces = container_namespaces(record.pid);
+    crate::logger::trace!(
+        "exec: into {id} (init {}), joining {:?}",
+        record.pid,
+        plan.namespaces
+            .join
+            .iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>()
+    );
     let placement = placement(&record.cgroup, f.cgroup.as_deref())?;
     let seccomp = match &plan.seccomp {
         Some(p) => crate::seccomp::prepare(p, &plan.annotations)?,
@@ -300,6 +309,7 @@ pub fn exec(
     placement
         .add(pid, into_cgroup)
         .map_err(|e| kill(e.into()))?;
+    crate::logger::trace!("exec: cloned {pid} (into its cgroup by clone3: {into_cgroup})");
     let sync = parent_end.as_fd();
     send_msg(sync, &Msg::Go).map_err(|e| kill(io_ctx("sync")(e)))?;
     // Until execve closes the socket: a listener to hand over, or a failure.
@@ -323,6 +333,7 @@ pub fn exec(
             None => break,
         }
     }
+    crate::logger::trace!("exec: {pid} execs {:?}", plan.process.args);
     if let Some(pf) = &plan.opts.pid_file {
         write_pid_file(pf, pid)?;
     }

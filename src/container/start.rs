@@ -44,6 +44,7 @@ pub fn start(dir: &StateDir, r: &Record, hooks_cwd: Option<&Path>) -> Result<(),
         .map_err(|e| io_ctx("start socket address")(e.into()))?;
     connect(sock.as_raw_fd(), &addr)
         .map_err(|e| io_ctx("connecting to the container's start socket")(e.into()))?;
+    crate::logger::trace!("start: barrier of {} opened, init {} goes on", r.id, r.pid);
     let mut buf = vec![0u8; 16 * 1024];
     let n = loop {
         match recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty()) {
@@ -58,6 +59,7 @@ pub fn start(dir: &StateDir, r: &Record, hooks_cwd: Option<&Path>) -> Result<(),
             String::from_utf8_lossy(&buf[..n]).into_owned(),
         ));
     }
+    crate::logger::trace!("start: init {} execs the container process", r.pid);
     if let Err(e) = crate::hooks::run_all(
         "poststart",
         &r.poststart,

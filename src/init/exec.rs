@@ -1,5 +1,5 @@
 //! The last steps before execve: working directory, rlimits, keyring, user and capabilities,
-//! no_new_privs, umask, the executable's lookup, and closing every fd the container must not get.
+//! no_new_privs, umask and the executable's lookup.
 
 use std::ffi::CString;
 use std::os::fd::AsFd;
@@ -62,7 +62,7 @@ pub fn prepare<'a>(
     let p = &plan.process;
     // First of all: before the container's rlimits (the caller's bound which fds can be open)
     // and before any seccomp filter is loaded.
-    close_fds(plan)?;
+    super::fds::close_on_exec(plan)?;
     // The cwd is resolved inside the new root with magic links refused, so a leaked fd named as
     // /proc/self/fd/N can never become the working directory (CVE-2024-21626).
     let root = nix::fcntl::open(
@@ -265,48 +265,6 @@ fn lookup(prog: &str, env: &[String]) -> Result<PathBuf, InitError> {
         })
 }
 
-/// Every fd above the preserved ones is marked close-on-exec; the preserved ones (3..3+N) lose
-/// the flag so that they reach the container. Runs before any seccomp filter is loaded, so a
-/// profile that does not allow close_range cannot stop it (CVE-2024-21626 is about these fds).
-fn close_fds(plan: &Plan) -> Result<(), InitError> {
-    let first = plan.opts.first_own_fd();
-    // SAFETY: close_range only changes flags of our own fds.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    match nix::errno::Errno::result(rc) {
-        Ok(_) => {}
-        // Kernels before 5.11 (EINVAL: no CLOSE_RANGE_CLOEXEC; ENOSYS: no close_range): fd by fd.
-        Err(nix::errno::Errno::ENOSYS | nix::errno::Errno::EINVAL) => mark_each(first)?,
-        Err(e) => return Err(e).step(|| "close_range".into()),
-    }
-    for fd in 3..first {
-        // SAFETY: F_SETFD on a number the caller asked to pass on; EBADF is fine.
-        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
-    }
-    Ok(())
-}
-
-/// Marks every fd from `first` up to the NOFILE hard limit close-on-exec. Not through
-/// /proc/self/fd: this may be the container's /proc, which a privileged container could have
-/// covered to hide an fd.
-fn mark_each(first: u32) -> Result<(), InitError> {
-    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .step(|| "getrlimit(RLIMIT_NOFILE)".into())?;
-    // The kernel's nr_open caps it (1 << 20 by default).
-    let last = hard.min(1 << 20) as i32;
-    for fd in first as i32..last {
-        // SAFETY: F_SETFD on an fd number; those not open give EBADF.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    }
-    Ok(())
-}
-
 /// execve; returns only on failure.
 pub fn exec(p: Prepared<'_>) -> InitError {
     if let Some(f) = p.seccomp {
@@ -323,22 +281,4 @@ pub fn exec(p: Prepared<'_>) -> InitError {
         .unwrap_or(&why)
         .to_lowercase();
     failure(&format!("exec {}", p.path.to_string_lossy()), why)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn fds_are_marked_without_close_range() {
-        let mut fds = [0; 2];
-        // SAFETY: pipe(2) into a local array; both ends without O_CLOEXEC.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        let lowest = fds[0].min(fds[1]) as u32;
-        super::mark_each(lowest).unwrap();
-        for fd in fds {
-            // SAFETY: F_GETFD on our own fd, closed after.
-            let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-            assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC, "fd {fd}");
-            unsafe { libc::close(fd) };
-        }
-    }
 }

@@ -7,6 +7,7 @@ mod console;
 mod copyup;
 mod devices;
 mod exec;
+mod fds;
 mod net;
 mod rootfs;
 
@@ -17,6 +18,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use nix::sched::CloneFlags;
 
 use crate::cgroup::{Layout, Placement};
+use crate::logger::trace;
 use crate::plan::{NsKind, Plan};
 use crate::sync::{Msg, recv_msg, send_msg};
 
@@ -153,8 +155,10 @@ fn begin(fds: &InitFds) -> Result<(), InitError> {
 fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> {
     let plan = ctx.plan;
     begin(fds)?;
+    fds::close_inherited(plan, fds)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     enter_namespaces(plan, fds)?;
+    trace!("init: in its namespaces (new: {:?})", plan.namespaces.new);
     if plan.namespaces.is_new(NsKind::Net) {
         net::loopback_up()?;
     }
@@ -190,6 +194,12 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
 
     rootfs::finish(root.as_fd(), plan)?;
     rootfs::pivot(root, plan)?;
+    // The last line from the init: after this its stdio may be the container's terminal.
+    trace!(
+        "init: {} mounts made, root is {}; waiting for start",
+        plan.mounts.len(),
+        plan.rootfs.display()
+    );
 
     let prepared = finish(ctx, fds, pty, exec::Cwd::Make)?;
     send_msg(fds.sync.as_fd(), &Msg::Ready).step(|| "sync".into())?;
@@ -244,6 +254,7 @@ fn exec_steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitEr
     let plan = ctx.plan;
     begin(fds)?;
     enter_namespaces(plan, fds)?;
+    trace!("exec: joined the container's namespaces");
     let pty = if plan.process.terminal {
         // Joining the mount namespace made its root ours.
         let root = nix::fcntl::open(

@@ -372,3 +372,62 @@ pub fn json_log_on_failure() -> TestResult {
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
     Ok(())
 }
+
+/// --debug traces the steps of create (the init's own included), start and exec to the log, as
+/// JSON lines a shim can read; without it, nothing but errors and warnings is logged.
+pub fn debug_traces_each_step() -> TestResult {
+    let ctx = Ctx::new("debuglog")?;
+    let log = ctx.base.join("debug.json");
+    let mut b = ctx.bundle("sleep 100");
+    let id = ctx.id();
+    b.config["linux"]["cgroupsPath"] = format!("/chitin-tests/{id}").into();
+    let logged = |args: &[&str]| {
+        let mut c = ctx.cmd();
+        c.arg("--debug")
+            .arg("--log")
+            .arg(&log)
+            .args(["--log-format", "json"]);
+        c.args(args).stdout(std::process::Stdio::null());
+        assert!(c.status().unwrap().success(), "{args:?}");
+    };
+    b.save();
+    logged(&["create", "-b", b.dir.to_str().unwrap(), &id]);
+    logged(&["start", &id]);
+    logged(&["exec", &id, "true"]);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let msgs: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["level"] == "debug")
+        .map(|l| l["msg"].as_str().unwrap().to_owned())
+        .collect();
+    for step in [
+        "cloned the container init",
+        "init: in its namespaces",
+        "init: ",
+        "mounts made",
+        "waits for start",
+        "start: barrier of",
+        "start: init",
+        "exec: into",
+        "exec: joined the container's namespaces",
+        "exec: cloned",
+    ] {
+        assert!(
+            msgs.iter().any(|m| m.contains(step)),
+            "no {step:?} in {msgs:#?}"
+        );
+    }
+    // Without --debug: no debug line.
+    std::fs::remove_file(&log).unwrap();
+    let out = ctx
+        .cmd()
+        .arg("--log")
+        .arg(&log)
+        .args(["exec", &id, "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(std::fs::read_to_string(&log).unwrap_or_default(), "");
+    Ok(())
+}

@@ -346,3 +346,26 @@ pub fn execute_bit_is_the_kernels_to_check() -> TestResult {
     );
     Ok(())
 }
+
+/// A created container's init, waiting for start, holds none of the caller's fds but stdio and
+/// the preserved ones: a pipe the caller handed on (as a shell or a shim leaves them) reaches
+/// EOF once create has returned, not only once the container starts.
+pub fn created_init_holds_no_caller_fd() -> TestResult {
+    use nix::poll::{PollFd, PollFlags, poll};
+    use std::os::fd::AsFd;
+    let ctx = Ctx::new("initfds")?;
+    let b = ctx.bundle("true");
+    // pipe(2) without O_CLOEXEC: create inherits the write end.
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let id = ctx.id();
+    let (code, err) = ctx.create(&b, &id, &[]);
+    drop(w);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(ctx.state(&id)["status"], "created");
+    let mut ready = [PollFd::new(r.as_fd(), PollFlags::POLLIN)];
+    let n = poll(&mut ready, 3000u16).unwrap();
+    assert_eq!(n, 1, "the waiting init holds the caller's pipe open");
+    let mut buf = [0u8; 1];
+    assert_eq!(nix::unistd::read(r.as_fd(), &mut buf).unwrap(), 0);
+    Ok(())
+}

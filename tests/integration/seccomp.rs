@@ -146,6 +146,14 @@ pub fn notify_listener_reaches_the_agent() -> TestResult {
     assert_eq!(state["metadata"], "meta-42");
     assert_eq!(state["state"]["id"], id.as_str());
     assert!(state["pid"].as_i64().unwrap() > 0);
+    // No agent at the path: the error has runc's words, which agents' tests look for.
+    std::fs::remove_file(&sock).unwrap();
+    let (code, _, err) = ctx.run(&b, &ctx.id());
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("failed to connect with seccomp agent"),
+        "{err}"
+    );
     Ok(())
 }
 

@@ -1,0 +1,118 @@
+//! Which fds the container's processes keep: stdio, the preserved ones, and nothing else of the
+//! caller's (CVE-2024-21626 is about such fds).
+
+use std::os::fd::AsRawFd;
+
+use super::{InitError, InitFds, Step};
+use crate::plan::Plan;
+
+/// The waiting init closes the caller's fds beyond stdio and the preserved ones at once, not
+/// at execve: a created container may wait for hours, and an inherited pipe held that long keeps
+/// its reader from EOF (runc's init holds only what it is given). What it keeps is its own: the
+/// sync socket, the start barrier, the console socket and the log.
+pub(super) fn close_inherited(plan: &Plan, fds: &InitFds) -> Result<(), InitError> {
+    let mut keep: Vec<u32> = [
+        Some(fds.sync.as_raw_fd()),
+        fds.listener.as_ref().map(|f| f.as_raw_fd()),
+        fds.console.as_ref().map(|f| f.as_raw_fd()),
+        crate::logger::fd(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|f| f as u32)
+    .collect();
+    keep.sort_unstable();
+    let mut from = plan.opts.first_own_fd();
+    for k in keep {
+        if k < from {
+            continue;
+        }
+        if k > from {
+            close_range(from, k - 1)?;
+        }
+        from = k + 1;
+    }
+    close_range(from, u32::MAX)
+}
+
+/// Closes fds `first..=last`, one by one up to the NOFILE hard limit where close_range(2) is
+/// missing (before Linux 5.9).
+fn close_range(first: u32, last: u32) -> Result<(), InitError> {
+    // SAFETY: close_range on fds of this process that nothing here uses any more.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+    match nix::errno::Errno::result(rc) {
+        Ok(_) => Ok(()),
+        Err(nix::errno::Errno::ENOSYS) => {
+            let (_, hard) =
+                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                    .step(|| "getrlimit(RLIMIT_NOFILE)".into())?;
+            let end = u64::from(last).min(hard.min(1 << 20));
+            for fd in u64::from(first)..=end {
+                // SAFETY: as above, fd by fd; EBADF for those not open.
+                unsafe { libc::close(fd as i32) };
+            }
+            Ok(())
+        }
+        Err(e) => Err(e).step(|| "close_range".into()),
+    }
+}
+
+/// Every fd above the preserved ones is marked close-on-exec; the preserved ones (3..3+N) lose
+/// the flag so that they reach the container. Runs before any seccomp filter is loaded, so a
+/// profile that does not allow close_range cannot stop it (CVE-2024-21626 is about these fds).
+pub(super) fn close_on_exec(plan: &Plan) -> Result<(), InitError> {
+    let first = plan.opts.first_own_fd();
+    // SAFETY: close_range only changes flags of our own fds.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    match nix::errno::Errno::result(rc) {
+        Ok(_) => {}
+        // Kernels before 5.11 (EINVAL: no CLOSE_RANGE_CLOEXEC; ENOSYS: no close_range): fd by fd.
+        Err(nix::errno::Errno::ENOSYS | nix::errno::Errno::EINVAL) => mark_each(first)?,
+        Err(e) => return Err(e).step(|| "close_range".into()),
+    }
+    for fd in 3..first {
+        // SAFETY: F_SETFD on a number the caller asked to pass on; EBADF is fine.
+        unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
+    }
+    Ok(())
+}
+
+/// Marks every fd from `first` up to the NOFILE hard limit close-on-exec. Not through
+/// /proc/self/fd: this may be the container's /proc, which a privileged container could have
+/// covered to hide an fd.
+fn mark_each(first: u32) -> Result<(), InitError> {
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .step(|| "getrlimit(RLIMIT_NOFILE)".into())?;
+    // The kernel's nr_open caps it (1 << 20 by default).
+    let last = hard.min(1 << 20) as i32;
+    for fd in first as i32..last {
+        // SAFETY: F_SETFD on an fd number; those not open give EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fds_are_marked_without_close_range() {
+        let mut fds = [0; 2];
+        // SAFETY: pipe(2) into a local array; both ends without O_CLOEXEC.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let lowest = fds[0].min(fds[1]) as u32;
+        super::mark_each(lowest).unwrap();
+        for fd in fds {
+            // SAFETY: F_GETFD on our own fd, closed after.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+            assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC, "fd {fd}");
+            unsafe { libc::close(fd) };
+        }
+    }
+}
