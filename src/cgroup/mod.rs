@@ -33,6 +33,8 @@ pub enum CgroupError {
         "no freezer: this host has neither a v1 freezer controller nor cgroup.freeze (cgroup v2, Linux 5.2)"
     )]
     NoFreezer,
+    #[error("container's cgroup unexpectedly frozen ({})", .0.display())]
+    Frozen(PathBuf),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
@@ -412,6 +414,24 @@ impl Placement {
 
     /// The pids in the container's cgroup and the cgroups made below it (from the first
     /// hierarchy that has it).
+    /// As runc: a frozen cgroup is refused (the init would stop in it for good), one that holds
+    /// processes is warned of.
+    pub fn check_reuse(&self) -> Result<(), CgroupError> {
+        if freezer::is_frozen(self) {
+            let dir = self.v1_dir("freezer").or(self.unified.as_deref());
+            return Err(CgroupError::Frozen(
+                dir.unwrap_or(Path::new("")).to_path_buf(),
+            ));
+        }
+        let n = self.pids().len();
+        if n > 0 {
+            crate::logger::warn(&format!(
+                "container's cgroup is not empty: {n} process(es) found"
+            ));
+        }
+        Ok(())
+    }
+
     pub fn pids(&self) -> Vec<i32> {
         let Some(dir) = self
             .unified

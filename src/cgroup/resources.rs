@@ -148,10 +148,17 @@ pub fn writes(
         }
         match k {
             Kind::V1 => {
+                // The kernel keeps memory.limit <= memsw.limit at every write: the limit goes
+                // first unless swap becomes unlimited (raising both is sorted out by apply's
+                // second pass).
+                let swap_first = m.swap() == Some(-1);
+                if let (Some(s), true) = (m.swap(), swap_first) {
+                    w.push("memory", "memory.memsw.limit_in_bytes", s);
+                }
                 if let Some(l) = m.limit() {
                     w.push("memory", "memory.limit_in_bytes", l);
                 }
-                if let Some(s) = m.swap() {
+                if let (Some(s), false) = (m.swap(), swap_first) {
                     w.push("memory", "memory.memsw.limit_in_bytes", s);
                 }
                 if let Some(r) = m.reservation() {
@@ -498,11 +505,23 @@ pub fn writes(
         } else {
             (w.kind_of)(controller)
         };
-        if kind != Some(Kind::V2) {
-            return Err(err(
-                &format!("unified[{key:?}]"),
-                format!("needs the {controller} controller on cgroup v2"),
-            ));
+        match kind {
+            Some(Kind::V2) => {}
+            // runc's words, which tools look for.
+            Some(Kind::V1) => {
+                return Err(err(
+                    &format!("unified[{key:?}]"),
+                    format!(
+                        "invalid configuration: cannot use unified on cgroup v1 ({controller} is a v1 controller here)"
+                    ),
+                ));
+            }
+            None => {
+                return Err(err(
+                    &format!("unified[{key:?}]"),
+                    format!("needs the {controller} controller on cgroup v2"),
+                ));
+            }
         }
         w.push("", key.clone(), value);
     }
@@ -666,6 +685,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("unified[\"memory.max\"]"), "{e}");
+        assert!(e.to_string().contains("invalid configuration"), "{e}");
         let e = writes(&res(serde_json::json!({"cpu": {"cpus": "0-x"}})), &|_| {
             Some(Kind::V1)
         })

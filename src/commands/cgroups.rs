@@ -58,6 +58,42 @@ fn ram_in_bytes(flag: &str, s: &str) -> Result<i64, ContainerError> {
     Ok((n * mult as f64) as i64)
 }
 
+/// As runc: `--memory -1` without a swap limit lifts the swap limit too (the kernel would refuse
+/// a memory limit above memory+swap), where the host accounts swap.
+fn unlimited_swap_with_memory(delta: &mut Value, cgroup: &crate::cgroup::Placement) {
+    let m = &mut delta["memory"];
+    if m["limit"] != json!(-1) || !m["swap"].is_null() {
+        return;
+    }
+    let accounted = match cgroup.controller("memory") {
+        Some(Ctl::V1(d)) => d.join("memory.memsw.limit_in_bytes").exists(),
+        Some(Ctl::V2(d)) => d.join("memory.swap.max").exists(),
+        None => false,
+    };
+    if accounted {
+        m["swap"] = json!(-1);
+    }
+}
+
+/// The changed resources, with the values they are written together with taken from the merged
+/// ones: cgroup v2's cpu.max holds quota and period, and memory.swap.max is derived from the
+/// memory limit. An update of one must not lose the other.
+fn with_coupled_fields(mut change: Value, merged: &Value) -> Value {
+    for (section, coupled) in [("cpu", ["quota", "period"]), ("memory", ["limit", "swap"])] {
+        let Some(c) = change.get_mut(section).and_then(Value::as_object_mut) else {
+            continue;
+        };
+        if coupled.iter().any(|k| c.contains_key(*k)) {
+            for k in coupled {
+                if let Some(v) = merged[section].get(k).filter(|v| !v.is_null()) {
+                    c.insert(k.to_string(), v.clone());
+                }
+            }
+        }
+    }
+    change
+}
+
 /// Objects merge key by key; anything else replaces.
 fn merge(base: &mut Value, new: Value) {
     match (base, new) {
@@ -161,9 +197,12 @@ pub fn update(root: &Path, id: &str, f: &UpdateFlags) -> Result<(), ContainerErr
     let dir = StateDir::open(root, id)?;
     let mut r = dir.read()?;
     running(&dir, &r, "update")?;
+    let mut delta = delta;
+    unlimited_swap_with_memory(&mut delta, &r.cgroup);
     let mut merged =
         serde_json::to_value(r.resources.clone().unwrap_or_default()).expect("resources serialize");
-    merge(&mut merged, delta);
+    merge(&mut merged, delta.clone());
+    let view = parsed(with_coupled_fields(delta, &merged))?;
     let merged = parsed(merged)?;
     let kind = |c: &str| match (c, &r.cgroup) {
         ("", p) => p.unified.as_ref().map(|_| Kind::V2),
@@ -175,7 +214,7 @@ pub fn update(root: &Path, id: &str, f: &UpdateFlags) -> Result<(), ContainerErr
             }
         }),
     };
-    let writes = resources::writes(&change, &kind)?;
+    let writes = resources::writes(&view, &kind)?;
     if let (Some(limit), true) = (
         change.memory().as_ref().and_then(|m| m.limit()),
         merged

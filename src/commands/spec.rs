@@ -60,7 +60,18 @@ pub fn default_spec(rootless: bool) -> Value {
             }
         }
     }
+    // As runc: a cgroup namespace only on a pure cgroup v2 host (a config made on a v1 or hybrid
+    // host that adds one itself would otherwise name it twice).
+    if !pure_cgroup_v2() {
+        let ns = spec["linux"]["namespaces"].as_array_mut().expect("array");
+        ns.retain(|n| n["type"] != "cgroup");
+    }
     spec
+}
+
+fn pure_cgroup_v2() -> bool {
+    use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, statfs};
+    statfs("/sys/fs/cgroup").is_ok_and(|s| s.filesystem_type() == CGROUP2_SUPER_MAGIC)
 }
 
 pub fn write(bundle: &Path, rootless: bool, seccomp: Option<&str>) -> std::io::Result<()> {

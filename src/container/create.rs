@@ -193,6 +193,8 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
         Some(p) => crate::seccomp::prepare(p, &plan.annotations)?,
         None => None,
     };
+    let placement = layout.place(&plan.cgroups_path, plan.cgroups_path_default);
+    placement.check_reuse()?;
     let mut undo = Undo {
         dir: Some(StateDir::create(root, &plan.id)?),
         placement: None,
@@ -216,7 +218,7 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
     };
     // The record, with the cgroup to be made, comes first: `delete -f` can then clean up after
     // a create killed at any later point.
-    record.cgroup = layout.place(&plan.cgroups_path, plan.cgroups_path_default);
+    record.cgroup = placement;
     dir.write(&record)?;
     let min_fd = plan.opts.first_own_fd();
     let listener = above(start_barrier(dir)?, min_fd)?;

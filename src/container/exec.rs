@@ -173,8 +173,9 @@ fn placement(base: &Placement, sub: Option<&Path>) -> Result<Placement, Containe
         .components()
         .any(|c| !matches!(c, std::path::Component::Normal(_)))
     {
+        // runc's words.
         return Err(refuse(format!(
-            "--cgroup {}: not a path below the container's cgroup",
+            "--cgroup: {} is not a sub cgroup path",
             sub.display()
         )));
     }

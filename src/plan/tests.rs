@@ -37,7 +37,7 @@ fn the_default_spec_plans() {
     let b = bundle("ok", base());
     let p = Plan::load(&b, "c1", RunOptions::default()).unwrap();
     assert_eq!(p.process.args, vec!["sh"]);
-    assert!(p.namespaces.is_new(NsKind::Pid) && p.namespaces.is_new(NsKind::Cgroup));
+    assert!(p.namespaces.is_new(NsKind::Pid) && p.namespaces.is_new(NsKind::Mount));
     assert_eq!(p.mounts.len(), 7);
     assert_eq!(p.devices.len(), 6, "default devices");
     assert_eq!(p.device_rules[0].v1_line(), "a");

@@ -525,6 +525,22 @@ pub fn unsupported_resources_are_refused() -> TestResult {
     assert!(err.contains("linux.resources.network.classID"), "{err}");
     assert!(!ctx.root.join(&id).exists());
     assert!(!dir(&id, "memory").exists());
+    // cgroup v2 files for a controller on v1, in the words runc uses (tools look for them).
+    if is_v1("memory") {
+        let b = bundle(
+            &ctx,
+            "true",
+            &id,
+            json!({"unified": {"memory.max": "1000000"}}),
+        );
+        b.save();
+        let (code, err) = ctx.create(&b, &id, &[]);
+        assert_eq!(code, 1);
+        assert!(
+            err.contains("invalid configuration: cannot use unified on cgroup v1"),
+            "{err}"
+        );
+    }
     Ok(())
 }
 
@@ -764,5 +780,156 @@ pub fn delete_removes_sub_cgroups_and_strays() -> TestResult {
     for d in crate::support::cgroup_dirs(&format!("/chitin-tests/{id}")) {
         assert!(!d.exists(), "{} left", d.display());
     }
+    Ok(())
+}
+
+/// As runc: create into a frozen cgroup is refused at once (the init would stop there for good),
+/// into one that holds processes it goes on with runc's warning.
+pub fn frozen_or_busy_cgroup() -> TestResult {
+    let ctx = Ctx::new("frozen")?;
+    let mut b = ctx.bundle("echo ran");
+    let id = ctx.id();
+    let path = format!("/chitin-tests/{id}");
+    b.config["linux"]["cgroupsPath"] = path.clone().into();
+    b.save();
+    let dirs = Made(crate::support::cgroup_dirs(&path));
+    for d in &dirs.0 {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    // Bounded, with output to files that a frozen init cannot hold open: the bug was a create
+    // that never returned.
+    let run = || {
+        let file = |n: &str| std::fs::File::create(ctx.base.join(n)).unwrap();
+        let mut c = std::process::Command::new("timeout");
+        c.args(["-k", "5", "20"])
+            .arg(crate::support::bin())
+            .arg("--root")
+            .arg(&ctx.root);
+        c.args(["run", "-b"]).arg(&b.dir).arg(&id);
+        let st = c.stdout(file("out")).stderr(file("err")).status().unwrap();
+        let text = |n: &str| std::fs::read_to_string(ctx.base.join(n)).unwrap();
+        (st.code(), text("out"), text("err"))
+    };
+    dirs.freeze(true);
+    let (code, _, err) = run();
+    dirs.freeze(false);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("container's cgroup unexpectedly frozen"),
+        "{err}"
+    );
+
+    let sleeper = crate::support::Guard(
+        std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .unwrap(),
+    );
+    for d in &dirs.0 {
+        // Not cpuset: a cpuset cgroup made with mkdir has no cpus to run on.
+        if !d.join("cpuset.cpus").exists() {
+            std::fs::write(d.join("cgroup.procs"), sleeper.0.id().to_string()).unwrap();
+        }
+    }
+    let (code, out, err) = run();
+    assert_eq!((code, out.as_str()), (Some(0), "ran\n"), "{err}");
+    assert!(
+        err.contains("container's cgroup is not empty: 1 process(es) found"),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// Cgroups a test made itself: thawed, emptied and removed however the test ends.
+struct Made(Vec<PathBuf>);
+
+impl Made {
+    fn freeze(&self, on: bool) {
+        for d in &self.0 {
+            let (file, v) = match d.join("freezer.state").exists() {
+                true => ("freezer.state", if on { "FROZEN" } else { "THAWED" }),
+                false => ("cgroup.freeze", if on { "1" } else { "0" }),
+            };
+            if d.join(file).exists() {
+                std::fs::write(d.join(file), v).unwrap();
+            }
+        }
+    }
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        self.freeze(false);
+        for d in &self.0 {
+            for pid in std::fs::read_to_string(d.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+            {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", pid])
+                    .status();
+            }
+        }
+        for d in &self.0 {
+            crate::clients::wait_until(10, "an emptied cgroup", || {
+                std::fs::remove_dir(d).is_ok() || !d.exists()
+            });
+        }
+    }
+}
+
+/// `update` writes what the merged resources say: a new period keeps the quota, a swap limit
+/// alone is taken against the configured memory limit, and `--memory -1` lifts the swap limit
+/// with it (on v1 the kernel refuses a memory limit above memory+swap).
+pub fn update_from_the_merged_resources() -> TestResult {
+    let ctx = Ctx::new("updmerge")?;
+    let id = ctx.id();
+    let b = bundle(
+        &ctx,
+        "sleep 100",
+        &id,
+        json!({"memory": {"limit": 64 << 20, "swap": 128 << 20},
+               "cpu": {"quota": 50000, "period": 100000}}),
+    );
+    b.save();
+    assert_eq!(ctx.run_detached(&b, &id), 0);
+    let update = |args: &[&str]| {
+        let out = ctx.chitin(&[&["update"], args, &[id.as_str()]].concat());
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (cpu, mem) = (dir(&id, "cpu"), dir(&id, "memory"));
+    update(&["--cpu-period", "200000"]);
+    if is_v1("cpu") {
+        assert_eq!(read(cpu.join("cpu.cfs_period_us")), "200000");
+        assert_eq!(read(cpu.join("cpu.cfs_quota_us")), "50000");
+    } else {
+        assert_eq!(read(cpu.join("cpu.max")), "50000 200000");
+    }
+    update(&["--memory-swap", "256m"]);
+    let (swap_file, unlimited) = match is_v1("memory") {
+        true => ("memory.memsw.limit_in_bytes", "9223372036854771712"),
+        false => ("memory.swap.max", "max"),
+    };
+    let swap = if is_v1("memory") {
+        256u64 << 20
+    } else {
+        192 << 20
+    };
+    assert_eq!(read(mem.join(swap_file)), swap.to_string());
+    update(&["--memory", "-1"]);
+    let limit_file = if is_v1("memory") {
+        "memory.limit_in_bytes"
+    } else {
+        "memory.max"
+    };
+    assert_eq!(read(mem.join(limit_file)), unlimited);
+    assert_eq!(read(mem.join(swap_file)), unlimited);
+    // Both raised past each other: the write order must not trip the kernel's check.
+    update(&["--memory", "512m", "--memory-swap", "1g"]);
+    assert_eq!(read(mem.join(limit_file)), (512u64 << 20).to_string());
     Ok(())
 }

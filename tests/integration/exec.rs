@@ -144,6 +144,10 @@ pub fn flags_and_exit_status() -> TestResult {
     assert!(!b.rootfs().join("no").exists(), "exec made its cwd");
     let (_, out, _) = exec(&ctx, &["-u", "1000", &id, "sh", "-c", "echo $HOME"]);
     assert_eq!(out, "/tmp\n", "svc's home in the rootfs's /etc/passwd");
+    // A --cgroup outside the container's, in runc's words.
+    let (code, _, err) = exec(&ctx, &["--cgroup", "../x", &id, "true"]);
+    assert_eq!(code, 255);
+    assert!(err.contains("../x is not a sub cgroup path"), "{err}");
     // --process takes a whole process.
     let pf = ctx.base.join("process.json");
     std::fs::write(&pf, json!({"args": ["sh", "-c", "echo from-file $X; id -u"], "cwd": "/", "env": ["X=1", "PATH=/bin"], "user": {"uid": 65534, "gid": 65534}}).to_string()).unwrap();

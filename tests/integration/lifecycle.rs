@@ -27,6 +27,42 @@ pub fn spec_and_run_print_from_inside() -> TestResult {
     Ok(())
 }
 
+/// `spec` names the namespaces runc's does: a cgroup namespace only on a pure cgroup v2 host, so
+/// that a config which adds one itself (as scripts written for runc do) names it once.
+pub fn spec_namespaces_as_runc() -> TestResult {
+    let ctx = Ctx::new("specns")?;
+    let runc = crate::clients::which("runc").ok_or(crate::harness::Outcome::Skip(
+        "needs runc (Debian's runc), the oracle".into(),
+    ))?;
+    let spec = |rt: &std::path::Path, name: &str| -> Value {
+        let dir = ctx.base.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = std::process::Command::new(rt)
+            .args(["spec", "-b"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap()
+    };
+    let ours = spec(std::path::Path::new(bin()), "chitin");
+    let theirs = spec(&runc, "runc");
+    assert_eq!(ours["linux"]["namespaces"], theirs["linux"]["namespaces"]);
+    let mut b = ctx.bundle("readlink /proc/self/ns/cgroup");
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    if !ns.iter().any(|n| n["type"] == "cgroup") {
+        ns.push(serde_json::json!({"type": "cgroup"}));
+    }
+    let inside = ctx.run_ok(&b);
+    let host = std::fs::read_link("/proc/self/ns/cgroup").unwrap();
+    assert_ne!(
+        inside.trim(),
+        host.to_str().unwrap(),
+        "a cgroup namespace of its own"
+    );
+    Ok(())
+}
+
 pub fn create_waits_until_start() -> TestResult {
     let ctx = Ctx::new("life")?;
     let mut b = ctx.bundle("echo started > /shared/mark; sleep 100");

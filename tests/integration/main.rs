@@ -33,6 +33,7 @@ macro_rules! tests {
 fn main() {
     harness::main(tests![
         lifecycle::spec_and_run_print_from_inside,
+        lifecycle::spec_namespaces_as_runc,
         lifecycle::create_waits_until_start,
         lifecycle::delete_force_and_kill_all,
         lifecycle::kill_signal_zero_and_real_time,
@@ -83,6 +84,7 @@ fn main() {
         cgroups::pids_limit_stops_forks,
         cgroups::pause_freezes_and_resume_thaws,
         cgroups::update_changes_limits,
+        cgroups::update_from_the_merged_resources,
         cgroups::ps_lists_the_container,
         cgroups::stats_event,
         cgroups::unsupported_resources_are_refused,
@@ -91,6 +93,7 @@ fn main() {
         cgroups::v1_only_host,
         cgroups::delete_after_a_killed_create,
         cgroups::delete_removes_sub_cgroups_and_strays,
+        cgroups::frozen_or_busy_cgroup,
         process::session_keyring,
         exec::joins_every_namespace_and_the_cgroup,
         exec::flags_and_exit_status,
