@@ -36,12 +36,41 @@ pub fn relative(path: &Path) -> PathBuf {
     }
 }
 
+/// How many symlinks a path may pass through, as the kernel allows (MAXSYMLINKS).
+const MAX_LINKS: u32 = 40;
+
+/// Where the symlink `name` in `dir` points, as a path inside the root: `link` is the symlink's
+/// own path there. None if `name` is not a symlink.
+fn link_target(dir: BorrowedFd<'_>, name: &std::ffi::OsStr, link: &Path) -> Option<PathBuf> {
+    let target = nix::fcntl::readlinkat(dir, name).ok()?;
+    let target = Path::new(&target);
+    Some(match target.is_absolute() {
+        true => target.to_path_buf(),
+        false => link.parent().unwrap_or(Path::new("")).join(target),
+    })
+}
+
+fn too_many_links(links: u32) -> io::Result<()> {
+    match links < MAX_LINKS {
+        true => Ok(()),
+        false => Err(io::Error::from_raw_os_error(libc::ELOOP)),
+    }
+}
+
 /// Creates every missing directory of `path` inside `root` and returns an O_PATH fd of the last.
+/// A dangling symlink on the way is followed inside the root and what it names is made, as
+/// runc does.
 pub fn mkdir_all_in_root(root: BorrowedFd<'_>, path: &Path, mode: u32) -> io::Result<OwnedFd> {
+    mkdir_all(root, path, mode, 0)
+}
+
+fn mkdir_all(root: BorrowedFd<'_>, path: &Path, mode: u32, links: u32) -> io::Result<OwnedFd> {
     let dir = OFlag::O_PATH | OFlag::O_DIRECTORY;
     let mut so_far = PathBuf::new();
     let mut cur = open_in_root(root, Path::new("."), dir)?;
-    for comp in relative(path).components() {
+    let rel = relative(path);
+    let comps: Vec<Component> = rel.components().collect();
+    for (i, comp) in comps.iter().enumerate() {
         so_far.push(comp);
         cur = match open_in_root(root, &so_far, dir) {
             Ok(fd) => fd,
@@ -49,8 +78,15 @@ pub fn mkdir_all_in_root(root: BorrowedFd<'_>, path: &Path, mode: u32) -> io::Re
                 let Component::Normal(name) = comp else {
                     return Err(e);
                 };
-                match mkdirat(cur.as_fd(), name, Mode::from_bits_truncate(mode)) {
-                    Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                match mkdirat(cur.as_fd(), *name, Mode::from_bits_truncate(mode)) {
+                    Ok(()) => {}
+                    Err(nix::errno::Errno::EEXIST) => {
+                        if let Some(target) = link_target(cur.as_fd(), name, &so_far) {
+                            too_many_links(links)?;
+                            let rest: PathBuf = comps[i + 1..].iter().collect();
+                            return mkdir_all(root, &target.join(rest), mode, links + 1);
+                        }
+                    }
                     Err(e) => return Err(e.into()),
                 }
                 open_in_root(root, &so_far, dir)?
@@ -62,20 +98,28 @@ pub fn mkdir_all_in_root(root: BorrowedFd<'_>, path: &Path, mode: u32) -> io::Re
 }
 
 /// Returns an O_PATH fd of `path` inside `root`, creating it (and its parents) as a directory or
-/// as an empty regular file when it is missing.
+/// as an empty regular file when it is missing; through a dangling symlink, inside the root.
 pub fn ensure_in_root(root: BorrowedFd<'_>, path: &Path, as_dir: bool) -> io::Result<OwnedFd> {
+    ensure(root, path, as_dir, 0)
+}
+
+fn ensure(root: BorrowedFd<'_>, path: &Path, as_dir: bool, links: u32) -> io::Result<OwnedFd> {
     if as_dir {
-        return mkdir_all_in_root(root, path, 0o755);
+        return mkdir_all(root, path, 0o755, links);
     }
     match open_in_root(root, path, OFlag::O_PATH) {
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
         other => return other,
     }
     let rel = relative(path);
-    let parent = mkdir_all_in_root(root, rel.parent().unwrap_or(Path::new(".")), 0o755)?;
+    let parent = mkdir_all(root, rel.parent().unwrap_or(Path::new(".")), 0o755, links)?;
     let name = rel
         .file_name()
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    if let Some(target) = link_target(parent.as_fd(), name, &rel) {
+        too_many_links(links)?;
+        return ensure(root, &target, false, links + 1);
+    }
     let flags = OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     match nix::fcntl::openat(parent.as_fd(), name, flags, Mode::from_bits_truncate(0o644)) {
         Ok(_) | Err(nix::errno::Errno::EEXIST) => {}
@@ -288,6 +332,30 @@ mod tests {
         let f = ensure_in_root(rootfd.as_fd(), Path::new("../../x/file"), false).unwrap();
         assert!(root.join("x/file").is_file());
         drop(f);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn dangling_symlinks_are_made_inside_the_root() {
+        let base = tempdir("dangling");
+        let root = base.join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        symlink("/srv/data", root.join("data")).unwrap();
+        symlink("../../../var/log", root.join("etc/logs")).unwrap();
+        symlink("/conf/app.conf", root.join("etc/app.conf")).unwrap();
+        symlink("loop2", root.join("loop1")).unwrap();
+        symlink("loop1", root.join("loop2")).unwrap();
+        let rootfd =
+            nix::fcntl::open(&root, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+        ensure_in_root(rootfd.as_fd(), Path::new("/data/sub"), true).unwrap();
+        assert!(root.join("srv/data/sub").is_dir());
+        ensure_in_root(rootfd.as_fd(), Path::new("/etc/logs"), true).unwrap();
+        assert!(root.join("var/log").is_dir(), "a relative target, clamped at the root");
+        ensure_in_root(rootfd.as_fd(), Path::new("/etc/app.conf"), false).unwrap();
+        assert!(root.join("conf/app.conf").is_file());
+        let e = ensure_in_root(rootfd.as_fd(), Path::new("/loop1/x"), true).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP));
+        assert!(!Path::new("/srv/data/sub").exists() && !Path::new("/conf/app.conf").exists());
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -79,6 +79,18 @@ fn mount_one(ctx: &InitContext<'_>, root: BorrowedFd<'_>, m: &MountPlan) -> Resu
             .map(|st| Mode::from_bits_truncate(st.st_mode & 0o7777)),
         _ => None,
     };
+    if let Some(fs @ ("proc" | "sysfs")) = m.fstype.as_deref() {
+        // As runc: never through a symlink, which has aimed procfs elsewhere before.
+        let found = open_in_root(root, dest, OFlag::O_PATH | OFlag::O_NOFOLLOW);
+        if let Ok(st) = found.and_then(|fd| Ok(fstat(fd.as_fd())?)) {
+            if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFDIR {
+                return Err(failure(
+                    "checking the destination",
+                    format!("filesystem {fs:?} must be mounted on ordinary directory"),
+                ));
+            }
+        }
+    }
     let target = ensure_in_root(root, dest, as_dir)
         .step(|| "resolving the destination in the rootfs".into())?;
     let flags = m.options.flags;

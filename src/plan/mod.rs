@@ -804,7 +804,7 @@ impl Plan {
         }
 
         // Mounts.
-        let mount_label = selinux::label("linux.mountLabel", linux.mount_label().as_deref())?;
+        let mount_label = selinux::mount_label(linux.mount_label().as_deref())?;
         let mut mounts = Vec::new();
         for (i, m) in spec.mounts().iter().flatten().enumerate() {
             let field = format!("mounts[{i}]");

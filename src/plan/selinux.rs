@@ -9,6 +9,20 @@ use super::PlanError;
 /// Where the kernel answers "is this a valid context?": a write that fails with EINVAL if not.
 const CONTEXT: &str = "/sys/fs/selinux/context";
 
+/// linux.mountLabel: ignored with a warning where SELinux is not running, as runc (which drops it
+/// silently) and crun do: the mounts are the same, only unlabelled, and a config written for
+/// SELinux hosts runs elsewhere. Checked like a process label where SELinux runs.
+pub fn mount_label(label: Option<&str>) -> Result<Option<String>, PlanError> {
+    const FIELD: &str = "linux.mountLabel";
+    if label.is_some_and(|l| !l.is_empty()) && !std::path::Path::new(CONTEXT).exists() {
+        crate::logger::warn(&format!(
+            "{FIELD}: SELinux is not enabled in this kernel; the mounts are not labelled"
+        ));
+        return Ok(None);
+    }
+    self::label(FIELD, label)
+}
+
 /// A label to apply; refused where SELinux is not running, since the container would otherwise
 /// run unlabelled while its config says it is not, and where the loaded policy does not know it.
 pub fn label(field: &str, label: Option<&str>) -> Result<Option<String>, PlanError> {

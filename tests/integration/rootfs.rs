@@ -174,8 +174,9 @@ pub fn symlinked_mount_destination_stays_inside() -> TestResult {
         "made inside the rootfs instead"
     );
 
-    // A symlink to a host path that the rootfs lacks is refused, and still nothing is made outside.
-    let mut b = ctx.bundle("true");
+    // A symlink to a host path that the rootfs lacks dangles inside it: that path is made inside
+    // the rootfs, as runc makes it, and still nothing outside.
+    let mut b = ctx.bundle("grep -c '/victim/target ' /proc/self/mountinfo");
     let victim = ctx.base.join("victim");
     std::fs::create_dir_all(&victim).unwrap();
     std::os::unix::fs::symlink(&victim, b.rootfs().join("evil")).unwrap();
@@ -183,13 +184,27 @@ pub fn symlinked_mount_destination_stays_inside() -> TestResult {
         .as_array_mut()
         .unwrap()
         .push(json!({"destination": "/evil/target", "type": "tmpfs", "source": "tmpfs"}));
-    let (code, _, err) = ctx.run(&b, &ctx.id());
-    assert_eq!(code, 1);
-    assert!(err.contains("mounting /evil/target"), "{err}");
+    let inside = victim.strip_prefix("/").unwrap().join("target");
+    assert_eq!(ctx.run_ok(&b), "1\n");
+    assert!(b.rootfs().join(&inside).is_dir(), "made inside the rootfs");
     assert!(
         !victim.join("target").exists(),
         "nothing created outside the rootfs"
     );
+
+    // A rootfs whose /proc is a symlink is refused, in runc's words: procfs and sysfs go on an
+    // ordinary directory only (they have been aimed at elsewhere through a symlink before).
+    for (dir, fs) in [("proc", "proc"), ("sys", "sysfs")] {
+        let b = ctx.bundle("true");
+        let p = b.rootfs().join(dir);
+        std::fs::remove_dir(&p).unwrap();
+        std::fs::create_dir_all(b.rootfs().join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink("/elsewhere", &p).unwrap();
+        let (code, _, err) = ctx.run(&b, &ctx.id());
+        assert_eq!(code, 1, "{err}");
+        let want = format!("{fs}\\\" must be mounted on ordinary directory");
+        assert!(err.contains(&want), "{err}");
+    }
     Ok(())
 }
 
