@@ -198,11 +198,16 @@ fn mount_tmpfs(
     if let Some(mode) = existing_mode {
         nix::sys::stat::fchmod(mounted.as_fd(), mode).step(|| "mode of the tmpfs".into())?;
     }
-    if flags.contains(MsFlags::MS_RDONLY) {
+    // A read-only /dev is filled first (devices, /dev/pts and the rest): see `finish`.
+    if flags.contains(MsFlags::MS_RDONLY) && !is_dev(m) {
         setattr(mounted.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, false)
             .step(|| "read-only tmpfs".into())?;
     }
     Ok(())
+}
+
+fn is_dev(m: &MountPlan) -> bool {
+    m.dest == Path::new("/dev") && m.fstype.as_deref() == Some("tmpfs")
 }
 
 /// Sets the SELinux context of the file open at `fd`.
@@ -250,6 +255,14 @@ pub fn finish(root: BorrowedFd<'_>, plan: &Plan) -> Result<(), InitError> {
             let rel = PathBuf::from("sys").join(k.replace('.', "/"));
             write_proc(proc.as_fd(), &rel, v).step(|| format!("sysctl {k}"))?;
         }
+    }
+    if plan.mounts.iter().any(|m| is_dev(m) && m.options.flags.contains(MsFlags::MS_RDONLY)) {
+        // As runc: the /dev mount alone (what is mounted below it stays as it is), and before the
+        // masks, whose binds of /dev/null then are read-only too.
+        let dev = open_in_root(root, Path::new("/dev"), OFlag::O_PATH)
+            .step(|| "reopening /dev".into())?;
+        setattr(dev.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, false)
+            .step(|| "read-only /dev".into())?;
     }
     for p in &plan.masked_paths {
         let fd = match open_in_root(root, p, OFlag::O_PATH) {

@@ -90,6 +90,14 @@ pub fn cases(ctx: &Ctx) -> Vec<Case> {
 
     cases.push(everything(plain(runc_spec.clone())));
     cases.push(crate::mount_options::corpus_case(plain(runc_spec.clone())));
+    // A read-only /dev: filled first (devices, /dev/pts, /dev/shm), read-only at the end.
+    let mut ro_dev = plain(runc_spec.clone());
+    for m in ro_dev["mounts"].as_array_mut().unwrap() {
+        if m["destination"] == "/dev" {
+            m["options"].as_array_mut().unwrap().push(json!("ro"));
+        }
+    }
+    cases.push(Case::new("read-only-dev", ro_dev));
     cases.push(hooks(plain(runc_spec)));
     // The cgroup is the tests' (without one, chitin's default differs from runc's by design:
     // README, "Where chitin differs from runc").
