@@ -350,7 +350,10 @@ mod tests {
         ensure_in_root(rootfd.as_fd(), Path::new("/data/sub"), true).unwrap();
         assert!(root.join("srv/data/sub").is_dir());
         ensure_in_root(rootfd.as_fd(), Path::new("/etc/logs"), true).unwrap();
-        assert!(root.join("var/log").is_dir(), "a relative target, clamped at the root");
+        assert!(
+            root.join("var/log").is_dir(),
+            "a relative target, clamped at the root"
+        );
         ensure_in_root(rootfd.as_fd(), Path::new("/etc/app.conf"), false).unwrap();
         assert!(root.join("conf/app.conf").is_file());
         let e = ensure_in_root(rootfd.as_fd(), Path::new("/loop1/x"), true).unwrap_err();

@@ -65,7 +65,21 @@ pub fn prepare(ctx: &InitContext<'_>) -> Result<OwnedFd, InitError> {
 
 fn mount_one(ctx: &InitContext<'_>, root: BorrowedFd<'_>, m: &MountPlan) -> Result<(), InitError> {
     let dest = &m.dest;
-    let as_dir = match &m.source {
+    // A bind source inside the rootfs (which an earlier mount may have made) is resolved there,
+    // by fd: the image's symlinks cannot lead it out.
+    let in_root = match &m.source {
+        Some(src) if m.is_bind() => match src.strip_prefix(&ctx.plan.rootfs) {
+            Ok(rel) => Some(
+                open_in_root(root, rel, OFlag::O_PATH)
+                    .step(|| format!("source {} in the rootfs", src.display()))?,
+            ),
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    let source = in_root.as_ref().map(|fd| fd_path(fd.as_fd()));
+    let source = source.as_deref().or(m.source.as_deref());
+    let as_dir = match source {
         Some(src) if m.is_bind() => std::fs::metadata(src)
             .step(|| format!("source {}", src.display()))?
             .is_dir(),
@@ -99,7 +113,7 @@ fn mount_one(ctx: &InitContext<'_>, root: BorrowedFd<'_>, m: &MountPlan) -> Resu
         Some("cgroup") | Some("cgroup2") => super::cgroupfs::mount(ctx, root, m, target.as_fd())?,
         _ if m.is_bind() => {
             mount_at(
-                m.source.as_deref(),
+                source,
                 target.as_fd(),
                 NONE,
                 flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
@@ -116,7 +130,7 @@ fn mount_one(ctx: &InitContext<'_>, root: BorrowedFd<'_>, m: &MountPlan) -> Resu
                     || ctx.plan.namespaces.joined(NsKind::User).is_some()
                 {
                     // Flags locked by the source mount must be kept when remounting in a user namespace.
-                    f |= locked_flags(m.source.as_deref().unwrap_or(Path::new("/")));
+                    f |= locked_flags(source.unwrap_or(Path::new("/")));
                 }
                 mount_at(NONE.map(Path::new), mounted.as_fd(), NONE, f, NONE)
                     .step(|| format!("remounting with {extra:?}"))?;
@@ -256,13 +270,16 @@ pub fn finish(root: BorrowedFd<'_>, plan: &Plan) -> Result<(), InitError> {
             write_proc(proc.as_fd(), &rel, v).step(|| format!("sysctl {k}"))?;
         }
     }
-    if plan.mounts.iter().any(|m| is_dev(m) && m.options.flags.contains(MsFlags::MS_RDONLY)) {
+    if plan
+        .mounts
+        .iter()
+        .any(|m| is_dev(m) && m.options.flags.contains(MsFlags::MS_RDONLY))
+    {
         // As runc: the /dev mount alone (what is mounted below it stays as it is), and before the
         // masks, whose binds of /dev/null then are read-only too.
         let dev = open_in_root(root, Path::new("/dev"), OFlag::O_PATH)
             .step(|| "reopening /dev".into())?;
-        setattr(dev.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, false)
-            .step(|| "read-only /dev".into())?;
+        setattr(dev.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, false).step(|| "read-only /dev".into())?;
     }
     for p in &plan.masked_paths {
         let fd = match open_in_root(root, p, OFlag::O_PATH) {

@@ -844,7 +844,12 @@ impl Plan {
                 } else {
                     bundle.join(src)
                 };
-                if !src.exists() {
+                // A source below an earlier mount's destination is made by that mount: it is
+                // looked for when its turn comes, as runc does (and inside the rootfs).
+                let made_earlier = mounts.iter().any(|e: &MountPlan| {
+                    src.starts_with(rootfs.join(crate::fsutil::relative(&e.dest)))
+                });
+                if !src.exists() && !made_earlier {
                     return Err(PlanError::field(
                         &format!("{field}.source"),
                         format!("{} does not exist", src.display()),

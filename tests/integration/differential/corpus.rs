@@ -98,6 +98,7 @@ pub fn cases(ctx: &Ctx) -> Vec<Case> {
         }
     }
     cases.push(Case::new("read-only-dev", ro_dev));
+    cases.push(mount_order(plain(runc_spec.clone())));
     cases.push(hooks(plain(runc_spec)));
     // The cgroup is the tests' (without one, chitin's default differs from runc's by design:
     // README, "Where chitin differs from runc").
@@ -197,6 +198,25 @@ fn everything(mut v: Value) -> Case {
         ]
     });
     Case::new("everything", v)
+}
+
+/// A bind whose source an earlier mount of the config makes (below that mount's destination in
+/// the rootfs): found when its turn comes.
+fn mount_order(base: Value) -> Case {
+    let mut case = Case::new("mount-order", base.clone());
+    case.prepare = Some(Box::new(move |bundle| {
+        let vol = bundle.join("vol");
+        std::fs::create_dir_all(vol.join("sub")).unwrap();
+        std::fs::write(vol.join("sub/file"), "in sub\n").unwrap();
+        let mut mounts = base["mounts"].as_array().unwrap().clone();
+        mounts.push(
+            json!({"destination": "/data", "type": "bind", "source": vol, "options": ["rbind"]}),
+        );
+        let made = bundle.join("rootfs/data/sub");
+        mounts.push(json!({"destination": "/other", "type": "bind", "source": made, "options": ["rbind", "ro"]}));
+        json!({ "mounts": mounts })
+    }));
+    case
 }
 
 /// Every hook phase reporting what it sees: cwd, environment and the state on stdin. The
