@@ -93,49 +93,14 @@ fn mount_one(ctx: &InitContext<'_>, root: BorrowedFd<'_>, m: &MountPlan) -> Resu
             .map(|st| Mode::from_bits_truncate(st.st_mode & 0o7777)),
         _ => None,
     };
-    if let Some(fs @ ("proc" | "sysfs")) = m.fstype.as_deref() {
-        // As runc: never through a symlink, which has aimed procfs elsewhere before.
-        let found = open_in_root(root, dest, OFlag::O_PATH | OFlag::O_NOFOLLOW);
-        if let Ok(st) = found.and_then(|fd| Ok(fstat(fd.as_fd())?)) {
-            if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFDIR {
-                return Err(failure(
-                    "checking the destination",
-                    format!("filesystem {fs:?} must be mounted on ordinary directory"),
-                ));
-            }
-        }
-    }
+    refuse_symlinked_kernel_fs(root, m)?;
     let target = ensure_in_root(root, dest, as_dir)
         .step(|| "resolving the destination in the rootfs".into())?;
     let flags = m.options.flags;
     let data = Some(m.options.data.as_str()).filter(|d| !d.is_empty());
     match m.fstype.as_deref() {
         Some("cgroup") | Some("cgroup2") => super::cgroupfs::mount(ctx, root, m, target.as_fd())?,
-        _ if m.is_bind() => {
-            mount_at(
-                source,
-                target.as_fd(),
-                NONE,
-                flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
-                NONE,
-            )
-            .step(|| "bind mount".into())?;
-            let extra = flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
-            if !extra.is_empty() {
-                // The fd still names the directory under the new mount: resolve again.
-                let mounted =
-                    open_in_root(root, dest, OFlag::O_PATH).step(|| "reopening".into())?;
-                let mut f = extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
-                if ctx.plan.namespaces.is_new(NsKind::User)
-                    || ctx.plan.namespaces.joined(NsKind::User).is_some()
-                {
-                    // Flags locked by the source mount must be kept when remounting in a user namespace.
-                    f |= locked_flags(source.unwrap_or(Path::new("/")));
-                }
-                mount_at(NONE.map(Path::new), mounted.as_fd(), NONE, f, NONE)
-                    .step(|| format!("remounting with {extra:?}"))?;
-            }
-        }
+        _ if m.is_bind() => mount_bind(ctx, root, m, source, target.as_fd())?,
         fstype => {
             let src = m
                 .source
@@ -170,6 +135,57 @@ fn mount_one(ctx: &InitContext<'_>, root: BorrowedFd<'_>, m: &MountPlan) -> Resu
         }
     }
     Ok(())
+}
+
+/// As runc: procfs and sysfs never through a symlink, which has aimed them elsewhere before.
+fn refuse_symlinked_kernel_fs(root: BorrowedFd<'_>, m: &MountPlan) -> Result<(), InitError> {
+    let Some(fs @ ("proc" | "sysfs")) = m.fstype.as_deref() else {
+        return Ok(());
+    };
+    let found = open_in_root(root, &m.dest, OFlag::O_PATH | OFlag::O_NOFOLLOW);
+    match found.and_then(|fd| Ok(fstat(fd.as_fd())?)) {
+        Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFDIR => {
+            Err(failure(
+                "checking the destination",
+                format!("filesystem {fs:?} must be mounted on ordinary directory"),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A bind, then a remount for the per-mount flags it asks for (a bind takes none itself).
+fn mount_bind(
+    ctx: &InitContext<'_>,
+    root: BorrowedFd<'_>,
+    m: &MountPlan,
+    source: Option<&Path>,
+    target: BorrowedFd<'_>,
+) -> Result<(), InitError> {
+    let flags = m.options.flags;
+    mount_at(
+        source,
+        target,
+        NONE,
+        flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
+        NONE,
+    )
+    .step(|| "bind mount".into())?;
+    let extra = flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+    if extra.is_empty() {
+        return Ok(());
+    }
+    // The target fd still names the directory under the new mount: resolve again.
+    let mounted = open_in_root(root, &m.dest, OFlag::O_PATH).step(|| "reopening".into())?;
+    let mut f = extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+    let ns = &ctx.plan.namespaces;
+    if ns.is_new(NsKind::User) || ns.joined(NsKind::User).is_some() {
+        // Flags locked by the source mount must be kept when remounting in a user namespace.
+        f |= locked_flags(source.unwrap_or(Path::new("/")));
+    }
+    // The kernel keeps the source's atime flags on a remount that names none.
+    mount_at(NONE.map(Path::new), mounted.as_fd(), NONE, f, NONE)
+        .step(|| format!("remounting with {extra:?}"))
 }
 
 /// A tmpfs, mounted writable first: a copy of the directory it covers goes in for "tmpcopyup"
