@@ -260,6 +260,7 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
             sync: child_end.take().expect("once"),
             listener: listener.take(),
             console: console.take(),
+            root: None,
         };
         crate::init::run(&ctx, fds)
     };

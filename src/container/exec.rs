@@ -253,6 +253,20 @@ pub fn exec(
     // The init's pid is checked against its start time while its namespaces are read.
     let init =
         pidfd(&record).ok_or_else(|| ContainerError::Status("container not running".into()))?;
+    // Its init chrooted into the rootfs: so does this process, through the init's root.
+    let mut root = match plan.namespaces.is_new(NsKind::Mount) {
+        true => None,
+        false => Some(
+            nix::fcntl::open(
+                format!("/proc/{}/root", record.pid).as_str(),
+                nix::fcntl::OFlag::O_PATH
+                    | nix::fcntl::OFlag::O_DIRECTORY
+                    | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| io_ctx("the container's root")(e.into()))?,
+        ),
+    };
     plan.namespaces = container_namespaces(record.pid);
     crate::logger::trace!(
         "exec: into {id} (init {}), joining {:?}",
@@ -292,13 +306,14 @@ pub fn exec(
             sync: child_end.take().expect("once"),
             listener: None,
             console: console.take(),
+            root: root.take(),
         };
         crate::init::run_exec(&ctx, fds)
     };
     let cloned = clone_init(0, unified_fd.as_ref().map(|f| f.as_raw_fd()), &mut child);
     drop(ns_guard);
     let (pid, into_cgroup) = cloned.map_err(io_ctx("clone"))?;
-    drop((child_end, console, unified_fd, init));
+    drop((child_end, console, unified_fd, init, root));
     let kill = |e: ContainerError| {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),

@@ -57,6 +57,9 @@ pub struct InitFds {
     pub listener: Option<OwnedFd>,
     /// Where the pty master goes: the --console-socket, or `run`'s relay.
     pub console: Option<OwnedFd>,
+    /// The container's root, for an exec into a container that has no mount namespace of its
+    /// own: its init chrooted there, and joining namespaces does not.
+    pub root: Option<OwnedFd>,
 }
 
 pub struct InitContext<'a> {
@@ -254,6 +257,10 @@ fn exec_steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitEr
     let plan = ctx.plan;
     begin(fds)?;
     enter_namespaces(plan, fds)?;
+    if let Some(root) = &fds.root {
+        nix::unistd::fchdir(root.as_fd()).step(|| "entering the container's root".into())?;
+        nix::unistd::chroot(".").step(|| "chroot".into())?;
+    }
     trace!("exec: joined the container's namespaces");
     let pty = if plan.process.terminal {
         // Joining the mount namespace made its root ours.

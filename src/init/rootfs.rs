@@ -41,7 +41,13 @@ pub fn prepare(ctx: &InitContext<'_>) -> Result<OwnedFd, InitError> {
     } else {
         prop
     };
-    mount(NONE, "/", NONE, first, NONE).step(|| "setting propagation of /".into())?;
+    // Without a mount namespace of its own (the caller's, or a joined one) the "/" is not ours
+    // to change: the rootfs bind alone takes the propagation, which keeps the container's mounts
+    // from spreading to the namespace's peers.
+    let own_ns = plan.namespaces.is_new(NsKind::Mount);
+    if own_ns {
+        mount(NONE, "/", NONE, first, NONE).step(|| "setting propagation of /".into())?;
+    }
     mount(
         Some(&plan.rootfs),
         &plan.rootfs,
@@ -50,6 +56,10 @@ pub fn prepare(ctx: &InitContext<'_>) -> Result<OwnedFd, InitError> {
         NONE,
     )
     .step(|| format!("binding rootfs {}", plan.rootfs.display()))?;
+    if !own_ns {
+        mount(NONE, &plan.rootfs, NONE, first, NONE)
+            .step(|| "setting propagation of the rootfs".into())?;
+    }
     let root = nix::fcntl::open(
         &plan.rootfs,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -412,7 +422,11 @@ pub fn pivot(root: OwnedFd, plan: &Plan) -> Result<(), InitError> {
     .step(|| "opening the old root".into())?;
     nix::unistd::fchdir(root.as_fd()).step(|| "entering the rootfs".into())?;
     drop(root);
-    if plan.opts.no_pivot {
+    if !plan.namespaces.is_new(NsKind::Mount) {
+        // pivot_root would change the root of every process in the namespace: chroot, as runc
+        // does there (--no-pivot too; moving the rootfs over "/" would be as bad).
+        nix::unistd::chroot(".").step(|| "chroot".into())?;
+    } else if plan.opts.no_pivot {
         hide_host_kernel_filesystems(&plan.rootfs)?;
         mount(Some("."), "/", NONE, MsFlags::MS_MOVE, NONE)
             .step(|| "moving the rootfs to /".into())?;

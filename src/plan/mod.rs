@@ -718,12 +718,6 @@ impl Plan {
                 _ => namespaces.new.push(kind),
             }
         }
-        if !namespaces.is_new(NsKind::Mount) {
-            return Err(PlanError::field(
-                "linux.namespaces",
-                "a new mount namespace is required",
-            ));
-        }
 
         if namespaces.is_new(NsKind::User) {
             // The init starts inside its new user namespace, which owns none of the host's.
@@ -942,6 +936,19 @@ impl Plan {
         };
         let masked_paths = paths("linux.maskedPaths", linux.masked_paths())?;
         let readonly_paths = paths("linux.readonlyPaths", linux.readonly_paths())?;
+        let restricted = !(masked_paths.is_empty() && readonly_paths.is_empty());
+        if restricted && !namespaces.is_new(NsKind::Mount) {
+            // runc's words: without a mount namespace of its own the container's mounts are
+            // the caller's, and runc refuses to mask in them.
+            let field = match masked_paths.is_empty() {
+                true => "linux.readonlyPaths",
+                false => "linux.maskedPaths",
+            };
+            return Err(PlanError::field(
+                field,
+                "unable to restrict sys entries without a private MNT namespace",
+            ));
+        }
 
         let mut sysctls: Vec<(String, String)> = linux
             .sysctl()

@@ -64,6 +64,7 @@ fn main() {
         rootfs::devices_and_dev_layout,
         rootfs::sysctls_apply_in_the_container,
         rootfs::no_pivot,
+        rootfs::shared_or_joined_mount_namespace,
         rootfs::clone_without_clone3,
         hooks::all_phases_in_order,
         hooks::failing_hook_fails_create_and_cleans_up,

@@ -354,3 +354,93 @@ pub fn clone_without_clone3() -> TestResult {
     );
     Ok(())
 }
+
+/// No mount namespace of its own: the caller's (a private one made for the test, so that the
+/// mounts left there go with it) or one joined by path. The container still sees its rootfs
+/// (chroot, as runc does), an exec'd process too, the caller's "/" is not touched; and masks,
+/// which runc refuses there, are refused in runc's words.
+pub fn shared_or_joined_mount_namespace() -> TestResult {
+    let ctx = Ctx::new("mntns")?;
+    let runc = crate::clients::which("runc").ok_or(crate::harness::Outcome::Skip(
+        "needs runc (Debian's runc), the oracle".into(),
+    ))?;
+    let mut b = ctx.bundle("cat /marker; readlink /proc/self/ns/mnt");
+    std::fs::write(b.rootfs().join("marker"), "in the rootfs\n").unwrap();
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.retain(|n| n["type"] != "mount");
+    b.config["linux"]["maskedPaths"] = json!([]);
+    b.config["linux"]["readonlyPaths"] = json!([]);
+    b.save();
+    // In a fresh private mount namespace: its id, then what the container printed.
+    let in_caller = |rt: &std::path::Path, root: &std::path::Path| {
+        let script = format!(
+            "readlink /proc/self/ns/mnt; {} --root {} run -b {} {}",
+            rt.display(),
+            root.display(),
+            b.dir.display(),
+            ctx.id()
+        );
+        let out = std::process::Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        assert!(
+            out.status.success() && lines.len() == 3,
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (lines[1].clone(), lines[0] == lines[2])
+    };
+    let runc_root = ctx.base.join("runc-state");
+    let theirs = in_caller(&runc, &runc_root);
+    let ours = in_caller(std::path::Path::new(crate::support::bin()), &ctx.root);
+    assert_eq!(ours, ("in the rootfs".to_owned(), true));
+    assert_eq!(ours, theirs, "as under runc");
+
+    // A mount namespace joined by path: the container's mounts are made there; exec sees them.
+    let holder = crate::support::Guard(
+        std::process::Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sleep", "100"])
+            .spawn()
+            .unwrap(),
+    );
+    let path = format!("/proc/{}/ns/mnt", holder.0.id());
+    crate::clients::wait_until(10, "the holder's namespace", || {
+        std::fs::read_link(&path).ok() != std::fs::read_link("/proc/self/ns/mnt").ok()
+    });
+    b.config["process"]["args"] = json!(["sleep", "100"]);
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.push(json!({"type": "mount", "path": path}));
+    let id = ctx.id();
+    b.config["linux"]["cgroupsPath"] = format!("/chitin-tests/{id}").into();
+    assert_eq!(ctx.run_detached(&b, &id), 0);
+    let out = ctx.exec_process(
+        &id,
+        &["sh", "-c", "cat /marker; readlink /proc/self/ns/mnt"],
+    );
+    let held = std::fs::read_link(&path).unwrap();
+    assert_eq!(out, format!("in the rootfs\n{}\n", held.display()));
+    assert!(
+        !std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(b.rootfs().to_str().unwrap()),
+        "no mount of the container's in the caller's namespace"
+    );
+    ctx.chitin_ok(&["delete", "-f", &id]);
+
+    // Masks need a mount namespace of the container's own.
+    let mut b = ctx.bundle("true");
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.retain(|n| n["type"] != "mount");
+    let (code, _, err) = ctx.run(&b, &ctx.id());
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "linux.maskedPaths: unable to restrict sys entries without a private MNT namespace"
+        ),
+        "{err}"
+    );
+    Ok(())
+}
