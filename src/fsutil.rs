@@ -242,8 +242,64 @@ pub fn read_small_file_in_root(root: BorrowedFd<'_>, path: &Path, max: u64) -> i
     Ok(text)
 }
 
+/// open_tree(2) with OPEN_TREE_CLONE: a detached copy of the mount at `path` (relative to
+/// `dir`, or the cwd; empty for `dir` itself), and with `recursive` of what is mounted below it.
+pub fn clone_tree(
+    dir: Option<BorrowedFd<'_>>,
+    path: &Path,
+    recursive: bool,
+) -> io::Result<OwnedFd> {
+    let dir = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+    let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
+    if path.as_os_str().is_empty() {
+        flags |= libc::AT_EMPTY_PATH as u32;
+    }
+    if recursive {
+        flags |= libc::AT_RECURSIVE as u32;
+    }
+    // SAFETY: open_tree with a valid fd and a C string.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, dir, c.as_ptr(), flags) };
+    let fd = nix::errno::Errno::result(fd)?;
+    // SAFETY: open_tree just returned this fd to us.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
+}
+
+/// move_mount(2) of a detached tree onto the object open at `target`.
+pub fn attach_tree(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> nix::Result<()> {
+    const F_EMPTY_PATH: u32 = 0x4;
+    const T_EMPTY_PATH: u32 = 0x40;
+    // SAFETY: move_mount between two valid fds, with empty C strings.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            F_EMPTY_PATH | T_EMPTY_PATH,
+        )
+    };
+    nix::errno::Errno::result(r).map(drop)
+}
+
 /// mount_setattr(2) on an fd (and, with `recursive`, everything mounted below it).
 pub fn mount_setattr(fd: BorrowedFd<'_>, set: u64, clear: u64, recursive: bool) -> nix::Result<()> {
+    setattr(fd, set, clear, 0, recursive)
+}
+
+/// A propagation change (MS_SLAVE, ...) by mount_setattr(2), for a detached tree too.
+pub fn set_propagation(fd: BorrowedFd<'_>, propagation: u64, recursive: bool) -> nix::Result<()> {
+    setattr(fd, 0, 0, propagation, recursive)
+}
+
+fn setattr(
+    fd: BorrowedFd<'_>,
+    set: u64,
+    clear: u64,
+    propagation: u64,
+    recursive: bool,
+) -> nix::Result<()> {
     #[repr(C)]
     struct MountAttr {
         set: u64,
@@ -254,7 +310,7 @@ pub fn mount_setattr(fd: BorrowedFd<'_>, set: u64, clear: u64, recursive: bool) 
     let attr = MountAttr {
         set,
         clr: clear,
-        propagation: 0,
+        propagation,
         userns_fd: 0,
     };
     let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };

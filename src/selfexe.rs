@@ -11,7 +11,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use nix::fcntl::{FcntlArg, SealFlag, fcntl};
@@ -41,18 +41,7 @@ fn sealed(exe: BorrowedFd<'_>) -> bool {
 
 /// A detached bind mount of `exe` alone, read-only, nosuid and nodev.
 fn read_only_bind(exe: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    // SAFETY: open_tree with a valid fd and an empty C string.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            exe.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH as u32 | libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC,
-        )
-    };
-    let fd = nix::errno::Errno::result(fd)?;
-    // SAFETY: open_tree just returned this fd to us.
-    let tree = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let tree = crate::fsutil::clone_tree(Some(exe), std::path::Path::new(""), false)?;
     crate::fsutil::mount_setattr(
         tree.as_fd(),
         libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV,

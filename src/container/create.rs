@@ -236,6 +236,7 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
         child_end,
     } = Channels::open(plan)?;
     let unified_fd = open_cgroup_dir(record.cgroup.unified.as_deref())?;
+    let binds = open_bind_sources(plan)?;
     let clone_flags = [NsKind::User, NsKind::Pid]
         .into_iter()
         .filter(|k| plan.namespaces.is_new(*k))
@@ -255,6 +256,7 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
             layout,
             placement: &placement,
             seccomp: seccomp.as_ref(),
+            binds: &binds,
         };
         let fds = InitFds {
             sync: child_end.take().expect("once"),
@@ -274,7 +276,7 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
     undo.pid = Some(pid);
     // The parent keeps none of the init's ends: EOF on the sync socket must mean the init is gone.
     drop((child_end, listener, console));
-    drop(unified_fd);
+    drop((unified_fd, binds));
     trace!("cloned the container init {pid} (into its cgroup by clone3: {into_cgroup})");
 
     record.cgroup.add(pid, into_cgroup)?;
@@ -365,6 +367,50 @@ pub fn create(root: &Path, plan: &Plan, layout: &Layout) -> Result<Created, Cont
         record,
         console_relay,
     })
+}
+
+/// For a container in a user namespace, bind sources opened here, with the caller's credentials
+/// and in its mount namespace, before the user namespace applies (a 0700 directory on the way is
+/// fine): detached trees that the init attaches by fd. Each is made a slave of its source
+/// (private with an rprivate root), as a bind in the container's own copy of the mounts would
+/// be. None without a user namespace (the init has the caller's rights), where the source is
+/// inside the rootfs (resolved there when its turn comes), where the container shares a mount
+/// namespace, and on kernels without open_tree or mount_setattr (before 5.12): those bind by path.
+fn open_bind_sources(plan: &Plan) -> Result<Vec<Option<OwnedFd>>, ContainerError> {
+    use nix::mount::MsFlags;
+    let propagation = match plan.rootfs_propagation.contains(MsFlags::MS_PRIVATE) {
+        true => MsFlags::MS_PRIVATE,
+        false => MsFlags::MS_SLAVE,
+    };
+    let ns = &plan.namespaces;
+    let userns = ns.is_new(NsKind::User) || ns.joined(NsKind::User).is_some();
+    let by_fd = ns.is_new(NsKind::Mount) && userns;
+    let mut out = Vec::with_capacity(plan.mounts.len());
+    for (i, m) in plan.mounts.iter().enumerate() {
+        let src = match &m.source {
+            Some(src) if m.is_bind() && by_fd && !src.starts_with(&plan.rootfs) => src,
+            _ => {
+                out.push(None);
+                continue;
+            }
+        };
+        let what = || format!("mounts[{i}].source {}", src.display());
+        let recursive = m.options.flags.contains(MsFlags::MS_REC);
+        let tree = match crate::fsutil::clone_tree(None, src, recursive) {
+            Ok(t) => t,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                out.push(None);
+                continue;
+            }
+            Err(e) => return Err(io_ctx(what())(e)),
+        };
+        match crate::fsutil::set_propagation(tree.as_fd(), propagation.bits() as u64, true) {
+            Ok(()) => out.push(Some(tree)),
+            Err(nix::errno::Errno::ENOSYS) => out.push(None),
+            Err(e) => return Err(io_ctx(what())(e.into())),
+        }
+    }
+    Ok(out)
 }
 
 /// The init's start time: with its pid, what tells it from a later process of the same pid.

@@ -301,6 +301,7 @@ pub fn exec(
             layout: &layout,
             placement: &placement,
             seccomp: seccomp.as_ref(),
+            binds: &[],
         };
         let fds = InitFds {
             sync: child_end.take().expect("once"),

@@ -3,14 +3,15 @@
 
 use std::os::fd::AsRawFd;
 
-use super::{InitError, InitFds, Step};
+use super::{InitContext, InitError, InitFds, Step};
 use crate::plan::Plan;
 
 /// The waiting init closes the caller's fds beyond stdio and the preserved ones at once, not
 /// at execve: a created container may wait for hours, and an inherited pipe held that long keeps
 /// its reader from EOF (runc's init holds only what it is given). What it keeps is its own: the
-/// sync socket, the start barrier, the console socket and the log.
-pub(super) fn close_inherited(plan: &Plan, fds: &InitFds) -> Result<(), InitError> {
+/// sync socket, the start barrier, the console socket, the log and the bind sources.
+pub(super) fn close_inherited(ctx: &InitContext<'_>, fds: &InitFds) -> Result<(), InitError> {
+    let binds = ctx.binds.iter().flatten().map(|f| f.as_raw_fd());
     let mut keep: Vec<u32> = [
         Some(fds.sync.as_raw_fd()),
         fds.listener.as_ref().map(|f| f.as_raw_fd()),
@@ -19,10 +20,11 @@ pub(super) fn close_inherited(plan: &Plan, fds: &InitFds) -> Result<(), InitErro
     ]
     .into_iter()
     .flatten()
+    .chain(binds)
     .map(|f| f as u32)
     .collect();
     keep.sort_unstable();
-    let mut from = plan.opts.first_own_fd();
+    let mut from = ctx.plan.opts.first_own_fd();
     for k in keep {
         if k < from {
             continue;

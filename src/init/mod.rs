@@ -67,6 +67,8 @@ pub struct InitContext<'a> {
     pub layout: &'a Layout,
     pub placement: &'a Placement,
     pub seccomp: Option<&'a crate::seccomp::Filter>,
+    /// Bind sources the runtime opened as detached trees, by the index of their mount.
+    pub binds: &'a [Option<OwnedFd>],
 }
 
 /// Runs the init; never returns.
@@ -158,7 +160,7 @@ fn begin(fds: &InitFds) -> Result<(), InitError> {
 fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> {
     let plan = ctx.plan;
     begin(fds)?;
-    fds::close_inherited(plan, fds)?;
+    fds::close_inherited(ctx, fds)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     enter_namespaces(plan, fds)?;
     trace!("init: in its namespaces (new: {:?})", plan.namespaces.new);

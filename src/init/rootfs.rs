@@ -10,8 +10,8 @@ use nix::sys::stat::{Mode, SFlag, fstat};
 
 use super::{InitContext, InitError, Step, failure};
 use crate::fsutil::{
-    ensure_in_root, fd_path, mount_setattr as setattr, mountinfo_path, open_in_root, open_proc,
-    write_proc,
+    attach_tree, ensure_in_root, fd_path, mount_setattr as setattr, mountinfo_path, open_in_root,
+    open_proc, write_proc,
 };
 use crate::plan::selinux::mount_data;
 use crate::plan::{MountPlan, NsKind, Plan};
@@ -66,14 +66,21 @@ pub fn prepare(ctx: &InitContext<'_>) -> Result<OwnedFd, InitError> {
         Mode::empty(),
     )
     .step(|| format!("opening rootfs {}", plan.rootfs.display()))?;
-    for m in &plan.mounts {
-        mount_one(ctx, root.as_fd(), m)
+    for (i, m) in plan.mounts.iter().enumerate() {
+        let tree = ctx.binds.get(i).and_then(|t| t.as_ref());
+        mount_one(ctx, root.as_fd(), m, tree)
             .map_err(|e| failure(&format!("mounting {}", m.dest.display()), e.to_string()))?;
     }
     Ok(root)
 }
 
-fn mount_one(ctx: &InitContext<'_>, root: BorrowedFd<'_>, m: &MountPlan) -> Result<(), InitError> {
+/// One mount of the config; `tree` is its bind source, opened by the runtime.
+fn mount_one(
+    ctx: &InitContext<'_>,
+    root: BorrowedFd<'_>,
+    m: &MountPlan,
+    tree: Option<&OwnedFd>,
+) -> Result<(), InitError> {
     let dest = &m.dest;
     // A bind source inside the rootfs (which an earlier mount may have made) is resolved there,
     // by fd: the image's symlinks cannot lead it out.
@@ -87,7 +94,7 @@ fn mount_one(ctx: &InitContext<'_>, root: BorrowedFd<'_>, m: &MountPlan) -> Resu
         },
         _ => None,
     };
-    let source = in_root.as_ref().map(|fd| fd_path(fd.as_fd()));
+    let source = in_root.as_ref().or(tree).map(|fd| fd_path(fd.as_fd()));
     let source = source.as_deref().or(m.source.as_deref());
     let as_dir = match source {
         Some(src) if m.is_bind() => std::fs::metadata(src)
@@ -110,7 +117,7 @@ fn mount_one(ctx: &InitContext<'_>, root: BorrowedFd<'_>, m: &MountPlan) -> Resu
     let data = Some(m.options.data.as_str()).filter(|d| !d.is_empty());
     match m.fstype.as_deref() {
         Some("cgroup") | Some("cgroup2") => super::cgroupfs::mount(ctx, root, m, target.as_fd())?,
-        _ if m.is_bind() => mount_bind(ctx, root, m, source, target.as_fd())?,
+        _ if m.is_bind() => mount_bind(ctx, root, m, source, tree, target.as_fd())?,
         fstype => {
             let src = m
                 .source
@@ -170,17 +177,21 @@ fn mount_bind(
     root: BorrowedFd<'_>,
     m: &MountPlan,
     source: Option<&Path>,
+    tree: Option<&OwnedFd>,
     target: BorrowedFd<'_>,
 ) -> Result<(), InitError> {
     let flags = m.options.flags;
-    mount_at(
-        source,
-        target,
-        NONE,
-        flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
-        NONE,
-    )
-    .step(|| "bind mount".into())?;
+    match tree {
+        Some(t) => attach_tree(t.as_fd(), target).step(|| "attaching the bind source".into())?,
+        None => mount_at(
+            source,
+            target,
+            NONE,
+            flags & (MsFlags::MS_BIND | MsFlags::MS_REC),
+            NONE,
+        )
+        .step(|| "bind mount".into())?,
+    }
     let extra = flags - (MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
     if extra.is_empty() {
         return Ok(());

@@ -55,6 +55,7 @@ fn main() {
         process::created_init_holds_no_caller_fd,
         rootfs::namespaces_new_and_joined,
         rootfs::user_namespace_mappings,
+        rootfs::bind_sources_opened_before_the_user_namespace,
         rootfs::time_namespace_offsets,
         rootfs::mounts_with_options,
         rootfs::propagation,

@@ -444,3 +444,43 @@ pub fn shared_or_joined_mount_namespace() -> TestResult {
     );
     Ok(())
 }
+
+/// Bind sources are opened by the runtime, with the caller's rights, before the user namespace
+/// applies: a source behind a directory the container's root could not enter (0700, the host
+/// root's) is bound all the same, with its flags, and what is mounted below it comes with rbind.
+pub fn bind_sources_opened_before_the_user_namespace() -> TestResult {
+    let ctx = Ctx::new("bindfd")?;
+    let private = ctx.base.join("private");
+    let vol = private.join("vol");
+    std::fs::create_dir_all(vol.join("sub")).unwrap();
+    std::fs::write(vol.join("file"), "behind 0700\n").unwrap();
+    std::fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &ctx.base,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut b =
+        ctx.bundle("cat /data/file; touch /data/x 2>/dev/null || echo read-only; cat /ro/file");
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    // The mount points are the image's: the mapped root may not write in a rootfs of the host's.
+    for d in ["data", "ro"] {
+        std::fs::create_dir_all(b.rootfs().join(d)).unwrap();
+    }
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.push(
+        json!({"destination": "/data", "type": "bind", "source": vol, "options": ["rbind", "ro"]}),
+    );
+    mounts.push(json!({"destination": "/ro", "type": "bind", "source": vol, "options": ["bind"]}));
+    assert_eq!(ctx.run_ok(&b), "behind 0700\nread-only\nbehind 0700\n");
+    Ok(())
+}
