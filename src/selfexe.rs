@@ -89,6 +89,7 @@ fn reexec(exe: BorrowedFd<'_>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn the_fallback_copy_is_sealed_and_identical() {

@@ -41,16 +41,20 @@ pub fn namespaces_new_and_joined() -> TestResult {
     Ok(())
 }
 
+/// A user namespace mapping the container's 0..65536 to the host's 100000 and up.
+fn in_user_namespace(b: &mut crate::support::Bundle) {
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.push(json!({"type": "user"}));
+    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["uidMappings"] = map.clone();
+    b.config["linux"]["gidMappings"] = map;
+}
+
 pub fn user_namespace_mappings() -> TestResult {
     let ctx = Ctx::new("userns")?;
     let mut b =
         ctx.bundle("cat /proc/self/uid_map /proc/self/gid_map; id -u; ls -l /dev/null | cut -c1; echo x > /dev/null && echo null-ok");
-    b.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "user"}));
-    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    in_user_namespace(&mut b);
     // The bundle must be reachable by the mapped root.
     std::fs::set_permissions(
         &ctx.base,
@@ -466,12 +470,7 @@ pub fn bind_sources_opened_before_the_user_namespace() -> TestResult {
     .unwrap();
     let mut b =
         ctx.bundle("cat /data/file; touch /data/x 2>/dev/null || echo read-only; cat /ro/file");
-    b.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "user"}));
-    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    in_user_namespace(&mut b);
     // The mount points are the image's: the mapped root may not write in a rootfs of the host's.
     for d in ["data", "ro"] {
         std::fs::create_dir_all(b.rootfs().join(d)).unwrap();
