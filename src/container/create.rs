@@ -404,7 +404,7 @@ fn open_bind_sources(plan: &Plan) -> Result<Vec<Option<OwnedFd>>, ContainerError
             }
             Err(e) => return Err(io_ctx(what())(e)),
         };
-        match crate::fsutil::set_propagation(tree.as_fd(), u64::from(propagation.bits()), true) {
+        match crate::fsutil::set_propagation(tree.as_fd(), propagation.bits(), true) {
             Ok(()) => out.push(Some(tree)),
             Err(nix::errno::Errno::ENOSYS) => out.push(None),
             Err(e) => return Err(io_ctx(what())(e.into())),
