@@ -352,7 +352,8 @@ pub fn exec(
     }
     crate::logger::trace!("exec: {pid} execs {:?}", plan.process.args);
     if let Some(pf) = &plan.opts.pid_file {
-        write_pid_file(pf, pid)?;
+        // As runc: a process whose pid cannot be handed over is not left running.
+        write_pid_file(pf, pid).map_err(kill)?;
     }
     if f.detach {
         return Ok(0);

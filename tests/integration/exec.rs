@@ -144,6 +144,14 @@ pub fn flags_and_exit_status() -> TestResult {
     assert!(!b.rootfs().join("no").exists(), "exec made its cwd");
     let (_, out, _) = exec(&ctx, &["-u", "1000", &id, "sh", "-c", "echo $HOME"]);
     assert_eq!(out, "/tmp\n", "svc's home in the rootfs's /etc/passwd");
+    // A pid file that cannot be written fails the exec, and its process does not stay running.
+    let args = ["-d", "--pid-file", "/nonexistent/dir/pid", &id, "sleep", "7777"];
+    let (code, _, err) = exec(&ctx, &args);
+    assert_eq!(code, 255);
+    assert!(err.contains("pid file"), "{err}");
+    crate::clients::wait_until(10, "the exec'd process to go", || {
+        crate::support::processes_with("7777").is_empty()
+    });
     // A --cgroup outside the container's, in runc's words.
     let (code, _, err) = exec(&ctx, &["--cgroup", "../x", &id, "true"]);
     assert_eq!(code, 255);
