@@ -286,10 +286,11 @@ pub fn status_of(dir: &Path, r: &Record) -> Status {
     }
     match proc_stat(r.pid) {
         Some((start, state)) if start == r.start_time && state != 'Z' && state != 'X' => {
-            if dir.join(START_SOCKET).exists() {
-                Status::Created
-            } else if crate::cgroup::freezer::is_frozen(&r.cgroup) {
+            // Frozen first: a created container can be paused too, as with runc.
+            if crate::cgroup::freezer::is_frozen(&r.cgroup) {
                 Status::Paused
+            } else if dir.join(START_SOCKET).exists() {
+                Status::Created
             } else {
                 Status::Running
             }

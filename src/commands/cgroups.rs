@@ -28,7 +28,10 @@ pub fn pause(root: &Path, id: &str, freeze: bool) -> Result<(), ContainerError> 
     let r = dir.read()?;
     let what = if freeze { "pause" } else { "resume" };
     match (running(&dir, &r, what)?, freeze) {
-        (Status::Running, true) | (Status::Paused, false) => Ok(freezer::set(&r.cgroup, freeze)?),
+        // As runc: a created container may be paused too (and reads as created once resumed).
+        (Status::Running | Status::Created, true) | (Status::Paused, false) => {
+            Ok(freezer::set(&r.cgroup, freeze)?)
+        }
         (s, _) => Err(ContainerError::Status(format!(
             "cannot {what} a container that is {}",
             s.as_str()

@@ -920,16 +920,73 @@ pub fn update_from_the_merged_resources() -> TestResult {
         192 << 20
     };
     assert_eq!(read(mem.join(swap_file)), swap.to_string());
-    update(&["--memory", "-1"]);
-    let limit_file = if is_v1("memory") {
-        "memory.limit_in_bytes"
-    } else {
-        "memory.max"
+    let limit_file = match is_v1("memory") {
+        true => "memory.limit_in_bytes",
+        false => "memory.max",
     };
+    // Both raised, the limit past the old swap limit: the order of the writes must not trip the
+    // kernel's check (memory <= memory+swap at every write on v1).
+    update(&["--memory", "300m", "--memory-swap", "600m"]);
+    assert_eq!(read(mem.join(limit_file)), (300u64 << 20).to_string());
+    update(&["--memory", "-1"]);
     assert_eq!(read(mem.join(limit_file)), unlimited);
     assert_eq!(read(mem.join(swap_file)), unlimited);
-    // Both raised past each other: the write order must not trip the kernel's check.
-    update(&["--memory", "512m", "--memory-swap", "1g"]);
-    assert_eq!(read(mem.join(limit_file)), (512u64 << 20).to_string());
+    Ok(())
+}
+
+/// A created container can be paused and resumed, as with runc: the same statuses at each step
+/// under both, and it starts afterwards.
+pub fn pause_a_created_container() -> TestResult {
+    let ctx = Ctx::new("pausecreated")?;
+    let runc = crate::clients::which("runc").ok_or(crate::harness::Outcome::Skip(
+        "needs runc (Debian's runc), the oracle".into(),
+    ))?;
+    let statuses = |rt: &Path, root: &Path| {
+        let id = ctx.id();
+        let b = bundle(&ctx, "true", &id, json!({}));
+        b.save();
+        // stderr to a file: the created init holds it until it exits.
+        let err = ctx.base.join("err");
+        let run = |args: &[&str]| {
+            let st = std::process::Command::new(rt)
+                .arg("--root")
+                .arg(root)
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&err).unwrap())
+                .status()
+                .unwrap();
+            let text = std::fs::read_to_string(&err).unwrap();
+            assert!(st.success(), "{args:?}: {text}");
+        };
+        let status = || {
+            let out = std::process::Command::new(rt)
+                .arg("--root")
+                .arg(root)
+                .args(["state", &id])
+                .output()
+                .unwrap();
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            v["status"].as_str().unwrap().to_owned()
+        };
+        run(&["create", "-b", b.dir.to_str().unwrap(), &id]);
+        let mut seen = vec![status()];
+        run(&["pause", &id]);
+        seen.push(status());
+        run(&["resume", &id]);
+        seen.push(status());
+        run(&["start", &id]);
+        crate::clients::wait_until(10, "the container to stop", || status() == "stopped");
+        run(&["delete", &id]);
+        seen
+    };
+    let ours = statuses(Path::new(crate::support::bin()), &ctx.root);
+    assert_eq!(ours, ["created", "paused", "created"]);
+    assert_eq!(
+        ours,
+        statuses(&runc, &ctx.base.join("runc-state")),
+        "as under runc"
+    );
     Ok(())
 }

@@ -145,7 +145,14 @@ pub fn flags_and_exit_status() -> TestResult {
     let (_, out, _) = exec(&ctx, &["-u", "1000", &id, "sh", "-c", "echo $HOME"]);
     assert_eq!(out, "/tmp\n", "svc's home in the rootfs's /etc/passwd");
     // A pid file that cannot be written fails the exec, and its process does not stay running.
-    let args = ["-d", "--pid-file", "/nonexistent/dir/pid", &id, "sleep", "7777"];
+    let args = [
+        "-d",
+        "--pid-file",
+        "/nonexistent/dir/pid",
+        &id,
+        "sleep",
+        "7777",
+    ];
     let (code, _, err) = exec(&ctx, &args);
     assert_eq!(code, 255);
     assert!(err.contains("pid file"), "{err}");

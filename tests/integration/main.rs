@@ -85,6 +85,7 @@ fn main() {
         cgroups::relative_cgroups_path,
         cgroups::pids_limit_stops_forks,
         cgroups::pause_freezes_and_resume_thaws,
+        cgroups::pause_a_created_container,
         cgroups::update_changes_limits,
         cgroups::update_from_the_merged_resources,
         cgroups::ps_lists_the_container,
