@@ -938,9 +938,7 @@ pub fn update_from_the_merged_resources() -> TestResult {
 /// under both, and it starts afterwards.
 pub fn pause_a_created_container() -> TestResult {
     let ctx = Ctx::new("pausecreated")?;
-    let runc = crate::clients::which("runc").ok_or(crate::harness::Outcome::Skip(
-        "needs runc (Debian's runc), the oracle".into(),
-    ))?;
+    let runc = crate::differential::runc()?;
     let statuses = |rt: &Path, root: &Path| {
         let id = ctx.id();
         let b = bundle(&ctx, "true", &id, json!({}));

@@ -31,9 +31,7 @@ pub fn spec_and_run_print_from_inside() -> TestResult {
 /// that a config which adds one itself (as scripts written for runc do) names it once.
 pub fn spec_namespaces_as_runc() -> TestResult {
     let ctx = Ctx::new("specns")?;
-    let runc = crate::clients::which("runc").ok_or(crate::harness::Outcome::Skip(
-        "needs runc (Debian's runc), the oracle".into(),
-    ))?;
+    let runc = crate::differential::runc()?;
     let spec = |rt: &std::path::Path, name: &str| -> Value {
         let dir = ctx.base.join(name);
         std::fs::create_dir_all(&dir).unwrap();

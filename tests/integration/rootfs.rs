@@ -365,9 +365,7 @@ pub fn clone_without_clone3() -> TestResult {
 /// which runc refuses there, are refused in runc's words.
 pub fn shared_or_joined_mount_namespace() -> TestResult {
     let ctx = Ctx::new("mntns")?;
-    let runc = crate::clients::which("runc").ok_or(crate::harness::Outcome::Skip(
-        "needs runc (Debian's runc), the oracle".into(),
-    ))?;
+    let runc = crate::differential::runc()?;
     let mut b = ctx.bundle("cat /marker; readlink /proc/self/ns/mnt");
     std::fs::write(b.rootfs().join("marker"), "in the rootfs\n").unwrap();
     let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();

@@ -52,7 +52,8 @@ impl Case {
 /// saw; or the runtime's refusal.
 type Report = Vec<String>;
 
-fn runc() -> Result<PathBuf, Outcome> {
+/// Debian's runc, the oracle; a test without it is skipped.
+pub fn runc() -> Result<PathBuf, Outcome> {
     match which("runc") {
         Some(p) => Ok(p),
         None => skip("needs runc (Debian's runc), the oracle"),
