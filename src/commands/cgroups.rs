@@ -64,7 +64,10 @@ fn ram_in_bytes(flag: &str, s: &str) -> Result<i64, ContainerError> {
 /// As runc: `--memory -1` without a swap limit lifts the swap limit too (the kernel would refuse
 /// a memory limit above memory+swap), where the host accounts swap.
 fn unlimited_swap_with_memory(delta: &mut Value, cgroup: &crate::cgroup::Placement) {
-    let m = &mut delta["memory"];
+    // get_mut: indexing would insert a null "memory", which the merge takes as "no memory limits".
+    let Some(m) = delta.get_mut("memory") else {
+        return;
+    };
     if m["limit"] != json!(-1) || !m["swap"].is_null() {
         return;
     }
@@ -400,6 +403,36 @@ mod tests {
         assert_eq!(
             base,
             json!({"memory": {"limit": 5, "swap": 2}, "pids": {"limit": 3}})
+        );
+    }
+
+    #[test]
+    fn coupled_fields_come_from_the_merged_resources() {
+        let merged =
+            json!({"memory": {"limit": 64, "swap": 256}, "cpu": {"quota": 5000, "period": 20000}});
+        let view = with_coupled_fields(
+            json!({"memory": {"swap": 256}, "cpu": {"period": 20000}}),
+            &merged,
+        );
+        assert_eq!(
+            view,
+            json!({"memory": {"limit": 64, "swap": 256}, "cpu": {"quota": 5000, "period": 20000}})
+        );
+        let res: LinuxResources = serde_json::from_value(view).unwrap();
+        let w = resources::writes(&res, &|_| Some(Kind::V2)).unwrap();
+        let file = |f: &str| w.iter().find(|w| w.file == f).map(|w| w.value.clone());
+        assert_eq!(file("memory.swap.max").as_deref(), Some("192"));
+        assert_eq!(file("cpu.max").as_deref(), Some("5000 20000"));
+    }
+
+    #[test]
+    fn an_update_without_memory_leaves_memory_alone() {
+        let mut delta = json!({"cpu": {"period": 20000}});
+        unlimited_swap_with_memory(&mut delta, &crate::cgroup::Placement::default());
+        assert_eq!(
+            delta,
+            json!({"cpu": {"period": 20000}}),
+            "no null memory to merge"
         );
     }
 }

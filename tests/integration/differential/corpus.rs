@@ -99,6 +99,15 @@ pub fn cases(ctx: &Ctx) -> Vec<Case> {
     }
     cases.push(Case::new("read-only-dev", ro_dev));
     cases.push(mount_order(plain(runc_spec.clone())));
+    // Destinations through the image's dangling symlinks, absolute and relative: made inside.
+    let mut dangling = plain(runc_spec.clone());
+    dangling["root"]["readonly"] = false.into();
+    let mounts = dangling["mounts"].as_array_mut().unwrap();
+    mounts.push(json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs"}));
+    mounts.push(json!({"destination": "/etc/logs/app", "type": "tmpfs", "source": "tmpfs"}));
+    let mut dangling = Case::new("dangling-symlinks", dangling);
+    dangling.links = vec![("data", "/srv/data"), ("etc/logs", "../var/log")];
+    cases.push(dangling);
     cases.push(hooks(plain(runc_spec)));
     // The cgroup is the tests' (without one, chitin's default differs from runc's by design:
     // README, "Where chitin differs from runc").

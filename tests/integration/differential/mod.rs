@@ -21,11 +21,11 @@ use crate::support::{Ctx, Guard, bin};
 
 pub const PROBE: &str = include_str!("probe.sh");
 
-/// One bundle of the corpus: its config (root.path and process.args are the runner's), the
-/// flags of `run`, and whether it has a terminal (then it runs detached, on a console socket).
 /// Makes the part of a case's config that depends on the bundle's path.
 pub type Prepare = Box<dyn Fn(&Path) -> Value>;
 
+/// One bundle of the corpus: its config (root.path and process.args are the runner's), the
+/// flags of `run`, and whether it has a terminal (then it runs detached, on a console socket).
 pub struct Case {
     pub name: String,
     pub config: Value,
@@ -34,6 +34,8 @@ pub struct Case {
     pub prepare: Option<Prepare>,
     /// Processes holding namespaces the config joins, for as long as the case runs.
     pub holders: Vec<fixtures::Holder>,
+    /// Symlinks the image holds: their path in the rootfs and their target.
+    pub links: Vec<(&'static str, &'static str)>,
 }
 
 impl Case {
@@ -44,6 +46,7 @@ impl Case {
             flags: Vec::new(),
             prepare: None,
             holders: Vec::new(),
+            links: Vec::new(),
         }
     }
 }
@@ -125,6 +128,9 @@ fn make_rootfs(case: &Case, bundle: &Path) {
     let _ = std::fs::remove_dir_all(&rootfs);
     crate::support::make_rootfs(&rootfs);
     std::fs::write(rootfs.join("probe.sh"), PROBE).unwrap();
+    for (path, target) in &case.links {
+        std::os::unix::fs::symlink(target, rootfs.join(path)).unwrap();
+    }
     // A user namespace's root owns the rootfs, as Docker arranges with --userns-remap.
     if let Some(host) = case.config["linux"]["uidMappings"][0]["hostID"].as_u64() {
         let st = Command::new("chown")
