@@ -141,6 +141,18 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
+    // Before any fd of ours exists: the slots of the range handed to the container that the
+    // caller left closed are held, so that none of ours lands there.
+    let preserved = match &cli.command {
+        Some(Command::Create { flags, .. } | Command::Run { flags, .. }) => {
+            Some(flags.preserve_fds)
+        }
+        Some(Command::Exec { flags, .. }) => Some(flags.preserve_fds),
+        _ => None,
+    };
+    if let Some(n) = preserved {
+        chitin::init::fds::hold_gaps(3 + plan::RunOptions::listen_fds_from_env() + n);
+    }
     if let Err(e) = logger::init(cli.log.as_deref(), cli.log_format, cli.debug) {
         eprintln!("chitin: --log: {e}");
         return ExitCode::from(1);

@@ -57,6 +57,7 @@ fn run_options(f: &CreateFlags, detach: bool) -> RunOptions {
         listen_fds,
         preserve_fds: f.preserve_fds,
         detach,
+        gaps: crate::init::fds::held_gaps(),
     }
 }
 

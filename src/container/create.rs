@@ -50,7 +50,7 @@ impl Drop for Undo {
 
 /// Moves an fd to a number above the range handed to the container, so that --preserve-fds
 /// never passes one of ours along.
-fn above(fd: OwnedFd, min: u32) -> Result<OwnedFd, ContainerError> {
+pub(super) fn above(fd: OwnedFd, min: u32) -> Result<OwnedFd, ContainerError> {
     if (fd.as_raw_fd() as u32) >= min {
         return Ok(fd);
     }
@@ -405,7 +405,8 @@ fn open_bind_sources(plan: &Plan) -> Result<Vec<Option<OwnedFd>>, ContainerError
             Err(e) => return Err(io_ctx(what())(e)),
         };
         match crate::fsutil::set_propagation(tree.as_fd(), propagation.bits(), true) {
-            Ok(()) => out.push(Some(tree)),
+            // Above the preserved fds: the init clears close-on-exec below.
+            Ok(()) => out.push(Some(above(tree, plan.opts.first_own_fd())?)),
             Err(nix::errno::Errno::ENOSYS) => out.push(None),
             Err(e) => return Err(io_ctx(what())(e.into())),
         }

@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::create::{Channels, ForChildren, open_cgroup_dir, send_to_agent, write_pid_file};
+use super::create::{Channels, ForChildren, above, open_cgroup_dir, send_to_agent, write_pid_file};
 use super::{ContainerError, io_ctx, pidfd};
 use crate::cgroup::{Layout, Placement, V1Dir};
 use crate::cli::ExecFlags;
@@ -240,6 +240,7 @@ pub fn exec(
         listen_fds,
         preserve_fds: f.preserve_fds,
         detach: f.detach,
+        gaps: crate::init::fds::held_gaps(),
     };
     // The config's own terminal settings are not this process's: checked in process_plan.
     let load_opts = RunOptions {
@@ -256,7 +257,7 @@ pub fn exec(
     // Its init chrooted into the rootfs: so does this process, through the init's root.
     let mut root = match plan.namespaces.is_new(NsKind::Mount) {
         true => None,
-        false => Some(
+        false => Some(above(
             nix::fcntl::open(
                 format!("/proc/{}/root", record.pid).as_str(),
                 nix::fcntl::OFlag::O_PATH
@@ -265,7 +266,8 @@ pub fn exec(
                 nix::sys::stat::Mode::empty(),
             )
             .map_err(|e| io_ctx("the container's root")(e.into()))?,
-        ),
+            opts.first_own_fd(),
+        )?),
     };
     plan.namespaces = container_namespaces(record.pid);
     crate::logger::trace!(

@@ -1,10 +1,48 @@
 //! Which fds the container's processes keep: stdio, the preserved ones, and nothing else of the
 //! caller's (CVE-2024-21626 is about such fds).
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, IntoRawFd};
+
+use nix::fcntl::OFlag;
 
 use super::{InitContext, InitError, InitFds, Step};
 use crate::plan::Plan;
+
+static GAPS: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+
+/// Takes each slot of 3..`first` that the caller left closed with a placeholder (an O_PATH fd
+/// of "/", close-on-exec), so that no fd the runtime opens (its log, a bind source, a cgroup
+/// directory) lands there and reaches the container as a preserved one; the init closes them
+/// again. Called first thing, before any fd is opened; the placeholders live as long as the
+/// runtime.
+pub fn hold_gaps(first: u32) {
+    let mut gaps = Vec::new();
+    for fd in 3..first as i32 {
+        // SAFETY: F_GETFD only asks whether the number is open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1 {
+            continue;
+        }
+        let flags = OFlag::O_PATH | OFlag::O_CLOEXEC;
+        let Ok(p) = nix::fcntl::open("/", flags, nix::sys::stat::Mode::empty()) else {
+            continue;
+        };
+        let p = p.into_raw_fd();
+        if p != fd {
+            // SAFETY: dup3 onto a number that is not open, then closing the original.
+            unsafe {
+                libc::dup3(p, fd, libc::O_CLOEXEC);
+                libc::close(p);
+            }
+        }
+        gaps.push(fd as u32);
+    }
+    let _ = GAPS.set(gaps);
+}
+
+/// The slots `hold_gaps` took.
+pub fn held_gaps() -> Vec<u32> {
+    GAPS.get().cloned().unwrap_or_default()
+}
 
 /// The waiting init closes the caller's fds beyond stdio and the preserved ones at once, not
 /// at execve: a created container may wait for hours, and an inherited pipe held that long keeps
@@ -80,6 +118,11 @@ pub(super) fn close_on_exec(plan: &Plan) -> Result<(), InitError> {
         Err(e) => return Err(e).step(|| "close_range".into()),
     }
     for fd in 3..first {
+        if plan.opts.gaps.contains(&fd) {
+            // SAFETY: a placeholder of the runtime's, in a slot the caller left closed.
+            unsafe { libc::close(fd as i32) };
+            continue;
+        }
         // SAFETY: F_SETFD on a number the caller asked to pass on; EBADF is fine.
         unsafe { libc::fcntl(fd as i32, libc::F_SETFD, 0) };
     }

@@ -7,7 +7,7 @@ mod console;
 mod copyup;
 mod devices;
 mod exec;
-mod fds;
+pub mod fds;
 mod net;
 mod rootfs;
 

@@ -479,5 +479,28 @@ pub fn bind_sources_opened_before_the_user_namespace() -> TestResult {
     );
     mounts.push(json!({"destination": "/ro", "type": "bind", "source": vol, "options": ["bind"]}));
     assert_eq!(ctx.run_ok(&b), "behind 0700\nread-only\nbehind 0700\n");
+
+    // With --preserve-fds 4 and none of fds 3..6 open in the caller, the runtime's first fds
+    // (its log, the state lock, a source's tree) would land there: none may reach the container.
+    let script = "for f in 3 4 5 6; do [ -e /proc/self/fd/$f ] && echo leaked $f; done; echo done";
+    b.config["process"]["args"] = json!(["sh", "-c", script]);
+    b.save();
+    let mut cmd = ctx.cmd();
+    cmd.arg("--log").arg(ctx.base.join("log"));
+    cmd.args(["run", "--preserve-fds", "4", "-b"])
+        .arg(&b.dir)
+        .arg(ctx.id());
+    // SAFETY: close(2) in the child before it execs; nothing else runs there.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            for fd in 3..7 {
+                libc::close(fd);
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n", "{err}");
     Ok(())
 }
