@@ -417,6 +417,10 @@ impl Placement {
     /// As runc: a frozen cgroup is refused (the init would stop in it for good), one that holds
     /// processes is warned of.
     pub fn check_reuse(&self) -> Result<(), CgroupError> {
+        // A cgroup about to be made is neither: no reads on the usual path.
+        if self.all_dirs().all(|d| self.created.iter().any(|c| c == d)) {
+            return Ok(());
+        }
         if freezer::is_frozen(self) {
             let dir = self.v1_dir("freezer").or(self.unified.as_deref());
             return Err(CgroupError::Frozen(

@@ -57,7 +57,6 @@ fn run_options(f: &CreateFlags, detach: bool) -> RunOptions {
         listen_fds,
         preserve_fds: f.preserve_fds,
         detach,
-        gaps: crate::init::fds::held_gaps(),
     }
 }
 

@@ -240,7 +240,6 @@ pub fn exec(
         listen_fds,
         preserve_fds: f.preserve_fds,
         detach: f.detach,
-        gaps: crate::init::fds::held_gaps(),
     };
     // The config's own terminal settings are not this process's: checked in process_plan.
     let load_opts = RunOptions {

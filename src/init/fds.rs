@@ -39,9 +39,9 @@ pub fn hold_gaps(first: u32) {
     let _ = GAPS.set(gaps);
 }
 
-/// The slots `hold_gaps` took.
-pub fn held_gaps() -> Vec<u32> {
-    GAPS.get().cloned().unwrap_or_default()
+/// The slots `hold_gaps` took (the cloned init has the runtime's copy).
+fn held_gaps() -> &'static [u32] {
+    GAPS.get().map_or(&[], |g| g.as_slice())
 }
 
 /// The waiting init closes the caller's fds beyond stdio and the preserved ones at once, not
@@ -118,7 +118,7 @@ pub(super) fn close_on_exec(plan: &Plan) -> Result<(), InitError> {
         Err(e) => return Err(e).step(|| "close_range".into()),
     }
     for fd in 3..first {
-        if plan.opts.gaps.contains(&fd) {
+        if held_gaps().contains(&fd) {
             // SAFETY: a placeholder of the runtime's, in a slot the caller left closed.
             unsafe { libc::close(fd as i32) };
             continue;

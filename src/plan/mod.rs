@@ -275,9 +275,6 @@ pub struct RunOptions {
     pub preserve_fds: u32,
     /// The caller does not stay to relay a terminal (create, run -d).
     pub detach: bool,
-    /// Slots of the handed-on range that the caller left closed: held by placeholders while the
-    /// runtime works (see `init::fds::hold_gaps`), closed again before the container starts.
-    pub gaps: Vec<u32>,
 }
 
 impl RunOptions {
