@@ -1,6 +1,12 @@
 //! Cloning the container init: clone3 (with CLONE_INTO_CGROUP when there is a cgroup2 hierarchy),
 //! or libc's clone where the kernel or the ISA has no clone3 (sparc64). No CLONE_VM: the child
 //! is a fork-like copy of this single-threaded process and may run ordinary Rust code.
+//!
+//! That holds only while the process has one thread: a clone copies the calling thread alone, so
+//! a lock another thread held (the allocator's, stdio's) stays locked in the child for ever, and
+//! what that thread was doing is gone. Hence the rule for every dependency on the create and
+//! exec paths (a D-Bus client for systemd, a TPM stack, anything async): it must not start a
+//! thread before the clone. `clone_init` checks it and refuses to clone otherwise.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -34,6 +40,7 @@ pub fn clone_init(
     cgroup: Option<RawFd>,
     child: &mut dyn FnMut(),
 ) -> io::Result<(i32, bool)> {
+    single_threaded()?;
     if std::env::var_os(FORCE_CLONE_ENV).is_none() {
         let mut args = CloneArgs {
             flags,
@@ -73,6 +80,22 @@ pub fn clone_init(
         }
     }
     legacy_clone(flags, child).map(|pid| (pid, false))
+}
+
+/// Refuses a process with more than one thread (see the module's comment).
+fn single_threaded() -> io::Result<()> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Field 20, num_threads; the fields resume after the command name's last ')'.
+    let threads = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 2..].split(' ').nth(17)?.parse::<u32>().ok())
+        .ok_or_else(|| io::Error::other("no thread count in /proc/self/stat"))?;
+    match threads {
+        1 => Ok(()),
+        n => Err(io::Error::other(format!(
+            "the runtime has {n} threads: the init would be a copy of one of them (no thread may exist before the clone)"
+        ))),
+    }
 }
 
 extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
@@ -116,4 +139,20 @@ fn legacy_clone(flags: u64, mut child: &mut dyn FnMut()) -> io::Result<i32> {
     // SAFETY: our own mapping, no longer used in this process.
     unsafe { libc::munmap(stack, STACK) };
     if pid < 0 { Err(err) } else { Ok(pid) }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn no_clone_with_a_second_thread() {
+        // The test harness runs tests on threads of its own: this process has several.
+        let mut child = || unreachable!("never cloned");
+        let e = super::clone_init(0, None, &mut child)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("threads: the init would be a copy of one of them"),
+            "{e}"
+        );
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::plan::{Plan, PlanError, RunOptions, parse_spec};
+use crate::plan::{Plan, PlanError};
 
 /// Where the generator's choices come from.
 pub trait Choices {
@@ -77,7 +77,7 @@ fn bundle() -> &'static Path {
 pub fn config(data: &[u8]) {
     let dir = bundle();
     let path = dir.join("config.json");
-    let (spec, seccomp) = match parse_spec(data, &path) {
+    let config = match crate::plan::config::parse(data, &path) {
         Ok(s) => s,
         // Bad JSON, or a section of another platform's, named.
         Err(e) => {
@@ -85,14 +85,14 @@ pub fn config(data: &[u8]) {
             return assert!(matches!(e, PlanError::Parse { .. }) || named, "{e}");
         }
     };
-    let plan = match Plan::from_spec(spec, seccomp, dir, "fuzz", RunOptions::default()) {
+    let plan = match Plan::new(&config, dir, "fuzz", &crate::plan::host::RealHost) {
         Ok(p) => p,
         Err(e) => {
             let named = match &e {
                 PlanError::Field { field, .. } | PlanError::Unsupported { field } => {
                     !field.is_empty()
                 }
-                PlanError::Seccomp(_) | PlanError::Bundle { .. } => true,
+                PlanError::Seccomp(_) | PlanError::Bundle { .. } | PlanError::Saved { .. } => true,
                 PlanError::Parse { .. } | PlanError::Options(_) => false,
             };
             return assert!(named, "a refusal that names no field: {e}");
@@ -234,11 +234,10 @@ mod tests {
         let mut refused_by_planner = 0;
         for i in 0..500 {
             let out = super::mutate_config(&seed, i).expect("the seed is JSON");
-            let Ok((spec, sc)) = crate::plan::parse_spec(&out, &dir.join("config.json")) else {
+            let Ok(config) = crate::plan::config::parse(&out, &dir.join("config.json")) else {
                 continue;
             };
-            let opts = crate::plan::RunOptions::default();
-            if crate::plan::Plan::from_spec(spec, sc, dir, "fuzz", opts).is_err() {
+            if crate::plan::Plan::new(&config, dir, "fuzz", &crate::plan::host::RealHost).is_err() {
                 refused_by_planner += 1;
             }
             super::config(&out);

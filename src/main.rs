@@ -113,7 +113,11 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
         })?,
         Command::Features => print(&format!("{}\n", commands::features::render()))?,
         Command::Exec { flags, id, command } => {
-            return Ok(container::exec(root, &id, &flags, &command)?);
+            return Ok(container::exec(
+                root,
+                &id,
+                &commands::exec::request(&flags, &command)?,
+            )?);
         }
         Command::Update { flags, id } => commands::cgroups::update(root, &id, &flags)?,
         Command::Pause { id } => commands::cgroups::pause(root, &id, true)?,

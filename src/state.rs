@@ -19,6 +19,10 @@ use crate::cgroup::Placement;
 use crate::plan::Hook;
 
 pub const STATE_FILE: &str = "state.json";
+/// The effective config, saved at create: what exec (and restore) plan from, never the bundle.
+pub const CONFIG_FILE: &str = "config.json";
+/// The format of what a state directory holds. 1: state.json with `version`, and config.json.
+pub const STATE_VERSION: u32 = 1;
 pub const START_SOCKET: &str = "start.sock";
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +62,9 @@ impl Status {
 /// What state.json holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
+    /// STATE_VERSION when written; 0 (missing) before the format had one.
+    #[serde(default)]
+    pub version: u32,
     pub id: String,
     /// Host pid of the init; 0 until it exists.
     pub pid: i32,
@@ -227,6 +234,17 @@ impl StateDir {
         Ok(())
     }
 
+    /// The effective config, written once at create (atomically, as the record).
+    pub fn write_config(&self, bytes: &[u8]) -> Result<(), StateError> {
+        let tmp = self.path.join(".config.json.tmp");
+        let io = |source| StateError::Io {
+            path: tmp.clone(),
+            source,
+        };
+        fs::write(&tmp, bytes).map_err(io)?;
+        fs::rename(&tmp, self.path.join(CONFIG_FILE)).map_err(io)
+    }
+
     pub fn read(&self) -> Result<Record, StateError> {
         read_record(&self.path)
     }
@@ -263,10 +281,21 @@ pub fn read_record(dir: &Path) -> Result<Record, StateError> {
             });
         }
     };
-    serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
-        id,
+    let r: Record = serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+        id: id.clone(),
         msg: e.to_string(),
-    })
+    })?;
+    // A newer chitin's state may mean what this build cannot tell.
+    if r.version > STATE_VERSION {
+        return Err(StateError::Corrupt {
+            id,
+            msg: format!(
+                "state format {} is newer than this chitin's ({STATE_VERSION})",
+                r.version
+            ),
+        });
+    }
+    Ok(r)
 }
 
 /// The status, derived from the process itself: alive with the recorded start time, and the

@@ -32,9 +32,73 @@ pub enum Msg {
     /// Init → parent: set up; waiting at the start barrier.
     Ready,
     /// Init → parent: a step failed.
-    Failed {
-        msg: String,
+    Failed(Failure),
+}
+
+/// A step of the init that failed: its name, the errno where the kernel gave one, and what else
+/// there is to say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub step: String,
+    pub errno: Option<i32>,
+    pub detail: String,
+}
+
+impl Failure {
+    pub fn new(step: &str, e: &io::Error) -> Failure {
+        Failure {
+            step: step.to_owned(),
+            errno: e.raw_os_error(),
+            detail: match e.raw_os_error() {
+                Some(_) => String::new(),
+                None => e.to_string(),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.errno {
+            Some(errno) => write!(f, "{}: {}", self.step, io::Error::from_raw_os_error(errno)),
+            None => write!(f, "{}: {}", self.step, self.detail),
+        }
+    }
+}
+
+/// What went wrong waiting for a message.
+#[derive(Debug, thiserror::Error)]
+pub enum ExpectError {
+    #[error("{0}")]
+    Failed(Failure),
+    #[error("exited while {0}")]
+    Gone(&'static str),
+    #[error("sent {got:?} while {step}")]
+    Unexpected { got: Box<Msg>, step: &'static str },
+    #[error("sync while {step}: {source}")]
+    Io {
+        step: &'static str,
+        source: io::Error,
     },
+}
+
+/// The next message, at `step` of the protocol, which must be one that `wanted` accepts: the
+/// other side's failure, its exit or any other message is an error.
+pub fn expect(
+    fd: BorrowedFd<'_>,
+    step: &'static str,
+    wanted: impl Fn(&Msg) -> bool,
+) -> Result<Msg, ExpectError> {
+    match recv_msg(fd) {
+        Err(source) => Err(ExpectError::Io { step, source }),
+        Ok(None) => Err(ExpectError::Gone(step)),
+        Ok(Some(Msg::Failed(f))) => Err(ExpectError::Failed(f)),
+        Ok(Some(m)) if wanted(&m) => Ok(m),
+        Ok(Some(got)) => Err(ExpectError::Unexpected {
+            got: Box::new(got),
+            step,
+        }),
+    }
 }
 
 pub fn pair() -> io::Result<(OwnedFd, OwnedFd)> {

@@ -30,7 +30,7 @@ pub fn features() -> Value {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": crate::plan::OCI_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": crate::plan::mounts::OPTIONS.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        "mountOptions": crate::plan::mount_options::OPTIONS.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,

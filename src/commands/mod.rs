@@ -1,6 +1,7 @@
 //! The commands, each a thin layer over `plan`, `container` and `state`.
 
 pub mod cgroups;
+pub mod exec;
 pub mod features;
 pub mod signals;
 pub mod spec;
@@ -13,7 +14,7 @@ use serde::Serialize;
 use crate::cgroup::Layout;
 use crate::cli::CreateFlags;
 use crate::container::{self, ContainerError};
-use crate::plan::{Plan, RunOptions};
+use crate::plan::{Config, Plan, RunOptions};
 use crate::state::{self, Record, StateDir, Status};
 
 /// runc's containerState: what `state` and `list -f json` print.
@@ -70,19 +71,36 @@ fn absolute(p: &Path) -> PathBuf {
     }
 }
 
-fn plan_and_layout(
-    f: &CreateFlags,
-    id: &str,
-    detach: bool,
-) -> Result<(Plan, Layout), ContainerError> {
-    let plan = Plan::load(&f.bundle, id, run_options(f, detach))?;
+/// What create and run apply: the config, its plan (with the options' changes to the process),
+/// the options and the host's cgroup layout.
+struct Prepared {
+    config: Config,
+    plan: Plan,
+    opts: RunOptions,
+    layout: Layout,
+}
+
+fn plan_and_layout(f: &CreateFlags, id: &str, detach: bool) -> Result<Prepared, ContainerError> {
+    let (config, mut plan) = Plan::load(&f.bundle, id)?;
+    let opts = run_options(f, detach);
+    opts.apply(&mut plan.process)?;
     let layout = Layout::detect()?;
-    Ok((plan, layout))
+    Ok(Prepared {
+        config,
+        plan,
+        opts,
+        layout,
+    })
+}
+
+impl Prepared {
+    fn create(&self, root: &Path) -> Result<container::Created, ContainerError> {
+        container::create(root, &self.config, &self.plan, &self.opts, &self.layout)
+    }
 }
 
 pub fn create(root: &Path, f: &CreateFlags, id: &str) -> Result<(), ContainerError> {
-    let (plan, layout) = plan_and_layout(f, id, true)?;
-    container::create(root, &plan, &layout)?;
+    plan_and_layout(f, id, true)?.create(root)?;
     Ok(())
 }
 
@@ -102,7 +120,8 @@ pub fn run(
     keep: bool,
     no_subreaper: bool,
 ) -> Result<i32, ContainerError> {
-    let (plan, layout) = plan_and_layout(f, id, detach)?;
+    let prepared = plan_and_layout(f, id, detach)?;
+    let plan = &prepared.plan;
     if !detach {
         // Blocked before the clone so that none is lost; the init unblocks them for itself.
         let _ = container::forwarded_signals().thread_block();
@@ -112,7 +131,7 @@ pub fn run(
             let _ = nix::sys::prctl::set_child_subreaper(true);
         }
     }
-    let created = container::create(root, &plan, &layout)?;
+    let created = prepared.create(root)?;
     let bundle = plan.bundle.as_path();
     if let Err(e) = container::start(&created.dir, &created.record, Some(bundle)) {
         let _ = container::kill_all(&created.record);

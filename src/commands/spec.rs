@@ -100,7 +100,7 @@ pub fn write(bundle: &Path, rootless: bool, seccomp: Option<&str>) -> std::io::R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Plan, RunOptions};
+    use crate::plan::{Config, Plan, RunOptions};
 
     #[test]
     fn default_spec_plans() {
@@ -112,7 +112,12 @@ mod tests {
                 console_socket: Some("/x".into()),
                 ..Default::default()
             };
-            let plan = Plan::from_spec(spec, None, &dir, "x", opts).unwrap();
+            let config = Config {
+                spec,
+                seccomp: None,
+            };
+            let mut plan = Plan::new(&config, &dir, "x", &crate::plan::host::RealHost).unwrap();
+            opts.apply(&mut plan.process).unwrap();
             assert_eq!(plan.hostname.as_deref(), Some("chitin"));
             assert!(plan.process.terminal);
         }

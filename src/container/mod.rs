@@ -6,7 +6,7 @@ mod exec;
 mod relay;
 mod start;
 
-pub use create::create;
+pub use create::{Created, create};
 pub use exec::exec;
 pub use relay::{forwarded_signals, relay_and_wait};
 pub use start::start;
@@ -34,7 +34,7 @@ pub enum ContainerError {
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("container init: {0}")]
-    Init(String),
+    Init(#[from] crate::sync::ExpectError),
     #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
     #[error("{0}")]

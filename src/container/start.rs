@@ -1,6 +1,7 @@
 //! `start`: open the barrier the init waits at. The init answers on the same connection only if
 //! something fails; on success the connection (CLOEXEC) closes at execve and we read EOF.
 
+use crate::sync::{ExpectError, Failure};
 use std::os::fd::AsRawFd;
 
 use nix::sys::socket::{
@@ -55,9 +56,12 @@ pub fn start(dir: &StateDir, r: &Record, hooks_cwd: Option<&Path>) -> Result<(),
     };
     let _ = std::fs::remove_file(dir.path.join(START_SOCKET));
     if n > 0 {
-        return Err(ContainerError::Init(
-            String::from_utf8_lossy(&buf[..n]).into_owned(),
-        ));
+        let failure = serde_json::from_slice(&buf[..n]).unwrap_or_else(|_| Failure {
+            step: "start".into(),
+            errno: None,
+            detail: String::from_utf8_lossy(&buf[..n]).into_owned(),
+        });
+        return Err(ExpectError::Failed(failure).into());
     }
     crate::logger::trace!("start: init {} execs the container process", r.pid);
     if let Err(e) = crate::hooks::run_all(

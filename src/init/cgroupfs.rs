@@ -11,7 +11,7 @@ use nix::mount::MsFlags;
 use super::rootfs::{NONE, mount_at};
 use super::{InitContext, InitError, Step};
 use crate::fsutil::{ensure_in_root, mount_setattr as setattr, open_in_root};
-use crate::plan::selinux::mount_data;
+use crate::plan::lsm::mount_data;
 use crate::plan::{MountPlan, NsKind};
 
 /// A "cgroup" mount: cgroup2 on a pure v2 host; otherwise a tmpfs holding one mount per v1

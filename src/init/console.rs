@@ -9,7 +9,7 @@ use nix::mount::MsFlags;
 
 use super::{InitError, Step, failure};
 use crate::fsutil::{device_target_in_root, fd_path, open_in_root};
-use crate::plan::Plan;
+use crate::plan::ProcessPlan;
 
 pub struct Pty {
     master: OwnedFd,
@@ -19,7 +19,7 @@ pub struct Pty {
 nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
 
 /// A pty from the container's devpts; for the init, also bound over /dev/console.
-pub fn create(root: BorrowedFd<'_>, plan: &Plan, bind_console: bool) -> Result<Pty, InitError> {
+pub fn create(root: BorrowedFd<'_>, p: &ProcessPlan, bind_console: bool) -> Result<Pty, InitError> {
     let master = open_in_root(
         root,
         Path::new("/dev/ptmx"),
@@ -47,7 +47,6 @@ pub fn create(root: BorrowedFd<'_>, plan: &Plan, bind_console: bool) -> Result<P
     let slave = unsafe {
         OwnedFd::from_raw_fd(nix::errno::Errno::result(fd).step(|| "TIOCGPTPEER".into())?)
     };
-    let p = &plan.process;
     // The user's terminal; its group stays devpts's (gid=5, tty), as runc and login leave it.
     nix::unistd::fchown(&slave, Some(nix::unistd::Uid::from_raw(p.uid)), None)
         .step(|| "chown of the pty".into())?;

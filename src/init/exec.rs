@@ -13,9 +13,9 @@ use nix::unistd::{Gid, Uid};
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+use super::ProcessContext;
 use super::{InitError, Step, failure};
 use crate::fsutil::{mkdir_all_in_root, open_proc, write_proc};
-use crate::plan::Plan;
 use crate::seccomp::Filter;
 use crate::sync::{Msg, send_msg};
 
@@ -54,15 +54,14 @@ pub enum Cwd {
 }
 
 pub fn prepare<'a>(
-    plan: &Plan,
-    seccomp: Option<&'a Filter>,
+    ctx: &ProcessContext<'a>,
     sync: BorrowedFd<'_>,
     cwd: Cwd,
 ) -> Result<Prepared<'a>, InitError> {
-    let p = &plan.process;
+    let p = ctx.process;
     // First of all: before the container's rlimits (the caller's bound which fds can be open)
     // and before any seccomp filter is loaded.
-    super::fds::close_on_exec(plan)?;
+    super::fds::close_on_exec(ctx.opts.first_own_fd())?;
     // The cwd is resolved inside the new root with magic links refused, so a leaked fd named as
     // /proc/self/fd/N can never become the working directory (CVE-2024-21626).
     let root = nix::fcntl::open(
@@ -93,14 +92,14 @@ pub fn prepare<'a>(
             .step(|| format!("setrlimit({}, {}, {})", r.resource, r.soft, r.hard))?;
     }
 
-    if !plan.opts.no_new_keyring {
+    if !ctx.opts.no_new_keyring {
         // A session keyring of its own, so that the container cannot read the host's keys; with
         // the container's SELinux label, or its process could not use it under the policy.
         if let Some(label) = &p.selinux_label {
             write_own_attr("attr/keycreate", None, label)
                 .step(|| format!("process.selinuxLabel {label:?} (keyring)"))?;
         }
-        let name = cstring(&plan.id)?;
+        let name = cstring(ctx.id)?;
         // SAFETY: KEYCTL_JOIN_SESSION_KEYRING with a C string.
         let rc = unsafe {
             libc::syscall(
@@ -136,7 +135,7 @@ pub fn prepare<'a>(
     // Where runc loads it: before the capabilities go when there is no no_new_privs (loading
     // then needs CAP_SYS_ADMIN), else as late as possible. A listener is handed over during
     // setup, while the runtime still waits.
-    let late = match seccomp {
+    let late = match ctx.seccomp {
         Some(f) if p.no_new_privs && !f.listener => Some(f),
         Some(f) => {
             load_seccomp(f, sync)?;

@@ -6,7 +6,6 @@ use std::os::fd::{AsRawFd, IntoRawFd};
 use nix::fcntl::OFlag;
 
 use super::{InitContext, InitError, InitFds, Step};
-use crate::plan::Plan;
 
 static GAPS: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
 
@@ -62,7 +61,7 @@ pub(super) fn close_inherited(ctx: &InitContext<'_>, fds: &InitFds) -> Result<()
     .map(|f| f as u32)
     .collect();
     keep.sort_unstable();
-    let mut from = ctx.plan.opts.first_own_fd();
+    let mut from = ctx.opts.first_own_fd();
     for k in keep {
         if k < from {
             continue;
@@ -100,8 +99,7 @@ fn close_range(first: u32, last: u32) -> Result<(), InitError> {
 /// Every fd above the preserved ones is marked close-on-exec; the preserved ones (3..3+N) lose
 /// the flag so that they reach the container. Runs before any seccomp filter is loaded, so a
 /// profile that does not allow close_range cannot stop it (CVE-2024-21626 is about these fds).
-pub(super) fn close_on_exec(plan: &Plan) -> Result<(), InitError> {
-    let first = plan.opts.first_own_fd();
+pub(super) fn close_on_exec(first: u32) -> Result<(), InitError> {
     // SAFETY: close_range only changes flags of our own fds.
     let rc = unsafe {
         libc::syscall(

@@ -19,8 +19,8 @@ use nix::sched::CloneFlags;
 
 use crate::cgroup::{Layout, Placement};
 use crate::logger::trace;
-use crate::plan::{NsKind, Plan};
-use crate::sync::{Msg, recv_msg, send_msg};
+use crate::plan::{Namespaces, NsKind, Plan, ProcessPlan, RunOptions};
+use crate::sync::{Msg, send_msg};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{step}: {source}")]
@@ -32,6 +32,12 @@ pub struct InitError {
 /// Attaches the name of the step to an error.
 pub(crate) trait Step<T> {
     fn step(self, step: impl FnOnce() -> String) -> Result<T, InitError>;
+}
+
+impl InitError {
+    fn failure(&self) -> crate::sync::Failure {
+        crate::sync::Failure::new(&self.step, &self.source)
+    }
 }
 
 impl<T, E: Into<io::Error>> Step<T> for Result<T, E> {
@@ -64,11 +70,37 @@ pub struct InitFds {
 
 pub struct InitContext<'a> {
     pub plan: &'a Plan,
+    pub opts: &'a RunOptions,
     pub layout: &'a Layout,
     pub placement: &'a Placement,
     pub seccomp: Option<&'a crate::seccomp::Filter>,
     /// Bind sources the runtime opened as detached trees, by the index of their mount.
     pub binds: &'a [Option<OwnedFd>],
+}
+
+impl<'a> InitContext<'a> {
+    fn process(&self) -> ProcessContext<'a> {
+        ProcessContext {
+            id: &self.plan.id,
+            process: &self.plan.process,
+            opts: self.opts,
+            seccomp: self.seccomp,
+        }
+    }
+}
+
+/// What the tail shared by the init and an exec'd process works from.
+pub struct ProcessContext<'a> {
+    pub id: &'a str,
+    pub process: &'a ProcessPlan,
+    pub opts: &'a RunOptions,
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
+}
+
+/// What an exec'd process works from: the namespaces to join, then its process.
+pub struct ExecContext<'a> {
+    pub join: &'a Namespaces,
+    pub process: ProcessContext<'a>,
 }
 
 /// Runs the init; never returns.
@@ -83,21 +115,20 @@ fn report(fds: &InitFds, result: Result<Infallible, InitError>) -> ! {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let _ = send_msg(
-        fds.sync.as_fd(),
-        &Msg::Failed {
-            msg: err.to_string(),
-        },
-    );
+    let _ = send_msg(fds.sync.as_fd(), &Msg::Failed(err.failure()));
     // SAFETY: leaving the cloned child without running the parent's atexit handlers.
     unsafe { libc::_exit(1) }
 }
 
-fn expect(fds: &InitFds, what: &str) -> Result<Msg, InitError> {
-    match recv_msg(fds.sync.as_fd()).step(|| format!("waiting for {what}"))? {
-        Some(m) => Ok(m),
-        None => Err(failure(what, "the runtime went away")),
-    }
+/// The runtime's next message, which must be `want`.
+fn expect(fds: &InitFds, step: &'static str, want: Msg) -> Result<Msg, InitError> {
+    crate::sync::expect(fds.sync.as_fd(), step, |m| {
+        std::mem::discriminant(m) == std::mem::discriminant(&want)
+    })
+    .map_err(|e| match e {
+        crate::sync::ExpectError::Gone(_) => failure(step, "the runtime went away"),
+        e => failure(step, e.to_string()),
+    })
 }
 
 /// Signals blocked or ignored by the runtime (Rust ignores SIGPIPE) must not leak into the
@@ -151,9 +182,7 @@ fn begin(fds: &InitFds) -> Result<(), InitError> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .step(|| "prctl(PR_SET_PDEATHSIG)".into())?;
     nix::sys::prctl::set_dumpable(false).step(|| "prctl(PR_SET_DUMPABLE)".into())?;
-    if expect(fds, "cgroup placement")? != Msg::Go {
-        return Err(failure("start", "unexpected message"));
-    }
+    expect(fds, "waiting for the cgroup placement", Msg::Go)?;
     Ok(())
 }
 
@@ -162,7 +191,7 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
     begin(fds)?;
     fds::close_inherited(ctx, fds)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-    enter_namespaces(plan, fds)?;
+    enter_namespaces(&plan.namespaces, fds)?;
     trace!("init: in its namespaces (new: {:?})", plan.namespaces.new);
     if plan.namespaces.is_new(NsKind::Net) {
         net::loopback_up()?;
@@ -179,15 +208,20 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
     let root = rootfs::prepare(ctx)?;
     devices::create(root.as_fd(), plan)?;
     let pty = if plan.process.terminal {
-        Some(console::create(root.as_fd(), plan, true)?)
+        Some(console::create(root.as_fd(), &plan.process, true)?)
     } else {
         None
     };
 
     send_msg(fds.sync.as_fd(), &Msg::RunHooks).step(|| "sync".into())?;
-    let (creating, created) = match expect(fds, "createRuntime hooks")? {
-        Msg::HooksDone { creating, created } => (creating, created),
-        _ => return Err(failure("hooks", "unexpected message")),
+    let done = Msg::HooksDone {
+        creating: String::new(),
+        created: String::new(),
+    };
+    let Msg::HooksDone { creating, created } =
+        expect(fds, "waiting for the createRuntime hooks", done)?
+    else {
+        unreachable!("expected HooksDone")
     };
     crate::hooks::run_all(
         "createContainer",
@@ -198,7 +232,7 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
     .map_err(|e| failure("createContainer hooks", e.to_string()))?;
 
     rootfs::finish(root.as_fd(), plan)?;
-    rootfs::pivot(root, plan)?;
+    rootfs::pivot(root, plan, ctx.opts.no_pivot)?;
     // The last line from the init: after this its stdio may be the container's terminal.
     trace!(
         "init: {} mounts made, root is {}; waiting for start",
@@ -206,7 +240,7 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
         plan.rootfs.display()
     );
 
-    let prepared = finish(ctx, fds, pty, exec::Cwd::Make)?;
+    let prepared = finish(&ctx.process(), fds, pty, exec::Cwd::Make)?;
     send_msg(fds.sync.as_fd(), &Msg::Ready).step(|| "sync".into())?;
 
     // The start barrier: `chitin start` connects to the socket in the state directory.
@@ -241,7 +275,7 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
     // Only failures get here; on success the CLOEXEC socket closes at execve and `start` sees EOF.
     let _ = nix::sys::socket::send(
         conn.as_raw_fd(),
-        err.to_string().as_bytes(),
+        &serde_json::to_vec(&err.failure()).expect("a failure serializes"),
         nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
     );
     Err(err)
@@ -250,21 +284,20 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
 /// Runs a process for `exec`: joins the container's namespaces (the parent arranged pid and
 /// time), takes a pty from the container's devpts if asked, applies the process attributes and
 /// execs at once. The sync socket closes at execve; only failures are reported on it.
-pub fn run_exec(ctx: &InitContext<'_>, fds: InitFds) -> ! {
+pub fn run_exec(ctx: &ExecContext<'_>, fds: InitFds) -> ! {
     let result = exec_steps(ctx, &fds);
     report(&fds, result)
 }
 
-fn exec_steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> {
-    let plan = ctx.plan;
+fn exec_steps(ctx: &ExecContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> {
     begin(fds)?;
-    enter_namespaces(plan, fds)?;
+    enter_namespaces(ctx.join, fds)?;
     if let Some(root) = &fds.root {
         nix::unistd::fchdir(root.as_fd()).step(|| "entering the container's root".into())?;
         nix::unistd::chroot(".").step(|| "chroot".into())?;
     }
     trace!("exec: joined the container's namespaces");
-    let pty = if plan.process.terminal {
+    let pty = if ctx.process.process.terminal {
         // Joining the mount namespace made its root ours.
         let root = nix::fcntl::open(
             "/",
@@ -274,18 +307,23 @@ fn exec_steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitEr
             nix::sys::stat::Mode::empty(),
         )
         .step(|| "opening /".into())?;
-        Some(console::create(root.as_fd(), plan, false)?)
+        Some(console::create(root.as_fd(), ctx.process.process, false)?)
     } else {
         None
     };
-    Err(exec::exec(finish(ctx, fds, pty, exec::Cwd::MustExist)?))
+    Err(exec::exec(finish(
+        &ctx.process,
+        fds,
+        pty,
+        exec::Cwd::MustExist,
+    )?))
 }
 
 /// The tail shared by the init and an exec'd process: the terminal, or a session of its own; the
 /// process's attributes, closing every fd it must not inherit among them; and no PDEATHSIG any
 /// more, so that it outlives the runtime.
 fn finish<'a>(
-    ctx: &InitContext<'a>,
+    ctx: &ProcessContext<'a>,
     fds: &InitFds,
     pty: Option<console::Pty>,
     cwd: exec::Cwd,
@@ -295,7 +333,7 @@ fn finish<'a>(
     } else {
         nix::unistd::setsid().step(|| "setsid".into())?;
     }
-    let prepared = exec::prepare(ctx.plan, ctx.seccomp, fds.sync.as_fd(), cwd)?;
+    let prepared = exec::prepare(ctx, fds.sync.as_fd(), cwd)?;
     nix::sys::prctl::set_pdeathsig(None).step(|| "prctl(PR_SET_PDEATHSIG)".into())?;
     Ok(prepared)
 }
@@ -310,13 +348,10 @@ fn become_root() -> nix::Result<()> {
 /// clone itself (so that the pid namespace belongs to it, as mounting /proc requires); it needs
 /// its id maps, written by the parent, before anything else. pid and time namespaces were
 /// arranged by the parent too, as they apply to children.
-fn enter_namespaces(plan: &Plan, fds: &InitFds) -> Result<(), InitError> {
-    let ns = &plan.namespaces;
+fn enter_namespaces(ns: &Namespaces, fds: &InitFds) -> Result<(), InitError> {
     if ns.is_new(NsKind::User) {
         send_msg(fds.sync.as_fd(), &Msg::MapIds).step(|| "sync".into())?;
-        if expect(fds, "uid/gid mapping")? != Msg::IdsMapped {
-            return Err(failure("user namespace", "unexpected message"));
-        }
+        expect(fds, "waiting for the uid/gid mapping", Msg::IdsMapped)?;
         become_root().step(|| "becoming root in the user namespace".into())?;
     }
     // Joining the user namespace first gives the rights to join the namespaces it owns.
@@ -359,9 +394,7 @@ fn enter_namespaces(plan: &Plan, fds: &InitFds) -> Result<(), InitError> {
             // socket's EOF ends it. Nothing is said until the runtime has our pid, so that no
             // hook is run with the other's.
             nix::unistd::ForkResult::Child => {
-                if expect(fds, "the new init's pid taken")? != Msg::Go {
-                    return Err(failure("pid namespace", "unexpected message"));
-                }
+                expect(fds, "waiting for the new init's pid to be taken", Msg::Go)?;
             }
         }
     }

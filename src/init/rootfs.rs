@@ -13,7 +13,7 @@ use crate::fsutil::{
     attach_tree, ensure_in_root, fd_path, mount_setattr as setattr, mountinfo_path, open_in_root,
     open_proc, write_proc,
 };
-use crate::plan::selinux::mount_data;
+use crate::plan::lsm::mount_data;
 use crate::plan::{MountPlan, NsKind, Plan};
 
 pub(super) const NONE: Option<&str> = None;
@@ -424,7 +424,7 @@ fn hide_host_kernel_filesystems(rootfs: &Path) -> Result<(), InitError> {
 
 /// pivot_root into the rootfs and detach the old root; or, with --no-pivot, move the rootfs over
 /// "/" and chroot (for initramfs, where pivot_root is impossible).
-pub fn pivot(root: OwnedFd, plan: &Plan) -> Result<(), InitError> {
+pub fn pivot(root: OwnedFd, plan: &Plan, no_pivot: bool) -> Result<(), InitError> {
     let old_root = nix::fcntl::open(
         "/",
         OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
@@ -437,7 +437,7 @@ pub fn pivot(root: OwnedFd, plan: &Plan) -> Result<(), InitError> {
         // pivot_root would change the root of every process in the namespace: chroot, as runc
         // does there (--no-pivot too; moving the rootfs over "/" would be as bad).
         nix::unistd::chroot(".").step(|| "chroot".into())?;
-    } else if plan.opts.no_pivot {
+    } else if no_pivot {
         hide_host_kernel_filesystems(&plan.rootfs)?;
         mount(Some("."), "/", NONE, MsFlags::MS_MOVE, NONE)
             .step(|| "moving the rootfs to /".into())?;

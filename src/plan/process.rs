@@ -1,15 +1,104 @@
-//! The container process: capabilities, rlimits and user, checked and turned into plain values.
+//! The container process (and an exec'd one): arguments, environment, user, capabilities,
+//! rlimits and LSM labels, checked and turned into plain values.
 
 use std::collections::HashSet;
-use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use caps::{Capability, CapsHashSet};
-use nix::fcntl::OFlag;
 use oci_spec::runtime::{LinuxCapabilities, PosixRlimit};
 
-use super::PlanError;
+use super::host::Host;
+use super::{PlanError, absolute};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessPlan {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    pub umask: Option<u32>,
+    pub additional_gids: Vec<u32>,
+    pub caps: CapSets,
+    pub rlimits: Vec<Rlimit>,
+    pub no_new_privs: bool,
+    pub oom_score_adj: Option<i32>,
+    pub terminal: bool,
+    pub console_size: Option<(u16, u16)>,
+    /// The AppArmor profile the process is confined by from its execve on.
+    pub apparmor_profile: Option<String>,
+    /// The SELinux context the process runs in from its execve on (and its session keyring has).
+    pub selinux_label: Option<String>,
+}
+
+/// The process part of a config (also `exec --process`): checked and in plain values.
+pub fn plan(
+    p: &oci_spec::runtime::Process,
+    rootfs: &Path,
+    host: &dyn Host,
+) -> Result<ProcessPlan, PlanError> {
+    let args = p.args().clone().unwrap_or_default();
+    if args.is_empty() || args[0].is_empty() {
+        return Err(PlanError::field("process.args", "must name a program"));
+    }
+    let cwd = absolute("process.cwd", p.cwd())?;
+    let env = p.env().clone().unwrap_or_default();
+    if let Some(i) = env
+        .iter()
+        .position(|e| !e.contains('=') || e.starts_with('='))
+    {
+        return Err(PlanError::field(
+            &format!("process.env[{i}]"),
+            "not of the form KEY=VALUE",
+        ));
+    }
+    let user = p.user();
+    let (mut uid, mut gid) = (user.uid(), user.gid());
+    if let Some(name) = user.username().as_deref().filter(|n| !n.is_empty()) {
+        (uid, gid) = lookup_user(host, rootfs, name)?;
+    }
+    let terminal = p.terminal().unwrap_or(false);
+    let console_size = p.console_size().as_ref().map(|b| {
+        (
+            b.height().min(u16::MAX as u64) as u16,
+            b.width().min(u16::MAX as u64) as u16,
+        )
+    });
+    if let Some(adj) = p.oom_score_adj() {
+        if !(-1000..=1000).contains(&adj) {
+            return Err(PlanError::field(
+                "process.oomScoreAdj",
+                format!("{adj} is outside -1000..1000"),
+            ));
+        }
+    }
+    Ok(ProcessPlan {
+        args,
+        env,
+        cwd,
+        uid,
+        gid,
+        umask: user.umask(),
+        additional_gids: user.additional_gids().clone().unwrap_or_default(),
+        caps: capabilities(p.capabilities().as_ref())?,
+        rlimits: rlimits(p.rlimits().as_ref())?,
+        no_new_privs: p.no_new_privileges().unwrap_or(false),
+        oom_score_adj: p.oom_score_adj(),
+        terminal,
+        console_size,
+        apparmor_profile: super::lsm::apparmor_profile(
+            host,
+            "process.apparmorProfile",
+            p.apparmor_profile().as_deref(),
+        )?,
+        selinux_label: super::lsm::label(
+            host,
+            "process.selinuxLabel",
+            p.selinux_label().as_deref(),
+        )?,
+    })
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CapSets {
@@ -123,21 +212,12 @@ pub fn rlimits(list: Option<&Vec<PosixRlimit>>) -> Result<Vec<Rlimit>, PlanError
     Ok(out)
 }
 
-/// Looks `name` up in the rootfs's /etc/passwd, read through an fd resolved inside the rootfs.
-/// Returns (uid, gid).
-pub fn lookup_user(rootfs: &Path, name: &str) -> Result<(u32, u32), PlanError> {
+/// Looks `name` up in the rootfs's /etc/passwd, read inside the rootfs. Returns (uid, gid).
+fn lookup_user(host: &dyn Host, rootfs: &Path, name: &str) -> Result<(u32, u32), PlanError> {
     let field = "process.user.username";
-    let root = nix::fcntl::open(
-        rootfs,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| PlanError::field(field, format!("opening rootfs: {e}")))?;
-    let text =
-        crate::fsutil::read_small_file_in_root(root.as_fd(), Path::new("/etc/passwd"), 1 << 20)
-            .map_err(|e| {
-                PlanError::field(field, format!("reading /etc/passwd in the rootfs: {e}"))
-            })?;
+    let text = host
+        .read_in_rootfs(rootfs, Path::new("/etc/passwd"))
+        .map_err(|e| PlanError::field(field, format!("reading /etc/passwd in the rootfs: {e}")))?;
     text.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(':').collect();

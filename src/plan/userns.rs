@@ -5,30 +5,24 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use super::host::Host;
 use super::{IdMap, PlanError};
 
-/// Checks `uid_map` and `gid_map` against those of the user namespace at `path`, read from a
-/// process in it.
-pub fn check_joined(path: &Path, uid_map: &[IdMap], gid_map: &[IdMap]) -> Result<(), PlanError> {
-    let field = "linux.uidMappings";
-    let ns = std::fs::metadata(path)
-        .map_err(|e| PlanError::field("linux.namespaces", format!("{}: {e}", path.display())))?;
-    let pid = member(path, ns.dev(), ns.ino()).ok_or_else(|| {
-        PlanError::field(
-            field,
-            format!(
-                "no process is in the user namespace {} to read its mappings from",
-                path.display()
-            ),
-        )
-    })?;
-    for (field, file, want) in [
-        ("linux.uidMappings", "uid_map", uid_map),
-        ("linux.gidMappings", "gid_map", gid_map),
+/// Checks `uid_map` and `gid_map` against those of the user namespace at `path`.
+pub fn check_joined(
+    host: &dyn Host,
+    path: &Path,
+    uid_map: &[IdMap],
+    gid_map: &[IdMap],
+) -> Result<(), PlanError> {
+    let (uids, gids) = host
+        .userns_maps(path)
+        .map_err(|e| PlanError::field("linux.uidMappings", e))?;
+    for (field, have, want) in [
+        ("linux.uidMappings", uids, uid_map),
+        ("linux.gidMappings", gids, gid_map),
     ] {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/{file}"))
-            .map_err(|e| PlanError::field(field, format!("reading {file} of pid {pid}: {e}")))?;
-        if !same(&parse(&text), want) {
+        if !same(&have, want) {
             return Err(PlanError::field(
                 field,
                 format!(
@@ -39,6 +33,23 @@ pub fn check_joined(path: &Path, uid_map: &[IdMap], gid_map: &[IdMap]) -> Result
         }
     }
     Ok(())
+}
+
+/// The maps of the user namespace at `path`, read from a process in it.
+pub fn maps_of(path: &Path) -> Result<(Vec<IdMap>, Vec<IdMap>), String> {
+    let ns = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let pid = member(path, ns.dev(), ns.ino()).ok_or_else(|| {
+        format!(
+            "no process is in the user namespace {} to read its mappings from",
+            path.display()
+        )
+    })?;
+    let read = |file: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+            .map(|t| parse(&t))
+            .map_err(|e| format!("reading {file} of pid {pid}: {e}"))
+    };
+    Ok((read("uid_map")?, read("gid_map")?))
 }
 
 /// A process in the namespace whose file has this device and inode: the one a /proc/PID/ns/user
@@ -116,13 +127,14 @@ mod tests {
     #[test]
     fn own_namespace_matches_its_maps() {
         let own = parse(&std::fs::read_to_string("/proc/self/uid_map").unwrap());
-        check_joined(Path::new("/proc/self/ns/user"), &own, &own).unwrap();
+        let host = crate::plan::host::RealHost;
+        check_joined(&host, Path::new("/proc/self/ns/user"), &own, &own).unwrap();
         let other = [IdMap {
             container: 0,
             host: 1,
             size: 1,
         }];
-        let err = check_joined(Path::new("/proc/self/ns/user"), &other, &own).unwrap_err();
+        let err = check_joined(&host, Path::new("/proc/self/ns/user"), &other, &own).unwrap_err();
         assert!(err.to_string().contains("linux.uidMappings"), "{err}");
     }
 }

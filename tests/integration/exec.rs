@@ -311,6 +311,48 @@ pub fn seccomp_applies() -> TestResult {
     Ok(())
 }
 
+/// An exec'd process gets what the container was created with, from the config saved in the
+/// state directory: an edit of the bundle's config.json since (seccomp off, capabilities added, a
+/// bind source gone) changes nothing.
+pub fn follows_the_saved_config() -> TestResult {
+    let ctx = Ctx::new("execsaved")?;
+    let mut b = ctx.bundle("sleep 100");
+    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]});
+    let data = ctx.base.join("data");
+    std::fs::create_dir(&data).unwrap();
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
+    mounts.push(
+        json!({"destination": "/data", "type": "bind", "source": data, "options": ["rbind"]}),
+    );
+    let id = running(&ctx, &mut b);
+    let init = ctx.state(&id)["pid"].as_i64().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+
+    b.config["linux"].as_object_mut().unwrap().remove("seccomp");
+    for set in ["bounding", "effective", "permitted"] {
+        b.config["process"]["capabilities"][set] = json!(["CAP_SYS_ADMIN", "CAP_KILL"]);
+    }
+    b.save();
+    std::fs::remove_dir(&data).unwrap();
+
+    let script = "mkdir /tmp/x; echo rc=$?; grep -E '^(CapEff|Seccomp):' /proc/self/status";
+    let (code, out, err) = exec(&ctx, &[&id, "sh", "-c", script]);
+    assert_eq!(code, 0, "{err}");
+    let want = format!(
+        "rc=1\nCapEff:\t{:016x}\nSeccomp:\t2\n",
+        cap_field(&status, "CapEff")
+    );
+    assert_eq!(out, want, "as created, not as edited");
+    // A process file brings its own capabilities (none here); the filter is the container's.
+    let out = ctx.exec_process(&id, &["sh", "-c", script]);
+    assert_eq!(
+        out, "rc=1\nCapEff:\t0000000000000000\nSeccomp:\t2\n",
+        "--process"
+    );
+    Ok(())
+}
+
 /// exec -t in the foreground: a pty of the container's devpts, relayed; the status comes back.
 pub fn terminal() -> TestResult {
     let ctx = Ctx::new("exectty")?;

@@ -103,6 +103,7 @@ fn main() {
         exec::process_file_and_flags_as_runc,
         exec::refused_when_not_running,
         exec::seccomp_applies,
+        exec::follows_the_saved_config,
         exec::terminal,
         seccomp::docker_default_profile,
         seccomp::actions_and_errnos,

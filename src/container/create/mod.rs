@@ -1,0 +1,273 @@
+//! `create`: apply a plan. The order is the one in docs/design.md; each side effect is undone
+//! if a later step fails, so a failed create leaves no state dir, cgroup, mount or process.
+
+pub(crate) mod channels;
+mod setup;
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+use std::time::SystemTime;
+
+use super::{ContainerError, io_ctx};
+use crate::cgroup::{Layout, Placement};
+use crate::clone::clone_init;
+use crate::init::{InitContext, InitFds};
+use crate::logger::trace;
+use crate::plan::{Config, NsKind, Plan, RunOptions};
+use crate::seccomp::Filter;
+use crate::state::{Record, STATE_VERSION, StateDir, proc_stat};
+use channels::{Channels, ChildNamespaces, above, open_bind_sources, open_cgroup_dir};
+pub(crate) use setup::hand_over_listener;
+
+pub struct Created {
+    pub dir: StateDir,
+    pub record: Record,
+    /// For `run` with a terminal and no console socket: where the init sends the pty master.
+    pub console_relay: Option<OwnedFd>,
+}
+
+/// Undoes what create did so far, in reverse, unless disarmed.
+struct Undo {
+    dir: Option<StateDir>,
+    placement: Option<Placement>,
+    pid: Option<i32>,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+        if let Some(p) = self.placement.take() {
+            let _ = p.remove();
+        }
+        if let Some(d) = self.dir.take() {
+            let _ = d.remove();
+        }
+    }
+}
+
+/// Creates the container of `plan`: prepare, launch (the clone), the init's setup, finish.
+pub fn create(
+    root: &Path,
+    config: &Config,
+    plan: &Plan,
+    opts: &RunOptions,
+    layout: &Layout,
+) -> Result<Created, ContainerError> {
+    let mut prepared = prepare(root, config, plan, opts, layout)?;
+    let launched = launch(&mut prepared, plan, opts, layout)?;
+    setup::setup(&mut prepared, launched.sync.as_fd(), plan)?;
+    finish(prepared, launched, opts)
+}
+
+/// What exists before the init: the state directory (locked) with the record and the saved
+/// config, the start barrier, the cgroup with its limits, and the compiled filter.
+struct Prepared {
+    undo: Undo,
+    record: Record,
+    filter: Option<Filter>,
+    listener: Option<OwnedFd>,
+}
+
+impl Prepared {
+    fn dir(&self) -> &StateDir {
+        self.undo
+            .dir
+            .as_ref()
+            .expect("the state directory until finish")
+    }
+}
+
+/// Everything up to the init, checked first: a create that fails here has made nothing it
+/// does not undo.
+fn prepare(
+    root: &Path,
+    config: &Config,
+    plan: &Plan,
+    opts: &RunOptions,
+    layout: &Layout,
+) -> Result<Prepared, ContainerError> {
+    let writes = layout.check(plan.resources.as_ref(), &plan.device_rules)?;
+    // Compiled here, in the parent: the child only loads it.
+    let filter = match &plan.seccomp {
+        Some(p) => crate::seccomp::prepare(p, &plan.annotations)?,
+        None => None,
+    };
+    let placement = layout.place(&plan.cgroups_path, plan.cgroups_path_default);
+    placement.check_reuse()?;
+    let mut undo = Undo {
+        dir: Some(StateDir::create(root, &plan.id)?),
+        placement: None,
+        pid: None,
+    };
+    let dir = undo.dir.as_ref().expect("just set");
+    // The record, with the cgroup to be made, comes first: `delete -f` can then clean up after
+    // a create killed at any later point.
+    let record = record(plan, placement);
+    dir.write(&record)?;
+    dir.write_config(&config.saved(plan))?;
+    let listener = above(channels::start_barrier(dir)?, opts.first_own_fd())?;
+    undo.placement = Some(record.cgroup.clone());
+    layout.make(&record.cgroup)?;
+    // Limits are in place before the init exists: it never runs unrestricted.
+    crate::cgroup::resources::apply(&record.cgroup, &writes)?;
+    record.cgroup.apply_device_rules(&plan.device_rules)?;
+    Ok(Prepared {
+        undo,
+        record,
+        filter,
+        listener: Some(listener),
+    })
+}
+
+fn record(plan: &Plan, cgroup: Placement) -> Record {
+    Record {
+        version: STATE_VERSION,
+        id: plan.id.clone(),
+        pid: 0,
+        start_time: 0,
+        bundle: plan.bundle.clone(),
+        rootfs: plan.rootfs.clone(),
+        created: crate::timefmt::rfc3339_nano(SystemTime::now()),
+        annotations: plan.annotations.clone(),
+        cgroup,
+        resources: plan.resources.clone(),
+        poststart: plan.hooks.poststart.clone(),
+        poststop: plan.hooks.poststop.clone(),
+        // Joined counts as shared, as in runc.
+        shares_pid_ns: !plan.namespaces.is_new(NsKind::Pid),
+    }
+}
+
+/// The runtime's ends of the channels to a launched init.
+struct Launched {
+    sync: OwnedFd,
+    console_relay: Option<OwnedFd>,
+}
+
+/// The init, cloned into its cgroup (and its user and pid namespaces), waiting for Go.
+fn launch(
+    p: &mut Prepared,
+    plan: &Plan,
+    opts: &RunOptions,
+    layout: &Layout,
+) -> Result<Launched, ContainerError> {
+    let Channels {
+        console,
+        console_relay,
+        parent_end,
+        child_end,
+    } = Channels::open(opts, plan.process.terminal)?;
+    let unified_fd = open_cgroup_dir(p.record.cgroup.unified.as_deref())?;
+    let binds = open_bind_sources(plan, opts.first_own_fd())?;
+    let clone_flags = [NsKind::User, NsKind::Pid]
+        .into_iter()
+        .filter(|k| plan.namespaces.is_new(*k))
+        .filter(|k| *k != NsKind::Pid || !plan.namespaces.pid_after_user_join())
+        .fold(0u64, |acc, k| acc | k.flag().bits() as u64);
+    let ns_guard = ChildNamespaces::enter(&plan.namespaces, &plan.time_offsets)?;
+    let (mut child_end, mut console) = (Some(child_end), console);
+    let mut listener = p.listener.take();
+    let lock_fd = p.dir().lock_fd();
+    let (placement, filter) = (&p.record.cgroup, p.filter.as_ref());
+    let mut init = || {
+        // SAFETY: in the child, closing its copy of the state lock's fd; nothing else uses it.
+        unsafe { libc::close(lock_fd) };
+        let ctx = InitContext {
+            plan,
+            opts,
+            layout,
+            placement,
+            seccomp: filter,
+            binds: &binds,
+        };
+        let fds = InitFds {
+            sync: child_end.take().expect("once"),
+            listener: listener.take(),
+            console: console.take(),
+            root: None,
+        };
+        crate::init::run(&ctx, fds)
+    };
+    let cloned = clone_init(
+        clone_flags,
+        unified_fd.as_ref().map(|f| f.as_raw_fd()),
+        &mut init,
+    );
+    drop(ns_guard);
+    let (pid, into_cgroup) = cloned.map_err(io_ctx("clone"))?;
+    p.undo.pid = Some(pid);
+    // The parent keeps none of the init's ends: EOF on the sync socket must mean the init is gone.
+    drop((child_end, listener, console, unified_fd, binds));
+    trace!("cloned the container init {pid} (into its cgroup by clone3: {into_cgroup})");
+    p.record.cgroup.add(pid, into_cgroup)?;
+    if let Some(adj) = plan.process.oom_score_adj {
+        let proc = crate::fsutil::open_proc(Path::new("/proc")).map_err(io_ctx("/proc"))?;
+        let file = format!("{pid}/oom_score_adj");
+        crate::fsutil::write_proc(proc.as_fd(), Path::new(&file), &adj.to_string())
+            .map_err(io_ctx("process.oomScoreAdj"))?;
+    }
+    p.record.pid = pid;
+    p.record.start_time = start_time(pid)?;
+    Ok(Launched {
+        sync: parent_end,
+        console_relay,
+    })
+}
+
+/// The init waits at the start barrier: the record takes its pid, the pid file is written, and
+/// nothing is undone any more.
+fn finish(
+    mut p: Prepared,
+    launched: Launched,
+    opts: &RunOptions,
+) -> Result<Created, ContainerError> {
+    p.dir().write(&p.record)?;
+    let pid = p.record.pid;
+    if let Some(pf) = &opts.pid_file {
+        write_pid_file(pf, pid)?;
+    }
+    trace!("created {}: init {pid} waits for start", p.record.id);
+    p.undo.pid = None;
+    p.undo.placement = None;
+    let dir = p.undo.dir.take().expect("state dir");
+    Ok(Created {
+        dir,
+        record: p.record,
+        console_relay: launched.console_relay,
+    })
+}
+
+/// The init's start time: with its pid, what tells it from a later process of the same pid.
+fn start_time(pid: i32) -> Result<u64, ContainerError> {
+    proc_stat(pid).map(|(t, _)| t).ok_or_else(|| {
+        io_ctx(format!("reading /proc/{pid}/stat of the container init"))(std::io::Error::other(
+            "no start time",
+        ))
+    })
+}
+
+/// The pid file is written whole or not at all: clients poll for it.
+pub(super) fn write_pid_file(path: &Path, pid: i32) -> Result<(), ContainerError> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&tmp, pid.to_string()).map_err(io_ctx(format!("pid file {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(io_ctx(format!("pid file {}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_unreadable_start_time_is_an_error() {
+        // Above any pid_max: no such process. A start time of 0 would make it look stopped.
+        let e = super::start_time(i32::MAX).unwrap_err().to_string();
+        assert!(e.contains("/proc/2147483647/stat"), "{e}");
+    }
+}

@@ -1,0 +1,174 @@
+//! The rules that span fields, run on the whole plan (so on whatever providers added too): the
+//! namespaces that sysctls, the hostname, id maps, time offsets and masks need; and the fields
+//! chitin refuses.
+
+use oci_spec::runtime::Spec;
+
+use super::host::Host;
+use super::{Namespaces, NsKind, OCI_MAJOR, Plan, PlanError};
+
+/// Every cross-field rule of a plan.
+pub fn plan(p: &Plan, host: &dyn Host) -> Result<(), PlanError> {
+    namespaces(p, host)?;
+    for (field, set) in [("hostname", &p.hostname), ("domainname", &p.domainname)] {
+        if set.is_some() && !p.namespaces.is_private(NsKind::Uts) {
+            return Err(PlanError::field(
+                field,
+                format!("setting the {field} needs a private uts namespace"),
+            ));
+        }
+    }
+    let restricted = !(p.masked_paths.is_empty() && p.readonly_paths.is_empty());
+    if restricted && !p.namespaces.is_new(NsKind::Mount) {
+        // runc's words: without a mount namespace of its own the container's mounts are the
+        // caller's, and runc refuses to mask in them.
+        let field = match p.masked_paths.is_empty() {
+            true => "linux.readonlyPaths",
+            false => "linux.maskedPaths",
+        };
+        return Err(PlanError::field(
+            field,
+            "unable to restrict sys entries without a private MNT namespace",
+        ));
+    }
+    for (k, _) in &p.sysctls {
+        sysctl(k, &p.namespaces)?;
+    }
+    Ok(())
+}
+
+/// A user namespace against the namespaces joined and the id maps; time offsets against a
+/// time namespace.
+fn namespaces(p: &Plan, host: &dyn Host) -> Result<(), PlanError> {
+    let ns = &p.namespaces;
+    if ns.is_new(NsKind::User) {
+        // The init starts inside its new user namespace, which owns none of the host's.
+        if let Some((k, _)) = ns
+            .join
+            .iter()
+            .find(|(k, _)| !matches!(k, NsKind::Pid | NsKind::Time))
+        {
+            return Err(PlanError::field(
+                "linux.namespaces",
+                format!(
+                    "joining a {} namespace by path while creating a user namespace is not supported",
+                    k.spec_name()
+                ),
+            ));
+        }
+        if p.uid_map.is_empty() || p.gid_map.is_empty() {
+            return Err(PlanError::field(
+                "linux.uidMappings",
+                "a new user namespace needs uidMappings and gidMappings",
+            ));
+        }
+    } else if !p.uid_map.is_empty() || !p.gid_map.is_empty() {
+        match ns.joined(NsKind::User) {
+            Some(path) => super::userns::check_joined(host, path, &p.uid_map, &p.gid_map)?,
+            None => {
+                return Err(PlanError::field(
+                    "linux.uidMappings",
+                    "mappings need a user namespace of the container's own",
+                ));
+            }
+        }
+    }
+    if !p.time_offsets.is_empty() && !ns.is_new(NsKind::Time) {
+        return Err(PlanError::field(
+            "linux.timeOffsets",
+            "offsets need a new time namespace",
+        ));
+    }
+    Ok(())
+}
+
+/// ociVersion: a runtime-spec of the major version chitin implements.
+pub fn version(version: &str) -> Result<(), PlanError> {
+    match version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok())
+    {
+        None => Err(PlanError::field(
+            "ociVersion",
+            format!("{version:?} is not a version"),
+        )),
+        Some(m) if m != OCI_MAJOR => Err(PlanError::field(
+            "ociVersion",
+            format!("{version}: chitin implements runtime-spec {OCI_MAJOR}.x"),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Fields chitin cannot honour yet are refused, never silently ignored.
+pub fn unsupported(spec: &Spec) -> Result<(), PlanError> {
+    if let Some(l) = spec.linux() {
+        let checks = [
+            ("linux.intelRdt", l.intel_rdt().is_some()),
+            ("linux.personality", l.personality().is_some()),
+            ("linux.memoryPolicy", l.memory_policy().is_some()),
+            (
+                "linux.netDevices",
+                l.net_devices().as_ref().is_some_and(|v| !v.is_empty()),
+            ),
+        ];
+        if let Some((f, _)) = checks.iter().find(|(_, set)| *set) {
+            return Err(PlanError::unsupported(f));
+        }
+    }
+    if let Some(p) = spec.process() {
+        let checks = [
+            ("process.ioPriority", p.io_priority().is_some()),
+            ("process.scheduler", p.scheduler().is_some()),
+            ("process.execCPUAffinity", p.exec_cpu_affinity().is_some()),
+        ];
+        if let Some((f, _)) = checks.iter().find(|(_, set)| *set) {
+            return Err(PlanError::unsupported(f));
+        }
+    }
+    Ok(())
+}
+
+/// Sysctls are only allowed when the namespace they belong to is the container's own.
+fn sysctl(key: &str, ns: &Namespaces) -> Result<(), PlanError> {
+    let field = format!("linux.sysctl[{key:?}]");
+    if key.is_empty()
+        || key.contains("..")
+        || key.starts_with(['.', '/'])
+        || key.contains('/') && key.contains('.')
+    {
+        return Err(PlanError::field(&field, "not a valid sysctl name"));
+    }
+    let ipc = matches!(
+        key,
+        "kernel.msgmax"
+            | "kernel.msgmnb"
+            | "kernel.msgmni"
+            | "kernel.sem"
+            | "kernel.shmall"
+            | "kernel.shmmax"
+            | "kernel.shmmni"
+            | "kernel.shm_rmid_forced"
+    ) || key.starts_with("fs.mqueue.");
+    let (kind, ok) = if ipc {
+        (NsKind::Ipc, ns.is_private(NsKind::Ipc))
+    } else if key.starts_with("net.") {
+        (NsKind::Net, ns.is_private(NsKind::Net))
+    } else if matches!(key, "kernel.hostname" | "kernel.domainname") {
+        (NsKind::Uts, ns.is_private(NsKind::Uts))
+    } else {
+        return Err(PlanError::field(
+            &field,
+            "not a namespaced sysctl; it would change the host",
+        ));
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(PlanError::field(
+            &field,
+            format!("needs a private {} namespace", kind.spec_name()),
+        ))
+    }
+}

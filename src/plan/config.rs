@@ -1,0 +1,146 @@
+//! config.json as a `Config`: the runtime-spec's `Spec`, with `linux.seccomp` kept apart as JSON
+//! (chitin parses that section itself, so that its errors name the field). A `Config` is also what
+//! `create` saves in the state directory once every edit is in, and what later commands (exec,
+//! and restore to come) read: never the bundle, which may have changed since.
+
+use std::path::Path;
+
+use oci_spec::runtime::Spec;
+
+use super::{Plan, PlanError};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub spec: Spec,
+    pub seccomp: Option<serde_json::Value>,
+}
+
+impl Config {
+    /// `<bundle>/config.json`, naming the JSON path of any type error.
+    pub fn read(bundle: &Path) -> Result<Config, PlanError> {
+        let path = bundle.join("config.json");
+        let bytes = std::fs::read(&path).map_err(|source| PlanError::Bundle {
+            path: path.clone(),
+            source,
+        })?;
+        parse(&bytes, &path)
+    }
+
+    /// The config a container was created with, saved in its state directory.
+    pub fn read_saved(path: &Path) -> Result<Config, PlanError> {
+        let bytes = std::fs::read(path).map_err(|source| PlanError::Saved {
+            path: path.to_owned(),
+            source,
+        })?;
+        parse(&bytes, path)
+    }
+
+    /// The config as saved at create: its seccomp section back in place, and the paths that
+    /// planning resolved against the bundle (the rootfs, bind sources) absolute, so that nothing
+    /// read from it later depends on the bundle.
+    pub fn saved(&self, plan: &Plan) -> Vec<u8> {
+        let mut spec = self.spec.clone();
+        if let Some(root) = spec.root_mut() {
+            root.set_path(plan.rootfs.clone());
+        }
+        if let Some(mounts) = spec.mounts_mut() {
+            // One planned mount per configured one, in order.
+            debug_assert_eq!(mounts.len(), plan.mounts.len());
+            for (m, planned) in mounts.iter_mut().zip(&plan.mounts) {
+                if planned.is_bind() {
+                    m.set_source(planned.source.clone());
+                }
+            }
+        }
+        let mut value = serde_json::to_value(&spec).expect("a spec serializes");
+        if let (Some(s), Some(linux)) = (&self.seccomp, value.get_mut("linux")) {
+            linux["seccomp"] = s.clone();
+        }
+        serde_json::to_vec(&value).expect("JSON serializes")
+    }
+}
+
+/// config.json's bytes (read from `path`) as the spec, and its seccomp section apart.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<Config, PlanError> {
+    let parse = |e: serde_path_to_error::Error<serde_json::Error>| {
+        let at = e.path().to_string();
+        let msg = if at == "." {
+            e.inner().to_string()
+        } else {
+            format!("{at}: {}", e.inner())
+        };
+        PlanError::Parse {
+            path: path.to_owned(),
+            msg,
+        }
+    };
+    let mut value: serde_json::Value =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
+            .map_err(parse)?;
+    check_top_level(&value)?;
+    if let Some(p) = value.get_mut("process") {
+        drop_unknown_capabilities(p);
+    }
+    let seccomp = value
+        .get_mut("linux")
+        .and_then(|l| l.as_object_mut())
+        .and_then(|l| l.remove("seccomp"));
+    let spec = serde_path_to_error::deserialize(value).map_err(parse)?;
+    Ok(Config { spec, seccomp })
+}
+
+/// The other platforms' sections are refused (chitin runs Linux containers: such a config
+/// was not written for it); keys the runtime-spec does not have are ignored with a warning.
+fn check_top_level(spec: &serde_json::Value) -> Result<(), PlanError> {
+    const KNOWN: [&str; 9] = [
+        "ociVersion",
+        "process",
+        "root",
+        "hostname",
+        "domainname",
+        "mounts",
+        "hooks",
+        "annotations",
+        "linux",
+    ];
+    for key in spec.as_object().into_iter().flat_map(|m| m.keys()) {
+        match key.as_str() {
+            k if KNOWN.contains(&k) => {}
+            k @ ("windows" | "solaris" | "vm" | "zos") => {
+                return Err(PlanError::field(
+                    k,
+                    "chitin is a Linux runtime: this section is another platform's",
+                ));
+            }
+            k => crate::logger::warn(&format!("config.json: unknown key {k:?} ignored")),
+        }
+    }
+    Ok(())
+}
+
+/// Capability names this build does not know (a newer kernel's) are left out with a warning, as
+/// runc 1.2 does, rather than refusing a config written for a newer runtime.
+pub fn drop_unknown_capabilities(process: &mut serde_json::Value) {
+    let Some(sets) = process
+        .pointer_mut("/capabilities")
+        .and_then(|c| c.as_object_mut())
+    else {
+        return;
+    };
+    for (set, names) in sets.iter_mut() {
+        let Some(names) = names.as_array_mut() else {
+            continue;
+        };
+        names.retain(|n| {
+            let known = n
+                .as_str()
+                .is_none_or(|n| n.parse::<caps::Capability>().is_ok());
+            if !known {
+                crate::logger::warn(&format!(
+                    "process.capabilities.{set}: unknown capability {n} ignored"
+                ));
+            }
+            known
+        });
+    }
+}

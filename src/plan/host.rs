@@ -1,0 +1,171 @@
+//! What planning reads of the host, behind one trait: the LSMs, the page size, paths of the
+//! bundle and the rootfs, and joined user namespaces. `RealHost` reads the machine; tests give a
+//! `FakeHost`, so that both sides of every host-dependent rule run on any machine.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::IdMap;
+
+pub trait Host {
+    /// The kernel runs AppArmor.
+    fn apparmor_enabled(&self) -> bool;
+    /// The kernel runs SELinux.
+    fn selinux_enabled(&self) -> bool;
+    /// Whether the loaded SELinux policy knows `context`.
+    fn selinux_valid(&self, context: &str) -> io::Result<bool>;
+    fn page_size(&self) -> usize;
+    fn canonicalize(&self, path: &Path) -> io::Result<PathBuf>;
+    fn exists(&self, path: &Path) -> bool;
+    fn is_dir(&self, path: &Path) -> bool;
+    /// A small file of the rootfs, resolved inside it (never through its symlinks out of it).
+    fn read_in_rootfs(&self, rootfs: &Path, path: &Path) -> io::Result<String>;
+    /// The uid and gid maps of the user namespace at `path`, read from a process in it.
+    fn userns_maps(&self, path: &Path) -> Result<(Vec<IdMap>, Vec<IdMap>), String>;
+}
+
+/// Where the kernel answers "is this a valid context?": a write that fails with EINVAL if not.
+const SELINUX_CONTEXT: &str = "/sys/fs/selinux/context";
+
+/// This machine.
+pub struct RealHost;
+
+impl Host for RealHost {
+    fn apparmor_enabled(&self) -> bool {
+        std::fs::read("/sys/module/apparmor/parameters/enabled").is_ok_and(|v| v.starts_with(b"Y"))
+    }
+
+    fn selinux_enabled(&self) -> bool {
+        Path::new(SELINUX_CONTEXT).exists()
+    }
+
+    fn selinux_valid(&self, context: &str) -> io::Result<bool> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(SELINUX_CONTEXT)?;
+        match f.write(context.as_bytes()) {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn page_size(&self) -> usize {
+        nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .map_or(4096, |p| p as usize)
+    }
+
+    fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
+        std::fs::canonicalize(path)
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        path.is_dir()
+    }
+
+    fn read_in_rootfs(&self, rootfs: &Path, path: &Path) -> io::Result<String> {
+        use std::os::fd::AsFd;
+        let root = nix::fcntl::open(
+            rootfs,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        crate::fsutil::read_small_file_in_root(root.as_fd(), path, 1 << 20)
+    }
+
+    fn userns_maps(&self, path: &Path) -> Result<(Vec<IdMap>, Vec<IdMap>), String> {
+        super::userns::maps_of(path)
+    }
+}
+
+#[cfg(test)]
+pub use fake::FakeHost;
+
+#[cfg(test)]
+mod fake {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+
+    /// A host made of values: the paths that exist (directories, and files with their text),
+    /// the LSMs, the page size and the joined user namespaces' maps.
+    #[derive(Default)]
+    pub struct FakeHost {
+        pub apparmor: bool,
+        /// None: no SELinux; else the contexts its policy knows.
+        pub selinux: Option<Vec<String>>,
+        pub page_size: usize,
+        pub dirs: BTreeSet<PathBuf>,
+        pub files: BTreeMap<PathBuf, String>,
+        pub userns: BTreeMap<PathBuf, (Vec<IdMap>, Vec<IdMap>)>,
+    }
+
+    impl FakeHost {
+        /// A bundle at /b with its rootfs, a passwd there, and 4 KiB pages.
+        pub fn bundle() -> FakeHost {
+            let mut h = FakeHost {
+                page_size: 4096,
+                ..Default::default()
+            };
+            h.dirs.extend(["/b", "/b/rootfs"].map(PathBuf::from));
+            h.files.insert(
+                "/b/rootfs/etc/passwd".into(),
+                "root:x:0:0::/root:/bin/sh\nsvc:x:1001:1002::/:/bin/sh\n".into(),
+            );
+            h
+        }
+    }
+
+    impl Host for FakeHost {
+        fn apparmor_enabled(&self) -> bool {
+            self.apparmor
+        }
+        fn selinux_enabled(&self) -> bool {
+            self.selinux.is_some()
+        }
+        fn selinux_valid(&self, context: &str) -> io::Result<bool> {
+            match &self.selinux {
+                Some(known) => Ok(known.iter().any(|k| k == context)),
+                None => Err(io::Error::from_raw_os_error(libc::ENOENT)),
+            }
+        }
+        fn page_size(&self) -> usize {
+            self.page_size
+        }
+        fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
+            match self.exists(path) {
+                true => Ok(path.to_owned()),
+                false => Err(io::Error::from_raw_os_error(libc::ENOENT)),
+            }
+        }
+        fn exists(&self, path: &Path) -> bool {
+            self.is_dir(path) || self.files.contains_key(path) || self.userns.contains_key(path)
+        }
+        fn is_dir(&self, path: &Path) -> bool {
+            self.dirs.contains(path)
+        }
+        fn read_in_rootfs(&self, rootfs: &Path, path: &Path) -> io::Result<String> {
+            let full = rootfs.join(crate::fsutil::relative(path));
+            self.files
+                .get(&full)
+                .cloned()
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+        }
+        fn userns_maps(&self, path: &Path) -> Result<(Vec<IdMap>, Vec<IdMap>), String> {
+            self.userns
+                .get(path)
+                .cloned()
+                .ok_or_else(|| format!("no process is in the user namespace {}", path.display()))
+        }
+    }
+}
