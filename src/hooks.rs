@@ -48,19 +48,9 @@ fn run(phase: &'static str, hook: &Hook, state: &str, cwd: Option<&Path>) -> Res
         path: hook.path.display().to_string(),
         reason,
     };
-    let mut cmd = Command::new(&hook.path);
-    if let Some((argv0, rest)) = hook.args.split_first() {
-        cmd.arg0(argv0).args(rest);
-    }
-    if let Some(dir) = cwd {
-        cmd.current_dir(dir);
-    }
-    cmd.env_clear()
-        .envs(hook.env.iter().filter_map(|e| e.split_once('=')))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| fail(e.to_string()))?;
+    let mut child = command(hook, cwd)
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
     // The state goes in as the hook takes it, within its timeout: a hook that does not read a
     // state larger than a pipe holds must not block us.
     let mut input = child.stdin.take().map(|p| Input::new(OwnedFd::from(p)));
@@ -106,10 +96,31 @@ fn run(phase: &'static str, hook: &Hook, state: &str, cwd: Option<&Path>) -> Res
         }
     };
     outputs.iter_mut().for_each(Output::drain);
-    if status.success() {
-        return Ok(());
+    match status.success() {
+        true => Ok(()),
+        false => Err(fail(failed(status, outputs))),
     }
-    let [stdout, stderr] = outputs;
+}
+
+/// The hook's command: its argv (args[0] is argv[0]), only its own environment, and pipes.
+fn command(hook: &Hook, cwd: Option<&Path>) -> Command {
+    let mut cmd = Command::new(&hook.path);
+    if let Some((argv0, rest)) = hook.args.split_first() {
+        cmd.arg0(argv0).args(rest);
+    }
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    cmd.env_clear()
+        .envs(hook.env.iter().filter_map(|e| e.split_once('=')))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// How a hook failed, with the tail of its stderr (or else stdout).
+fn failed(status: std::process::ExitStatus, [stdout, stderr]: [Output; 2]) -> String {
     let mut out = String::from_utf8_lossy(&stderr.tail).into_owned();
     if out.trim().is_empty() {
         out = String::from_utf8_lossy(&stdout.tail).into_owned();
@@ -119,12 +130,10 @@ fn run(phase: &'static str, hook: &Hook, state: &str, cwd: Option<&Path>) -> Res
         (_, Some(s)) => format!("killed by signal {s}"),
         _ => "failed".into(),
     };
-    let out = out.trim();
-    Err(fail(if out.is_empty() {
-        how
-    } else {
-        format!("{how}: {out}")
-    }))
+    match out.trim() {
+        "" => how,
+        out => format!("{how}: {out}"),
+    }
 }
 
 /// The hook's stdin, written without blocking.

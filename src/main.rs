@@ -45,6 +45,25 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
         print(&version())?;
         return Ok(0);
     }
+    refuse_global_flags(&cli)?;
+    let Some(cmd) = cli.command else {
+        return Err(Error::Usage("no command given; see chitin --help".into()));
+    };
+    // The commands that start processes in a container run from a binary it cannot overwrite.
+    if matches!(
+        cmd,
+        Command::Create { .. } | Command::Run { .. } | Command::Exec { .. }
+    ) {
+        selfexe::seal().map_err(|source| Error::Io {
+            what: "sealing the runtime's executable (CVE-2019-5736)".into(),
+            source,
+        })?;
+    }
+    command(&cli.root, cmd)
+}
+
+/// The global flags chitin takes but cannot honour are refused, never ignored.
+fn refuse_global_flags(cli: &Cli) -> Result<(), Error> {
     if cli.systemd_cgroup {
         return Err(Error::Usage(
             "--systemd-cgroup: systemd cgroup management is not supported; use cgroupfs paths"
@@ -64,20 +83,11 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             )));
         }
     }
-    let Some(cmd) = cli.command else {
-        return Err(Error::Usage("no command given; see chitin --help".into()));
-    };
-    // The commands that start processes in a container run from a binary it cannot overwrite.
-    if matches!(
-        cmd,
-        Command::Create { .. } | Command::Run { .. } | Command::Exec { .. }
-    ) {
-        selfexe::seal().map_err(|source| Error::Io {
-            what: "sealing the runtime's executable (CVE-2019-5736)".into(),
-            source,
-        })?;
-    }
-    let root = &cli.root;
+    Ok(())
+}
+
+/// Runs one command; its exit status.
+fn command(root: &std::path::Path, cmd: Command) -> Result<i32, Error> {
     match cmd {
         Command::Create { flags, id } => commands::create(root, &flags, &id)?,
         Command::Start { id } => commands::start(root, &id)?,

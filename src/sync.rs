@@ -136,3 +136,47 @@ pub fn recv_msg(fd: BorrowedFd<'_>) -> io::Result<Option<Msg>> {
         .map(Some)
         .map_err(io::Error::other)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    #[test]
+    fn each_step_takes_only_its_message() {
+        let (a, b) = pair().unwrap();
+        send_msg(a.as_fd(), &Msg::Ready).unwrap();
+        let e = expect(b.as_fd(), "asking for its id maps", |m| *m == Msg::MapIds).unwrap_err();
+        assert_eq!(e.to_string(), "sent Ready while asking for its id maps");
+        send_msg(a.as_fd(), &Msg::MapIds).unwrap();
+        assert_eq!(
+            expect(b.as_fd(), "maps", |m| *m == Msg::MapIds).unwrap(),
+            Msg::MapIds
+        );
+        drop(a);
+        let e = expect(b.as_fd(), "finishing its setup", |_| true).unwrap_err();
+        assert_eq!(e.to_string(), "exited while finishing its setup");
+    }
+
+    #[test]
+    fn a_failure_keeps_its_errno() {
+        let (a, b) = pair().unwrap();
+        let enospc = io::Error::from_raw_os_error(libc::ENOSPC);
+        send_msg(
+            a.as_fd(),
+            &Msg::Failed(Failure::new("mounting /dev", &enospc)),
+        )
+        .unwrap();
+        let Err(ExpectError::Failed(f)) = expect(b.as_fd(), "setup", |_| true) else {
+            panic!("a failure")
+        };
+        assert_eq!(f.errno, Some(libc::ENOSPC));
+        assert_eq!(f.to_string(), format!("mounting /dev: {enospc}"));
+        let other = Failure::new("hooks", &io::Error::other("exit status 1"));
+        assert_eq!(
+            (other.errno, other.to_string()),
+            (None, "hooks: exit status 1".into())
+        );
+    }
+}

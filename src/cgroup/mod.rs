@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use oci_spec::runtime::LinuxResources;
-
 use crate::plan::DeviceRule;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +33,15 @@ pub enum CgroupError {
     NoFreezer,
     #[error("container's cgroup unexpectedly frozen ({})", .0.display())]
     Frozen(PathBuf),
+}
+
+impl From<crate::plan::resources::Invalid> for CgroupError {
+    fn from(e: crate::plan::resources::Invalid) -> Self {
+        CgroupError::Resource {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
@@ -157,7 +164,7 @@ impl Layout {
     /// anything is created.
     pub fn check(
         &self,
-        res: Option<&LinuxResources>,
+        res: Option<&crate::plan::resources::Resources>,
         rules: &[DeviceRule],
     ) -> Result<Vec<resources::Write>, CgroupError> {
         if !rules.is_empty() && !self.has_v1_devices() && self.unified.is_none() {
@@ -365,37 +372,13 @@ impl Placement {
         Ok(())
     }
 
-    /// Writes the devices rules, then allows the devices every container gets (runc does the same,
-    /// so that a deny-all rule still leaves /dev/null and the pty usable).
+    /// Writes the devices rules (with the ones every container gets, edits::Defaults).
     pub fn apply_device_rules(&self, rules: &[DeviceRule]) -> Result<(), CgroupError> {
         if rules.is_empty() {
             return Ok(());
         }
-        let defaults = [
-            ('c', None, None, "m"),
-            ('b', None, None, "m"),
-            ('c', Some(1), Some(3), "rwm"),
-            ('c', Some(1), Some(5), "rwm"),
-            ('c', Some(1), Some(7), "rwm"),
-            ('c', Some(1), Some(8), "rwm"),
-            ('c', Some(1), Some(9), "rwm"),
-            ('c', Some(5), Some(0), "rwm"),
-            ('c', Some(5), Some(1), "rwm"),
-            ('c', Some(5), Some(2), "rwm"),
-            ('c', Some(136), None, "rwm"),
-            // tun/tap, which runc 1.1 allows every container too.
-            ('c', Some(10), Some(200), "rwm"),
-        ]
-        .map(|(kind, major, minor, access)| DeviceRule {
-            allow: true,
-            kind,
-            major,
-            minor,
-            access: access.into(),
-        });
-        let all: Vec<DeviceRule> = rules.iter().cloned().chain(defaults).collect();
         if let Some(dir) = self.v1_dir("devices") {
-            for rule in &all {
+            for rule in rules {
                 let f = dir.join(if rule.allow {
                     "devices.allow"
                 } else {
@@ -406,7 +389,7 @@ impl Placement {
             return Ok(());
         }
         let dir = self.unified.as_deref().ok_or(CgroupError::NoDevices)?;
-        bpf_devices::attach(dir, &all).map_err(|e| CgroupError::Io {
+        bpf_devices::attach(dir, rules).map_err(|e| CgroupError::Io {
             path: dir.to_path_buf(),
             source: io::Error::new(e.kind(), format!("attaching the eBPF device program: {e}")),
         })

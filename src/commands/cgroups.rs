@@ -8,9 +8,10 @@ use oci_spec::runtime::LinuxResources;
 use serde_json::{Value, json};
 
 use crate::cgroup::resources::{self, Kind};
-use crate::cgroup::{Ctl, freezer, stats};
+use crate::cgroup::{CgroupError, Ctl, freezer, stats};
 use crate::cli::UpdateFlags;
 use crate::container::{ContainerError, io_ctx};
+use crate::plan::resources::Resources;
 use crate::state::{StateDir, Status};
 
 fn running(dir: &StateDir, r: &crate::state::Record, what: &str) -> Result<Status, ContainerError> {
@@ -192,7 +193,7 @@ pub fn update(root: &Path, id: &str, f: &UpdateFlags) -> Result<(), ContainerErr
             .map_err(|e| ContainerError::Status(format!("resources: {}: {}", e.path(), e.inner())))
     };
     // Zeros mean "unchanged" (Docker sends every field), so they must not reach the record.
-    let change = resources::without_unset(&parsed(delta)?);
+    let change = crate::plan::resources::without_unset(&parsed(delta)?);
     let delta = serde_json::to_value(&change).expect("resources serialize");
     if change.devices().as_ref().is_some_and(|d| !d.is_empty()) {
         return Err(ContainerError::Status(
@@ -220,6 +221,7 @@ pub fn update(root: &Path, id: &str, f: &UpdateFlags) -> Result<(), ContainerErr
             }
         }),
     };
+    let view = Resources::from_oci(&view).map_err(CgroupError::from)?;
     let writes = resources::writes(&view, &kind)?;
     if let (Some(limit), true) = (
         change.memory().as_ref().and_then(|m| m.limit()),
@@ -419,6 +421,7 @@ mod tests {
             json!({"memory": {"limit": 64, "swap": 256}, "cpu": {"quota": 5000, "period": 20000}})
         );
         let res: LinuxResources = serde_json::from_value(view).unwrap();
+        let res = Resources::from_oci(&res).unwrap();
         let w = resources::writes(&res, &|_| Some(Kind::V2)).unwrap();
         let file = |f: &str| w.iter().find(|w| w.file == f).map(|w| w.value.clone());
         assert_eq!(file("memory.swap.max").as_deref(), Some("192"));

@@ -113,6 +113,13 @@ fn enterable(
             )));
         }
     }
+    if r.version < 1 {
+        // A state directory of a build from before the config was saved: nothing to plan from.
+        return Err(ContainerError::Status(format!(
+            "container {id} was created by an earlier chitin (state format {}), which kept no config to exec from: recreate it",
+            r.version
+        )));
+    }
     let config = Config::read_saved(&dir.path.join(CONFIG_FILE))?;
     Ok((r, config))
 }
@@ -191,14 +198,7 @@ pub fn exec(root: &Path, id: &str, req: &ExecRequest) -> Result<i32, ContainerEr
     drop(ns_guard);
     let (pid, into_cgroup) = cloned.map_err(io_ctx("clone"))?;
     drop((child_end, console, unified_fd, init, root));
-    let kill = |e: ContainerError| {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-        e
-    };
+    let kill = killing(pid);
     placement
         .add(pid, into_cgroup)
         .map_err(|e| kill(e.into()))?;
@@ -213,6 +213,16 @@ pub fn exec(root: &Path, id: &str, req: &ExecRequest) -> Result<i32, ContainerEr
         return Ok(0);
     }
     super::relay_and_wait(pid, console_relay)
+}
+
+/// An error after the clone also ends the process: none is left half set up.
+fn killing(pid: i32) -> impl Fn(ContainerError) -> ContainerError + Copy {
+    move |e| {
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+        e
+    }
 }
 
 /// Go; the seccomp listener to hand over, if the filter has one; then EOF, which is execve

@@ -16,6 +16,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use super::ProcessContext;
 use super::{InitError, Step, failure};
 use crate::fsutil::{mkdir_all_in_root, open_proc, write_proc};
+use crate::plan::ProcessPlan;
 use crate::seccomp::Filter;
 use crate::sync::{Msg, send_msg};
 
@@ -62,8 +63,47 @@ pub fn prepare<'a>(
     // First of all: before the container's rlimits (the caller's bound which fds can be open)
     // and before any seccomp filter is loaded.
     super::fds::close_on_exec(ctx.opts.first_own_fd())?;
-    // The cwd is resolved inside the new root with magic links refused, so a leaked fd named as
-    // /proc/self/fd/N can never become the working directory (CVE-2024-21626).
+    let env = enter_cwd(p, cwd)?;
+    set_rlimits(p)?;
+    if !ctx.opts.no_new_keyring {
+        join_keyring(p, ctx.id)?;
+    }
+    exec_labels(p)?;
+    // Where runc loads it: before the capabilities go when there is no no_new_privs (loading
+    // then needs CAP_SYS_ADMIN), else as late as possible. A listener is handed over during
+    // setup, while the runtime still waits.
+    let late = match ctx.seccomp {
+        Some(f) if p.no_new_privs && !f.listener => Some(f),
+        Some(f) => {
+            load_seccomp(f, sync)?;
+            None
+        }
+        None => None,
+    };
+    become_user(p)?;
+    if p.no_new_privs {
+        nix::sys::prctl::set_no_new_privs().step(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
+    }
+    nix::sys::stat::umask(Mode::from_bits_truncate(p.umask.unwrap_or(0o022)));
+
+    let path = lookup(&p.args[0], &env)?;
+    Ok(Prepared {
+        path: CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| failure("exec", "NUL in path"))?,
+        argv: p
+            .args
+            .iter()
+            .map(|a| cstring(a))
+            .collect::<Result<_, _>>()?,
+        envp: env.iter().map(|e| cstring(e)).collect::<Result<_, _>>()?,
+        seccomp: late,
+    })
+}
+
+/// Enters the working directory; returns the environment, with HOME from the passwd where the
+/// process has none. The cwd is resolved inside the new root with magic links refused, so a
+/// leaked fd named as /proc/self/fd/N can never become the working directory (CVE-2024-21626).
+fn enter_cwd(p: &ProcessPlan, cwd: Cwd) -> Result<Vec<String>, InitError> {
     let root = nix::fcntl::open(
         "/",
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -78,9 +118,10 @@ pub fn prepare<'a>(
     }
     .step(|| format!("process.cwd {}", p.cwd.display()))?;
     nix::unistd::fchdir(dir.as_fd()).step(|| format!("chdir to {}", p.cwd.display()))?;
-    let env = with_home(&p.env, root.as_fd(), p.uid);
-    drop((dir, root));
+    Ok(with_home(&p.env, root.as_fd(), p.uid))
+}
 
+fn set_rlimits(p: &ProcessPlan) -> Result<(), InitError> {
     for r in &p.rlimits {
         let lim = libc::rlimit {
             rlim_cur: r.soft,
@@ -91,34 +132,37 @@ pub fn prepare<'a>(
         nix::errno::Errno::result(rc)
             .step(|| format!("setrlimit({}, {}, {})", r.resource, r.soft, r.hard))?;
     }
+    Ok(())
+}
 
-    if !ctx.opts.no_new_keyring {
-        // A session keyring of its own, so that the container cannot read the host's keys; with
-        // the container's SELinux label, or its process could not use it under the policy.
-        if let Some(label) = &p.selinux_label {
-            write_own_attr("attr/keycreate", None, label)
-                .step(|| format!("process.selinuxLabel {label:?} (keyring)"))?;
-        }
-        let name = cstring(ctx.id)?;
-        // SAFETY: KEYCTL_JOIN_SESSION_KEYRING with a C string.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_keyctl,
-                libc::KEYCTL_JOIN_SESSION_KEYRING,
-                name.as_ptr(),
-            )
-        };
-        // Kernels without keyrings (ENOSYS) run containers all the same.
-        if rc < 0 && nix::errno::Errno::last() != nix::errno::Errno::ENOSYS {
-            return Err(std::io::Error::last_os_error())
-                .step(|| "joining a session keyring".into());
-        }
+/// A session keyring of its own, so that the container cannot read the host's keys; with the
+/// container's SELinux label, or its process could not use it under the policy.
+fn join_keyring(p: &ProcessPlan, id: &str) -> Result<(), InitError> {
+    if let Some(label) = &p.selinux_label {
+        write_own_attr("attr/keycreate", None, label)
+            .step(|| format!("process.selinuxLabel {label:?} (keyring)"))?;
     }
+    let name = cstring(id)?;
+    // SAFETY: KEYCTL_JOIN_SESSION_KEYRING with a C string.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            libc::KEYCTL_JOIN_SESSION_KEYRING,
+            name.as_ptr(),
+        )
+    };
+    // Kernels without keyrings (ENOSYS) run containers all the same.
+    if rc < 0 && nix::errno::Errno::last() != nix::errno::Errno::ENOSYS {
+        return Err(std::io::Error::last_os_error()).step(|| "joining a session keyring".into());
+    }
+    Ok(())
+}
 
-    // Labels for the execve, written while still privileged and before no_new_privs, as runc
-    // does. At the execve, no_new_privs still limits the change: AppArmor to a profile stacked
-    // on the current one, SELinux to what the policy grants by nnp_transition or a type bound.
-    // Kernels since 5.8 have a directory per LSM for AppArmor; SELinux has only the shared files.
+/// Labels for the execve, written while still privileged and before no_new_privs, as runc does.
+/// At the execve, no_new_privs still limits the change: AppArmor to a profile stacked on the
+/// current one, SELinux to what the policy grants by nnp_transition or a type bound. Kernels
+/// since 5.8 have a directory per LSM for AppArmor; SELinux has only the shared files.
+fn exec_labels(p: &ProcessPlan) -> Result<(), InitError> {
     if let Some(profile) = &p.apparmor_profile {
         write_own_attr(
             "attr/apparmor/exec",
@@ -131,21 +175,12 @@ pub fn prepare<'a>(
         write_own_attr("attr/exec", None, label)
             .step(|| format!("process.selinuxLabel {label:?}"))?;
     }
+    Ok(())
+}
 
-    // Where runc loads it: before the capabilities go when there is no no_new_privs (loading
-    // then needs CAP_SYS_ADMIN), else as late as possible. A listener is handed over during
-    // setup, while the runtime still waits.
-    let late = match ctx.seccomp {
-        Some(f) if p.no_new_privs && !f.listener => Some(f),
-        Some(f) => {
-            load_seccomp(f, sync)?;
-            None
-        }
-        None => None,
-    };
-
-    // The bounding set is dropped while still privileged; the other sets after the uid change,
-    // which PR_SET_KEEPCAPS lets the permitted set survive.
+/// The user, groups and capabilities. The bounding set is dropped while still privileged; the
+/// other sets after the uid change, which PR_SET_KEEPCAPS lets the permitted set survive.
+fn become_user(p: &ProcessPlan) -> Result<(), InitError> {
     for c in caps::all() {
         if !p.caps.bounding.contains(&c)
             && caps::has_cap(None, CapSet::Bounding, c).unwrap_or(false)
@@ -181,23 +216,7 @@ pub fn prepare<'a>(
         caps::raise(None, CapSet::Ambient, *c)
             .map_err(|e| failure("capabilities", format!("raising ambient {c}: {e}")))?;
     }
-    if p.no_new_privs {
-        nix::sys::prctl::set_no_new_privs().step(|| "prctl(PR_SET_NO_NEW_PRIVS)".into())?;
-    }
-    nix::sys::stat::umask(Mode::from_bits_truncate(p.umask.unwrap_or(0o022)));
-
-    let path = lookup(&p.args[0], &env)?;
-    Ok(Prepared {
-        path: CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| failure("exec", "NUL in path"))?,
-        argv: p
-            .args
-            .iter()
-            .map(|a| cstring(a))
-            .collect::<Result<_, _>>()?,
-        envp: env.iter().map(|e| cstring(e)).collect::<Result<_, _>>()?,
-        seccomp: late,
-    })
+    Ok(())
 }
 
 /// Writes one of our own LSM attributes (`fallback` where the kernel lacks `attr`) through the

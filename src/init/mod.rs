@@ -196,14 +196,7 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
     if plan.namespaces.is_new(NsKind::Net) {
         net::loopback_up()?;
     }
-    if let Some(h) = &plan.hostname {
-        nix::unistd::sethostname(h).step(|| "sethostname".into())?;
-    }
-    if let Some(d) = &plan.domainname {
-        // SAFETY: pointer and length of a live buffer.
-        let r = unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) };
-        nix::errno::Errno::result(r).step(|| "setdomainname".into())?;
-    }
+    set_names(plan)?;
 
     let root = rootfs::prepare(ctx)?;
     devices::create(root.as_fd(), plan)?;
@@ -213,6 +206,54 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
         None
     };
 
+    let created = run_hooks(plan, fds)?;
+
+    rootfs::finish(root.as_fd(), plan)?;
+    rootfs::pivot(root, plan, ctx.opts.no_pivot)?;
+    // The last line from the init: after this its stdio may be the container's terminal.
+    trace!(
+        "init: {} mounts made, root is {}; waiting for start",
+        plan.mounts.len(),
+        plan.rootfs.display()
+    );
+
+    let prepared = finish(&ctx.process(), fds, pty, exec::Cwd::Make)?;
+    send_msg(fds.sync.as_fd(), &Msg::Ready).step(|| "sync".into())?;
+
+    let conn = wait_for_start(fds)?;
+    let err = match crate::hooks::run_all(
+        "startContainer",
+        &plan.hooks.start_container,
+        &created,
+        Some(std::path::Path::new("/")),
+    ) {
+        Err(e) => failure("startContainer hooks", e.to_string()),
+        Ok(()) => exec::exec(prepared),
+    };
+    // Only failures get here; on success the CLOEXEC socket closes at execve and `start` sees EOF.
+    let _ = nix::sys::socket::send(
+        conn.as_raw_fd(),
+        &serde_json::to_vec(&err.failure()).expect("a failure serializes"),
+        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+    );
+    Err(err)
+}
+
+fn set_names(plan: &Plan) -> Result<(), InitError> {
+    if let Some(h) = &plan.hostname {
+        nix::unistd::sethostname(h).step(|| "sethostname".into())?;
+    }
+    if let Some(d) = &plan.domainname {
+        // SAFETY: pointer and length of a live buffer.
+        let r = unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) };
+        nix::errno::Errno::result(r).step(|| "setdomainname".into())?;
+    }
+    Ok(())
+}
+
+/// The hooks around the mounts: the runtime runs prestart and createRuntime, then this init
+/// createContainer. Returns the state startContainer hooks get.
+fn run_hooks(plan: &Plan, fds: &InitFds) -> Result<String, InitError> {
     send_msg(fds.sync.as_fd(), &Msg::RunHooks).step(|| "sync".into())?;
     let done = Msg::HooksDone {
         creating: String::new(),
@@ -230,55 +271,21 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
         Some(&plan.rootfs),
     )
     .map_err(|e| failure("createContainer hooks", e.to_string()))?;
+    Ok(created)
+}
 
-    rootfs::finish(root.as_fd(), plan)?;
-    rootfs::pivot(root, plan, ctx.opts.no_pivot)?;
-    // The last line from the init: after this its stdio may be the container's terminal.
-    trace!(
-        "init: {} mounts made, root is {}; waiting for start",
-        plan.mounts.len(),
-        plan.rootfs.display()
-    );
-
-    let prepared = finish(&ctx.process(), fds, pty, exec::Cwd::Make)?;
-    send_msg(fds.sync.as_fd(), &Msg::Ready).step(|| "sync".into())?;
-
-    // The start barrier: `chitin start` connects to the socket in the state directory.
-    let conn = loop {
-        match nix::sys::socket::accept4(
-            fds.listener
-                .as_ref()
-                .expect("create has a start barrier")
-                .as_raw_fd(),
-            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        ) {
+/// The start barrier: `chitin start` connects to the socket in the state directory.
+fn wait_for_start(fds: &InitFds) -> Result<OwnedFd, InitError> {
+    let listener = fds.listener.as_ref().expect("create has a start barrier");
+    let flags = nix::sys::socket::SockFlag::SOCK_CLOEXEC;
+    let fd = loop {
+        match nix::sys::socket::accept4(listener.as_raw_fd(), flags) {
             Err(nix::errno::Errno::EINTR) => continue,
-            // SAFETY: accept4 returned a new fd that we own.
-            r => {
-                break unsafe {
-                    <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(
-                        r.step(|| "waiting for start".into())?,
-                    )
-                };
-            }
+            r => break r.step(|| "waiting for start".into())?,
         }
     };
-    let err = match crate::hooks::run_all(
-        "startContainer",
-        &plan.hooks.start_container,
-        &created,
-        Some(std::path::Path::new("/")),
-    ) {
-        Err(e) => failure("startContainer hooks", e.to_string()),
-        Ok(()) => exec::exec(prepared),
-    };
-    // Only failures get here; on success the CLOEXEC socket closes at execve and `start` sees EOF.
-    let _ = nix::sys::socket::send(
-        conn.as_raw_fd(),
-        &serde_json::to_vec(&err.failure()).expect("a failure serializes"),
-        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
-    );
-    Err(err)
+    // SAFETY: accept4 returned a new fd, which nothing else owns.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
 /// Runs a process for `exec`: joins the container's namespaces (the parent arranged pid and

@@ -9,6 +9,11 @@ use oci_spec::runtime::Spec;
 
 use super::{Plan, PlanError};
 
+/// A section the config lacks, as an empty one (oci-spec's `Default`s fill some in).
+pub fn empty<T: serde::de::DeserializeOwned>() -> T {
+    serde_json::from_str("{}").expect("an empty section parses")
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub spec: Spec,

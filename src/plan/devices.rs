@@ -52,31 +52,7 @@ impl DeviceRule {
     }
 }
 
-/// runc's default devices, created in every container unless the config names the same path.
-fn default_devices() -> Vec<Device> {
-    [
-        ("/dev/null", 1, 3),
-        ("/dev/zero", 1, 5),
-        ("/dev/full", 1, 7),
-        ("/dev/random", 1, 8),
-        ("/dev/urandom", 1, 9),
-        ("/dev/tty", 5, 0),
-    ]
-    .into_iter()
-    .map(|(p, major, minor)| Device {
-        path: p.into(),
-        kind: DevKind::Char,
-        major,
-        minor,
-        mode: 0o666,
-        uid: 0,
-        gid: 0,
-    })
-    .collect()
-}
-
-/// The nodes to make: the config's, then runc's defaults where the config has no node at
-/// their path.
+/// The nodes to make (runc's defaults are among them: edits::Defaults adds them).
 pub fn nodes(linux: &Linux) -> Result<Vec<Device>, PlanError> {
     let mut devices = Vec::new();
     for (i, d) in linux.devices().iter().flatten().enumerate() {
@@ -108,11 +84,6 @@ pub fn nodes(linux: &Linux) -> Result<Vec<Device>, PlanError> {
             uid: d.uid().unwrap_or(0),
             gid: d.gid().unwrap_or(0),
         });
-    }
-    for d in default_devices() {
-        if !devices.iter().any(|c| c.path == d.path) {
-            devices.push(d);
-        }
     }
     Ok(devices)
 }

@@ -21,6 +21,7 @@ mod mounts;
 mod namespaces;
 mod options;
 pub mod process;
+pub mod resources;
 mod userns;
 
 use std::collections::BTreeMap;
@@ -70,6 +71,12 @@ pub enum PlanError {
     Seccomp(#[from] crate::seccomp::SeccompError),
 }
 
+impl From<resources::Invalid> for PlanError {
+    fn from(e: resources::Invalid) -> Self {
+        PlanError::field(&format!("linux.resources.{}", e.field), e.reason)
+    }
+}
+
 impl PlanError {
     pub fn field(field: &str, reason: impl Into<String>) -> Self {
         PlanError::Field {
@@ -111,7 +118,7 @@ pub struct Plan {
     /// The path is chitin's default (so its parent is chitin's too).
     pub cgroups_path_default: bool,
     /// `linux.resources` but the device rules.
-    pub resources: Option<oci_spec::runtime::LinuxResources>,
+    pub resources: Option<resources::Resources>,
     pub device_rules: Vec<DeviceRule>,
     pub seccomp: Option<crate::seccomp::Profile>,
 }
@@ -144,7 +151,8 @@ fn absolute(field: &str, p: &Path) -> Result<PathBuf, PlanError> {
 }
 
 impl Plan {
-    /// Loads the bundle and builds the plan. Reads files; changes nothing.
+    /// Loads the bundle, applies the built-in providers' edits (crate::edits) and builds the
+    /// plan of the effective config. Reads files; changes nothing.
     pub fn load(bundle: &Path, id: &str) -> Result<(Config, Plan), PlanError> {
         validate_id(id)?;
         let host = host::RealHost;
@@ -154,8 +162,9 @@ impl Plan {
                 path: bundle.into(),
                 source,
             })?;
-        let config = Config::read(&bundle)?;
-        let plan = Plan::new(&config, &bundle, id, &host)?;
+        let mut config = Config::read(&bundle)?;
+        let provenance = crate::edits::apply(&mut config, &crate::edits::builtin())?;
+        let plan = Plan::new(&config, &bundle, id, &host).map_err(|e| provenance.name_origin(e))?;
         Ok((config, plan))
     }
 
@@ -174,7 +183,9 @@ impl Plan {
             .as_ref()
             .ok_or_else(|| PlanError::field("root", "missing"))?;
         let rootfs = rootfs(bundle, root.path(), host)?;
-        let linux = spec.linux().clone().unwrap_or_default();
+        // Not oci-spec's Default, which has namespaces and masks: a config without a linux
+        // section has none, as runc reads it.
+        let linux = spec.linux().clone().unwrap_or_else(config::empty);
         let (uid_map, gid_map) = idmap::plan(&linux, host)?;
         let mount_label = lsm::mount_label(host, linux.mount_label().as_deref())?;
         let at = mounts::Paths {
@@ -192,13 +203,6 @@ impl Plan {
             .as_ref()
             .ok_or_else(|| PlanError::field("process", "missing"))?;
         let (cgroups_path, cgroups_path_default) = cgroups::path(&linux, id)?;
-        let mut sysctls: Vec<(String, String)> = linux
-            .sysctl()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        sysctls.sort();
         let plan = Plan {
             id: id.to_owned(),
             bundle: bundle.to_path_buf(),
@@ -223,16 +227,11 @@ impl Plan {
             masked_paths: paths("linux.maskedPaths", linux.masked_paths())?,
             mount_label,
             readonly_paths: paths("linux.readonlyPaths", linux.readonly_paths())?,
-            sysctls,
+            sysctls: sysctls(&linux),
             hooks: hooks::plan(spec)?,
             cgroups_path,
             cgroups_path_default,
-            // Device rules are their own list; the rest is checked against the host's cgroup
-            // layout (cgroup::Layout::check) and written by cgroup::resources.
-            resources: linux.resources().clone().map(|mut r| {
-                r.set_devices(None);
-                r
-            }),
+            resources: resources(&linux)?,
             device_rules: devices::rules(&linux)?,
             seccomp: config
                 .seccomp
@@ -242,6 +241,27 @@ impl Plan {
         };
         check::plan(&plan, host)?;
         Ok(plan)
+    }
+}
+
+/// linux.sysctl, in a stable order.
+fn sysctls(linux: &oci_spec::runtime::Linux) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = linux
+        .sysctl()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    v.sort();
+    v
+}
+
+/// linux.resources but the device rules (their own list), its values checked; whether the host's
+/// cgroup layout can take them is cgroup::Layout::check's.
+fn resources(linux: &oci_spec::runtime::Linux) -> Result<Option<resources::Resources>, PlanError> {
+    match linux.resources() {
+        Some(r) => Ok(Some(resources::Resources::from_oci(r)?)),
+        None => Ok(None),
     }
 }
 

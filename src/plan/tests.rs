@@ -486,3 +486,14 @@ fn the_real_host_plans_a_bundle_on_disk() {
     assert_eq!(p.rootfs, b.join("rootfs").canonicalize().unwrap());
     std::fs::remove_dir_all(&b).unwrap();
 }
+
+#[test]
+fn a_config_without_a_linux_section_has_no_namespaces() {
+    // As runc reads it: oci-spec's Default would add namespaces and masked paths.
+    let mut c = base();
+    c.as_object_mut().unwrap().remove("linux");
+    c.as_object_mut().unwrap().remove("hostname");
+    let p = on(&FakeHost::bundle(), c).unwrap();
+    assert_eq!(p.namespaces, Namespaces::default());
+    assert!(p.masked_paths.is_empty() && p.readonly_paths.is_empty());
+}

@@ -64,9 +64,51 @@ impl Asm {
     }
 
     /// Resolves labels. A conditional branch whose target is more than 255 instructions away
-    /// gets a `ja` right after it (32-bit reach), and the branch goes to that instead; the
-    /// layout is recomputed until every offset fits.
+    /// gets a `ja` right after it (32-bit reach), and the branch goes to that instead.
     pub fn assemble(self) -> Result<Vec<SockFilter>, TooLong> {
+        let layout = self.layout();
+        let mut out = Vec::with_capacity(self.ops.len());
+        for (i, op) in self.ops.iter().enumerate() {
+            match *op {
+                Op::Mark(_) => {}
+                Op::Ld(off) => out.push(insn(LD_W_ABS, 0, 0, off)),
+                Op::And(k) => out.push(insn(ALU_AND_K, 0, 0, k)),
+                Op::Ret(k) => out.push(insn(RET_K, 0, 0, k)),
+                Op::Cond(code, k, t, f) => {
+                    let (lt, lf) = (layout.long_t[i], layout.long_f[i]);
+                    let here = out.len();
+                    let after = here + 1 + usize::from(lt) + usize::from(lf);
+                    let dest = |j: Jump| match j {
+                        Jump::Next => after,
+                        Jump::To(l) => layout.at[l],
+                    };
+                    // Trampolines sit right after the branch: the true one first.
+                    let jt = if lt { 0 } else { dest(t) - (here + 1) };
+                    let jf = if lf {
+                        usize::from(lt)
+                    } else {
+                        dest(f) - (here + 1)
+                    };
+                    out.push(insn(code, jt as u8, jf as u8, k));
+                    if lt {
+                        out.push(insn(JA, 0, 0, (dest(t) - (here + 2)) as u32));
+                    }
+                    if lf {
+                        let me = out.len();
+                        out.push(insn(JA, 0, 0, (dest(f) - (me + 1)) as u32));
+                    }
+                }
+            }
+        }
+        if out.len() > MAX_INSNS {
+            return Err(TooLong(out.len()));
+        }
+        Ok(out)
+    }
+
+    /// Where each label lands and which branches need a trampoline: recomputed until every
+    /// offset fits (a trampoline moves what follows it).
+    fn layout(&self) -> Layout {
         let n = self.ops.len();
         let (mut long_t, mut long_f) = (vec![false; n], vec![false; n]);
         let (mut pos, mut at) = (vec![0usize; n], vec![0usize; self.labels]);
@@ -95,77 +137,21 @@ impl Asm {
                 }
             }
             if !changed {
-                break;
+                return Layout { long_t, long_f, at };
             }
         }
-        let mut out = Vec::with_capacity(n);
-        for (i, op) in self.ops.iter().enumerate() {
-            let here = out.len();
-            match *op {
-                Op::Mark(_) => {}
-                Op::Ld(off) => out.push(SockFilter {
-                    code: LD_W_ABS,
-                    jt: 0,
-                    jf: 0,
-                    k: off,
-                }),
-                Op::And(k) => out.push(SockFilter {
-                    code: ALU_AND_K,
-                    jt: 0,
-                    jf: 0,
-                    k,
-                }),
-                Op::Ret(k) => out.push(SockFilter {
-                    code: RET_K,
-                    jt: 0,
-                    jf: 0,
-                    k,
-                }),
-                Op::Cond(code, k, t, f) => {
-                    let (lt, lf) = (long_t[i], long_f[i]);
-                    let after = here + 1 + usize::from(lt) + usize::from(lf);
-                    let dest = |j: Jump| match j {
-                        Jump::Next => after,
-                        Jump::To(l) => at[l],
-                    };
-                    // Trampolines sit right after the branch: the true one first.
-                    let jt = if lt { 0 } else { dest(t) - (here + 1) };
-                    let jf = if lf {
-                        usize::from(lt)
-                    } else {
-                        dest(f) - (here + 1)
-                    };
-                    out.push(SockFilter {
-                        code,
-                        jt: jt as u8,
-                        jf: jf as u8,
-                        k,
-                    });
-                    if lt {
-                        out.push(SockFilter {
-                            code: JA,
-                            jt: 0,
-                            jf: 0,
-                            k: (dest(t) - (here + 2)) as u32,
-                        });
-                    }
-                    if lf {
-                        let me = out.len();
-                        out.push(SockFilter {
-                            code: JA,
-                            jt: 0,
-                            jf: 0,
-                            k: (dest(f) - (me + 1)) as u32,
-                        });
-                    }
-                }
-            }
-        }
-        if out.len() > MAX_INSNS {
-            return Err(TooLong(out.len()));
-        }
-        Ok(out)
     }
+}
+
+/// The assembler's layout: trampolines after each branch, and label positions.
+struct Layout {
+    long_t: Vec<bool>,
+    long_f: Vec<bool>,
+    at: Vec<usize>,
+}
+
+fn insn(code: u16, jt: u8, jf: u8, k: u32) -> SockFilter {
+    SockFilter { code, jt, jf, k }
 }
 
 #[cfg(any(test, feature = "fuzzing"))]

@@ -277,8 +277,31 @@ pub fn from_json(v: serde_json::Value) -> Result<Profile, SeccompError> {
         .map_err(|e| field(e.path().to_string(), e.inner().to_string()))?;
     let default_action =
         Action::parse("defaultAction", &oci.default_action, oci.default_errno_ret)?;
+    let archs = archs(&oci.architectures)?;
+    let flags = flags(&oci.flags)?;
+    let mut rules = Vec::new();
+    for (i, s) in oci.syscalls.into_iter().enumerate() {
+        rules.extend(split_like_runc(rule(&format!("syscalls[{i}]"), s)?));
+    }
+    let profile = Profile {
+        default_action,
+        archs,
+        flags,
+        rules,
+        listener_path: oci.listener_path,
+        listener_metadata: oci.listener_metadata,
+    };
+    check_listener(&profile)?;
+    Ok(profile)
+}
+
+/// The listed ABIs, and the native one: the filter always covers it, as libseccomp's does (its
+/// context starts with it and runc only adds to it), so that a profile listing only
+/// SCMP_ARCH_X86 does not kill the init on its first x86_64 call. Only where the listed ABIs
+/// share its byte order, which libseccomp requires of one filter.
+fn archs(names: &[String]) -> Result<Vec<Arch>, SeccompError> {
     let mut archs = Vec::new();
-    for (i, a) in oci.architectures.iter().enumerate() {
+    for (i, a) in names.iter().enumerate() {
         let arch = Arch::from_oci_name(a).ok_or_else(|| {
             field(
                 format!("architectures[{i}]"),
@@ -289,16 +312,16 @@ pub fn from_json(v: serde_json::Value) -> Result<Profile, SeccompError> {
             archs.push(arch);
         }
     }
-    // The filter always covers the native ABI, as libseccomp's does (its context starts with
-    // it and runc only adds to it): a profile listing only SCMP_ARCH_X86 must not kill the init
-    // on its first x86_64 call. Only where the listed ABIs share its byte order, which
-    // libseccomp requires of one filter.
     let native = Arch::native();
     if !archs.contains(&native) && archs.iter().all(|a| a.endian() == native.endian()) {
         archs.push(native);
     }
+    Ok(archs)
+}
+
+fn flags(names: &[String]) -> Result<u32, SeccompError> {
     let mut flags = 0;
-    for (i, f) in oci.flags.iter().enumerate() {
+    for (i, f) in names.iter().enumerate() {
         flags |= match f.as_str() {
             "SECCOMP_FILTER_FLAG_TSYNC" => FLAG_TSYNC,
             "SECCOMP_FILTER_FLAG_LOG" => FLAG_LOG,
@@ -312,66 +335,69 @@ pub fn from_json(v: serde_json::Value) -> Result<Profile, SeccompError> {
             }
         };
     }
-    let mut rules = Vec::new();
-    for (i, s) in oci.syscalls.into_iter().enumerate() {
-        let f = format!("syscalls[{i}]");
-        if s.names.is_empty() {
-            return Err(field(format!("{f}.names"), "empty"));
-        }
-        let action = Action::parse(&format!("{f}.action"), &s.action, s.errno_ret)?;
-        let mut args = Vec::new();
-        for (j, a) in s.args.into_iter().enumerate() {
-            let af = format!("{f}.args[{j}]");
-            if a.index > 5 {
-                return Err(field(
-                    format!("{af}.index"),
-                    format!("{} is not an argument index (0..5)", a.index),
-                ));
-            }
-            let op = match a.op.as_str() {
-                "SCMP_CMP_NE" => CmpOp::Ne,
-                "SCMP_CMP_LT" => CmpOp::Lt,
-                "SCMP_CMP_LE" => CmpOp::Le,
-                "SCMP_CMP_EQ" => CmpOp::Eq,
-                "SCMP_CMP_GE" => CmpOp::Ge,
-                "SCMP_CMP_GT" => CmpOp::Gt,
-                "SCMP_CMP_MASKED_EQ" => CmpOp::MaskedEq,
-                other => {
-                    return Err(field(
-                        format!("{af}.op"),
-                        format!("unknown operator {other:?}"),
-                    ));
-                }
-            };
-            args.push(ArgCmp {
-                index: a.index as u8,
-                op,
-                value: a.value,
-                value_two: a.value_two,
-            });
-        }
-        if action == Action::Notify {
-            if let Some(j) = s.names.iter().position(|n| n == "write") {
-                return Err(field(
-                    format!("{f}.names[{j}]"),
-                    "SCMP_ACT_NOTIFY cannot be used for write (the runtime's own writes would wait on the agent)",
-                ));
-            }
-        }
-        rules.extend(split_like_runc(Rule {
-            names: s.names,
-            action,
-            args,
-        }));
+    Ok(flags)
+}
+
+/// One entry of `syscalls`, at field `f`.
+fn rule(f: &str, s: OciSyscall) -> Result<Rule, SeccompError> {
+    if s.names.is_empty() {
+        return Err(field(format!("{f}.names"), "empty"));
     }
-    let profile = Profile {
-        default_action,
-        archs,
-        flags,
-        rules,
-        listener_path: oci.listener_path,
-        listener_metadata: oci.listener_metadata,
+    let action = Action::parse(&format!("{f}.action"), &s.action, s.errno_ret)?;
+    let args = s
+        .args
+        .into_iter()
+        .enumerate()
+        .map(|(j, a)| arg(&format!("{f}.args[{j}]"), a))
+        .collect::<Result<_, _>>()?;
+    if action == Action::Notify {
+        if let Some(j) = s.names.iter().position(|n| n == "write") {
+            return Err(field(
+                format!("{f}.names[{j}]"),
+                "SCMP_ACT_NOTIFY cannot be used for write (the runtime's own writes would wait on the agent)",
+            ));
+        }
+    }
+    Ok(Rule {
+        names: s.names,
+        action,
+        args,
+    })
+}
+
+fn arg(af: &str, a: OciArg) -> Result<ArgCmp, SeccompError> {
+    if a.index > 5 {
+        return Err(field(
+            format!("{af}.index"),
+            format!("{} is not an argument index (0..5)", a.index),
+        ));
+    }
+    let op = match a.op.as_str() {
+        "SCMP_CMP_NE" => CmpOp::Ne,
+        "SCMP_CMP_LT" => CmpOp::Lt,
+        "SCMP_CMP_LE" => CmpOp::Le,
+        "SCMP_CMP_EQ" => CmpOp::Eq,
+        "SCMP_CMP_GE" => CmpOp::Ge,
+        "SCMP_CMP_GT" => CmpOp::Gt,
+        "SCMP_CMP_MASKED_EQ" => CmpOp::MaskedEq,
+        other => {
+            return Err(field(
+                format!("{af}.op"),
+                format!("unknown operator {other:?}"),
+            ));
+        }
     };
+    Ok(ArgCmp {
+        index: a.index as u8,
+        op,
+        value: a.value,
+        value_two: a.value_two,
+    })
+}
+
+/// The rules of a profile with NOTIFY actions: a listener path, absolute; the killable-wait flag
+/// only with them; never NOTIFY by default.
+fn check_listener(profile: &Profile) -> Result<(), SeccompError> {
     match (&profile.listener_path, profile.needs_listener()) {
         (None, true) => {
             return Err(field(
@@ -399,7 +425,7 @@ pub fn from_json(v: serde_json::Value) -> Result<Profile, SeccompError> {
             "SCMP_ACT_NOTIFY cannot be the default action (the runtime's own calls would wait on the agent)",
         ));
     }
-    Ok(profile)
+    Ok(())
 }
 
 /// A rule with several conditions on one argument becomes one rule per condition, each alone,

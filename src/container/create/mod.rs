@@ -106,7 +106,7 @@ fn prepare(
     let dir = undo.dir.as_ref().expect("just set");
     // The record, with the cgroup to be made, comes first: `delete -f` can then clean up after
     // a create killed at any later point.
-    let record = record(plan, placement);
+    let record = record(config, plan, placement);
     dir.write(&record)?;
     dir.write_config(&config.saved(plan))?;
     let listener = above(channels::start_barrier(dir)?, opts.first_own_fd())?;
@@ -123,7 +123,13 @@ fn prepare(
     })
 }
 
-fn record(plan: &Plan, cgroup: Placement) -> Record {
+fn record(config: &Config, plan: &Plan, cgroup: Placement) -> Record {
+    // As the config has them, which `update` changes (its device rules are not).
+    let resources = config
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone());
     Record {
         version: STATE_VERSION,
         id: plan.id.clone(),
@@ -134,7 +140,10 @@ fn record(plan: &Plan, cgroup: Placement) -> Record {
         created: crate::timefmt::rfc3339_nano(SystemTime::now()),
         annotations: plan.annotations.clone(),
         cgroup,
-        resources: plan.resources.clone(),
+        resources: resources.map(|mut r| {
+            r.set_devices(None);
+            r
+        }),
         poststart: plan.hooks.poststart.clone(),
         poststop: plan.hooks.poststop.clone(),
         // Joined counts as shared, as in runc.

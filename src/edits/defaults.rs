@@ -1,0 +1,91 @@
+//! chitin's own defaults, the first provider: runc's default device nodes, made in every
+//! container unless the config has a node at the same path, and the device rules every
+//! container gets after its own (so that a deny-all rule still leaves /dev/null and the pty
+//! usable), when it has any.
+
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
+
+use super::{Edit, Edits, Origin, Precedence, Provider};
+use crate::plan::{Config, PlanError};
+
+pub struct Defaults;
+
+const NODES: [(&str, i64, i64); 6] = [
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
+
+/// (type, major, minor, access), allowed.
+const RULES: [(LinuxDeviceType, Option<i64>, Option<i64>, &str); 12] = [
+    (LinuxDeviceType::C, None, None, "m"),
+    (LinuxDeviceType::B, None, None, "m"),
+    (LinuxDeviceType::C, Some(1), Some(3), "rwm"),
+    (LinuxDeviceType::C, Some(1), Some(5), "rwm"),
+    (LinuxDeviceType::C, Some(1), Some(7), "rwm"),
+    (LinuxDeviceType::C, Some(1), Some(8), "rwm"),
+    (LinuxDeviceType::C, Some(1), Some(9), "rwm"),
+    (LinuxDeviceType::C, Some(5), Some(0), "rwm"),
+    (LinuxDeviceType::C, Some(5), Some(1), "rwm"),
+    (LinuxDeviceType::C, Some(5), Some(2), "rwm"),
+    (LinuxDeviceType::C, Some(136), None, "rwm"),
+    // tun/tap, which runc 1.1 allows every container too.
+    (LinuxDeviceType::C, Some(10), Some(200), "rwm"),
+];
+
+fn node(path: &str, major: i64, minor: i64) -> LinuxDevice {
+    let mut d: LinuxDevice = serde_json::from_value(serde_json::json!({
+        "path": path, "type": "c", "major": major, "minor": minor,
+    }))
+    .expect("a device parses");
+    d.set_file_mode(Some(0o666));
+    d.set_uid(Some(0));
+    d.set_gid(Some(0));
+    d
+}
+
+fn rule(
+    typ: LinuxDeviceType,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
+    let mut r: LinuxDeviceCgroup =
+        serde_json::from_value(serde_json::json!({"allow": true})).expect("a rule parses");
+    r.set_typ(Some(typ));
+    r.set_major(major);
+    r.set_minor(minor);
+    r.set_access(Some(access.to_owned()));
+    r
+}
+
+impl Provider for Defaults {
+    fn edit(&self, config: &Config) -> Result<Option<Edit>, PlanError> {
+        let has_rules = config
+            .spec
+            .linux()
+            .iter()
+            .flat_map(|l| l.resources())
+            .flat_map(|r| r.devices())
+            .any(|d| !d.is_empty());
+        let device_rules = match has_rules {
+            true => RULES
+                .iter()
+                .map(|&(t, ma, mi, a)| rule(t, ma, mi, a))
+                .collect(),
+            false => Vec::new(),
+        };
+        Ok(Some(Edit {
+            origin: Origin("chitin's default devices".into()),
+            precedence: Precedence::Fallback,
+            edits: Edits {
+                devices: NODES.iter().map(|&(p, ma, mi)| node(p, ma, mi)).collect(),
+                device_rules,
+                ..Edits::default()
+            },
+        }))
+    }
+}

@@ -1,0 +1,250 @@
+//! Edits into the spec, by the rules in mod.rs, keeping the origin of every item they add.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use oci_spec::runtime::{Hooks, Linux, LinuxResources, Process, Spec};
+
+use super::{Edit, HookPhase, Origin, Precedence, Provenance};
+use crate::plan::PlanError;
+use crate::plan::config::empty;
+
+type Source = (Rc<Origin>, Precedence);
+
+/// The sources of what the edits added so far: per list (by its JSON path) one entry per item,
+/// None for config.json's; per map (annotations, linux.netDevices) the injected keys.
+#[derive(Default)]
+pub(super) struct Merge {
+    lists: BTreeMap<String, Vec<Option<Source>>>,
+    maps: BTreeMap<&'static str, BTreeMap<String, Source>>,
+}
+
+impl Merge {
+    pub(super) fn add(&mut self, spec: &mut Spec, edit: Edit) -> Result<(), PlanError> {
+        let src: Source = (Rc::new(edit.origin), edit.precedence);
+        let e = edit.edits;
+        let mut linux = spec.linux().clone().unwrap_or_else(empty::<Linux>);
+        let mut res = linux
+            .resources()
+            .clone()
+            .unwrap_or_else(empty::<LinuxResources>);
+        let mut v = linux.devices().clone().unwrap_or_default();
+        self.list(
+            "linux.devices",
+            &mut v,
+            e.devices,
+            |d| Some(d.path().clone()),
+            &src,
+        )?;
+        linux.set_devices(Some(v).filter(|v| !v.is_empty()));
+        let mut v = res.devices().clone().unwrap_or_default();
+        self.list(
+            "linux.resources.devices",
+            &mut v,
+            e.device_rules,
+            |_| None::<()>,
+            &src,
+        )?;
+        res.set_devices(Some(v).filter(|v| !v.is_empty()));
+        let mut v = res.hugepage_limits().clone().unwrap_or_default();
+        let key = |l: &oci_spec::runtime::LinuxHugepageLimit| Some(l.page_size().clone());
+        self.list(
+            "linux.resources.hugepageLimits",
+            &mut v,
+            e.hugepage_limits,
+            key,
+            &src,
+        )?;
+        res.set_hugepage_limits(Some(v).filter(|v| !v.is_empty()));
+        if res != empty() || linux.resources().is_some() {
+            linux.set_resources(Some(res));
+        }
+        let mut m = linux.net_devices().clone().unwrap_or_default();
+        self.map("linux.netDevices", &mut m, e.net_devices, &src)?;
+        linux.set_net_devices(Some(m).filter(|m| !m.is_empty()));
+        if linux != empty() || spec.linux().is_some() {
+            spec.set_linux(Some(linux));
+        }
+
+        let mut v = spec.mounts().clone().unwrap_or_default();
+        self.list(
+            "mounts",
+            &mut v,
+            e.mounts,
+            |m| Some(m.destination().clone()),
+            &src,
+        )?;
+        spec.set_mounts(Some(v).filter(|v| !v.is_empty()));
+        let mut m = spec.annotations().clone().unwrap_or_default();
+        self.map("annotations", &mut m, e.annotations, &src)?;
+        spec.set_annotations(Some(m).filter(|m| !m.is_empty()));
+        self.hooks(spec, e.hooks, &src)?;
+        // Without a process there is nothing to add to: the planner refuses the config.
+        if let Some(mut p) = spec.process().clone() {
+            self.process(&mut p, e.env, e.rlimits, e.additional_gids, &src)?;
+            spec.set_process(Some(p));
+        }
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        p: &mut Process,
+        env: Vec<String>,
+        rlimits: Vec<oci_spec::runtime::PosixRlimit>,
+        gids: Vec<u32>,
+        src: &Source,
+    ) -> Result<(), PlanError> {
+        let name = |e: &String| Some(e.split_once('=').map_or(e.clone(), |(k, _)| k.to_owned()));
+        let mut v = p.env().clone().unwrap_or_default();
+        self.list("process.env", &mut v, env, name, src)?;
+        p.set_env(Some(v).filter(|v| !v.is_empty()));
+        let mut v = p.rlimits().clone().unwrap_or_default();
+        self.list("process.rlimits", &mut v, rlimits, |r| Some(r.typ()), src)?;
+        p.set_rlimits(Some(v).filter(|v| !v.is_empty()));
+        let mut user = p.user().clone();
+        let mut v = user.additional_gids().clone().unwrap_or_default();
+        self.list(
+            "process.user.additionalGids",
+            &mut v,
+            gids,
+            |g| Some(*g),
+            src,
+        )?;
+        user.set_additional_gids(Some(v).filter(|v| !v.is_empty()));
+        p.set_user(user);
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    fn hooks(
+        &mut self,
+        spec: &mut Spec,
+        hooks: Vec<(HookPhase, oci_spec::runtime::Hook)>,
+        src: &Source,
+    ) -> Result<(), PlanError> {
+        if hooks.is_empty() {
+            return Ok(());
+        }
+        let mut h = spec.hooks().clone().unwrap_or_else(empty::<Hooks>);
+        for (phase, hook) in hooks {
+            let (name, mut v) = match phase {
+                HookPhase::Prestart => ("prestart", h.prestart().clone()),
+                HookPhase::CreateRuntime => ("createRuntime", h.create_runtime().clone()),
+                HookPhase::CreateContainer => ("createContainer", h.create_container().clone()),
+                HookPhase::StartContainer => ("startContainer", h.start_container().clone()),
+                HookPhase::Poststart => ("poststart", h.poststart().clone()),
+                HookPhase::Poststop => ("poststop", h.poststop().clone()),
+            };
+            let mut list = v.take().unwrap_or_default();
+            self.list(
+                &format!("hooks.{name}"),
+                &mut list,
+                vec![hook],
+                |_| None::<()>,
+                src,
+            )?;
+            let v = Some(list);
+            match phase {
+                HookPhase::Prestart => h.set_prestart(v),
+                HookPhase::CreateRuntime => h.set_create_runtime(v),
+                HookPhase::CreateContainer => h.set_create_container(v),
+                HookPhase::StartContainer => h.set_start_container(v),
+                HookPhase::Poststart => h.set_poststart(v),
+                HookPhase::Poststop => h.set_poststop(v),
+            };
+        }
+        spec.set_hooks(Some(h));
+        Ok(())
+    }
+
+    /// Items into a list, by the rules: a keyed item may meet one already there.
+    fn list<T: PartialEq, K: PartialEq>(
+        &mut self,
+        path: &str,
+        list: &mut Vec<T>,
+        new: Vec<T>,
+        key: impl Fn(&T) -> Option<K>,
+        src: &Source,
+    ) -> Result<(), PlanError> {
+        let origins = self
+            .lists
+            .entry(path.to_owned())
+            .or_insert_with(|| (0..list.len()).map(|_| None).collect());
+        for item in new {
+            let k = key(&item);
+            let at = k
+                .as_ref()
+                .and_then(|k| list.iter().position(|e| key(e).as_ref() == Some(k)));
+            match at {
+                Some(i) if list[i] == item => {}
+                Some(_) if src.1 == Precedence::Fallback => {}
+                Some(i) => {
+                    if let Some((other, Precedence::Replace)) = &origins[i] {
+                        return Err(conflict(&format!("{path}[{i}]"), other, &src.0));
+                    }
+                    list.remove(i);
+                    origins.remove(i);
+                    list.push(item);
+                    origins.push(Some(src.clone()));
+                }
+                None => {
+                    list.push(item);
+                    origins.push(Some(src.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Entries into a map: the same rules, by key.
+    fn map<T: PartialEq>(
+        &mut self,
+        path: &'static str,
+        map: &mut HashMap<String, T>,
+        new: Vec<(String, T)>,
+        src: &Source,
+    ) -> Result<(), PlanError> {
+        let sources = self.maps.entry(path).or_default();
+        for (k, item) in new {
+            match map.get(&k) {
+                Some(old) if *old == item => continue,
+                Some(_) if src.1 == Precedence::Fallback => continue,
+                Some(_) => {
+                    if let Some((other, Precedence::Replace)) = sources.get(&k) {
+                        return Err(conflict(&format!("{path}[{k:?}]"), other, &src.0));
+                    }
+                }
+                None => {}
+            }
+            map.insert(k.clone(), item);
+            sources.insert(k, src.clone());
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish(self) -> Provenance {
+        let mut entries = Vec::new();
+        for (path, origins) in &self.lists {
+            for (i, o) in origins.iter().enumerate() {
+                if let Some((origin, _)) = o {
+                    entries.push((format!("{path}[{i}]"), origin.clone()));
+                }
+            }
+        }
+        for (path, sources) in &self.maps {
+            for (k, (origin, _)) in sources {
+                entries.push((format!("{path}[{k:?}]"), origin.clone()));
+            }
+        }
+        Provenance { entries }
+    }
+}
+
+fn conflict(field: &str, first: &Origin, second: &Origin) -> PlanError {
+    PlanError::field(
+        field,
+        format!("set by {first} and by {second}, differently"),
+    )
+}

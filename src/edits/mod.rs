@@ -1,0 +1,157 @@
+//! The edit seam: what providers (chitin's defaults now; devices, profiles later) add to a
+//! container, as typed edits in the runtime-spec's vocabulary, merged into the config after it is
+//! read and before it is planned. Injected items then go through the planner's checks like the
+//! user's own, and each keeps its origin, so that an error about one names both the field and
+//! where it came from.
+//!
+//! Merge rules (tested in tests.rs):
+//! - Providers apply in a fixed order after config.json: chitin's defaults, then the device
+//!   providers, then security profiles.
+//! - An item goes at the end of its list. Items with a key (a device node's path, a mount's
+//!   destination, an environment variable's name, an rlimit's type, a hugepage size, an
+//!   annotation's key, a network device's host name) may meet one already there:
+//!   - identical: nothing changes, and the item keeps its first origin;
+//!   - a `Fallback` edit yields: the item already there stays (chitin's default devices yield
+//!     to the config's nodes at the same path);
+//!   - a `Replace` edit replaces an item of config.json or of a `Fallback` edit (CDI's rule);
+//!   - two `Replace` edits that differ are an error naming both origins.
+//! - Items without a key (cgroup device rules, hooks, additional gids) are appended; a gid given
+//!   twice is kept once.
+
+mod defaults;
+mod merge;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::rc::Rc;
+
+use oci_spec::runtime::{
+    Hook, LinuxDevice, LinuxDeviceCgroup, LinuxHugepageLimit, LinuxNetDevice, Mount, PosixRlimit,
+};
+
+use crate::plan::{Config, PlanError};
+
+pub use defaults::Defaults;
+
+/// Where an injected item came from, as an error shows it: "chitin's default devices", "CDI
+/// vendor.com/gpu=0, /etc/cdi/vendor.json".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin(pub String);
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How an edit meets an item of the same key already in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precedence {
+    /// The item already there stays.
+    Fallback,
+    /// The edit's item replaces one of config.json or of a fallback edit.
+    Replace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookPhase {
+    Prestart,
+    CreateRuntime,
+    CreateContainer,
+    StartContainer,
+    Poststart,
+    Poststop,
+}
+
+/// What one provider adds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Edits {
+    /// KEY=VALUE each.
+    pub env: Vec<String>,
+    pub devices: Vec<LinuxDevice>,
+    pub device_rules: Vec<LinuxDeviceCgroup>,
+    pub mounts: Vec<Mount>,
+    pub hooks: Vec<(HookPhase, Hook)>,
+    pub rlimits: Vec<PosixRlimit>,
+    pub additional_gids: Vec<u32>,
+    pub hugepage_limits: Vec<LinuxHugepageLimit>,
+    /// By the device's name on the host.
+    pub net_devices: Vec<(String, LinuxNetDevice)>,
+    pub annotations: Vec<(String, String)>,
+}
+
+/// A provider's edits, with their origin and precedence.
+#[derive(Debug, Clone)]
+pub struct Edit {
+    pub origin: Origin,
+    pub precedence: Precedence,
+    pub edits: Edits,
+}
+
+/// Something that adds to containers: it reads the config (its annotations, say) and may
+/// answer with edits.
+pub trait Provider {
+    fn edit(&self, config: &Config) -> Result<Option<Edit>, PlanError>;
+}
+
+/// The origin of every injected item, by its JSON path in the effective config.
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    entries: Vec<(String, Rc<Origin>)>,
+}
+
+impl Provenance {
+    /// The origin of the item at `field` or inside it (`linux.devices[3].path` is inside
+    /// `linux.devices[3]`); None for config.json's own.
+    pub fn origin_of(&self, field: &str) -> Option<&Origin> {
+        self.entries
+            .iter()
+            .find(|(path, _)| {
+                field.strip_prefix(path.as_str()).is_some_and(|rest| {
+                    rest.is_empty() || rest.starts_with('.') || rest.starts_with('[')
+                })
+            })
+            .map(|(_, o)| o.as_ref())
+    }
+
+    /// A planning error about an injected item, with its origin after the field.
+    pub fn name_origin(&self, e: PlanError) -> PlanError {
+        match e {
+            PlanError::Field { field, reason } => match self.origin_of(&field) {
+                Some(o) => PlanError::Field {
+                    field: format!("{field} (from {o})"),
+                    reason,
+                },
+                None => PlanError::Field { field, reason },
+            },
+            PlanError::Unsupported { field } => match self.origin_of(&field) {
+                Some(o) => PlanError::Unsupported {
+                    field: format!("{field} (from {o})"),
+                },
+                None => PlanError::Unsupported { field },
+            },
+            e => e,
+        }
+    }
+}
+
+/// The built-in providers, in their order.
+pub fn builtin() -> Vec<Box<dyn Provider>> {
+    vec![Box::new(Defaults)]
+}
+
+/// Applies the providers' edits to `config`, in order (each sees the config as the earlier ones
+/// left it); returns where each injected item came from.
+pub fn apply(
+    config: &mut Config,
+    providers: &[Box<dyn Provider>],
+) -> Result<Provenance, PlanError> {
+    let mut merge = merge::Merge::default();
+    for p in providers {
+        if let Some(edit) = p.edit(config)? {
+            merge.add(&mut config.spec, edit)?;
+        }
+    }
+    Ok(merge.finish())
+}
