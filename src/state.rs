@@ -222,27 +222,36 @@ impl StateDir {
     }
 
     pub fn write(&self, record: &Record) -> Result<(), StateError> {
-        let tmp = self.path.join(".state.json.tmp");
-        let io = |source| StateError::Io {
-            path: tmp.clone(),
-            source,
-        };
-        let mut f = fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&serde_json::to_vec(record).expect("record serializes"))
-            .map_err(io)?;
-        fs::rename(&tmp, self.path.join(STATE_FILE)).map_err(io)?;
-        Ok(())
+        let bytes = serde_json::to_vec(record).expect("record serializes");
+        self.write_file(STATE_FILE, &bytes)
     }
 
-    /// The effective config, written once at create (atomically, as the record).
+    /// The effective config, written once at create.
     pub fn write_config(&self, bytes: &[u8]) -> Result<(), StateError> {
-        let tmp = self.path.join(".config.json.tmp");
+        self.write_file(CONFIG_FILE, bytes)
+    }
+
+    /// A file of the directory, whole or not at all, readable by its owner only: the config
+    /// holds the process's environment, where secrets often are (runc's state is 0600 too).
+    fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let tmp = self.path.join(format!(".{name}.tmp"));
         let io = |source| StateError::Io {
             path: tmp.clone(),
             source,
         };
-        fs::write(&tmp, bytes).map_err(io)?;
-        fs::rename(&tmp, self.path.join(CONFIG_FILE)).map_err(io)
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io)?;
+        // A file left by a create killed before its rename keeps its old mode: set it.
+        f.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
+        fs::rename(&tmp, self.path.join(name)).map_err(io)
     }
 
     pub fn read(&self) -> Result<Record, StateError> {

@@ -141,13 +141,7 @@ fn init_root(plan: &ExecPlan, record: &Record) -> Result<Option<OwnedFd>, Contai
 
 pub fn exec(root: &Path, id: &str, req: &ExecRequest) -> Result<i32, ContainerError> {
     let (record, config) = enterable(root, id, req.ignore_paused)?;
-    let plan = ExecPlan::new(
-        &config,
-        &record.rootfs,
-        id,
-        req,
-        &crate::plan::host::RealHost,
-    )?;
+    let plan = ExecPlan::new(&config, &record.rootfs, req, &crate::plan::host::RealHost)?;
     // The init's pid is checked against its start time while its namespaces are read.
     let init =
         pidfd(&record).ok_or_else(|| ContainerError::Status("container not running".into()))?;

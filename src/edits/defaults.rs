@@ -64,13 +64,20 @@ fn rule(
 
 impl Provider for Defaults {
     fn edit(&self, config: &Config) -> Result<Option<Edit>, PlanError> {
+        // A rule grants or denies something only with one of r, w and m (plan::devices drops
+        // the others): a config with none such leaves the device cgroup alone.
         let has_rules = config
             .spec
             .linux()
             .iter()
             .flat_map(|l| l.resources())
             .flat_map(|r| r.devices())
-            .any(|d| !d.is_empty());
+            .flatten()
+            .any(|d| {
+                d.access()
+                    .as_deref()
+                    .is_none_or(|a| a.contains(['r', 'w', 'm']))
+            });
         let device_rules = match has_rules {
             true => RULES
                 .iter()

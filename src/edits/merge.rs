@@ -178,17 +178,19 @@ impl Merge {
                 .as_ref()
                 .and_then(|k| list.iter().position(|e| key(e).as_ref() == Some(k)));
             match at {
-                Some(i) if list[i] == item => {}
                 Some(_) if src.1 == Precedence::Fallback => {}
-                Some(i) => {
-                    if let Some((other, Precedence::Replace)) = &origins[i] {
+                Some(i) => match &origins[i] {
+                    Some((_, Precedence::Replace)) if list[i] == item => {}
+                    Some((other, Precedence::Replace)) => {
                         return Err(conflict(&format!("{path}[{i}]"), other, &src.0));
                     }
-                    list.remove(i);
-                    origins.remove(i);
-                    list.push(item);
-                    origins.push(Some(src.clone()));
-                }
+                    // In its place (the order of mounts matters); and the item is the edit's
+                    // from now on, even when equal, so that a later edit that differs conflicts.
+                    _ => {
+                        list[i] = item;
+                        origins[i] = Some(src.clone());
+                    }
+                },
                 None => {
                     list.push(item);
                     origins.push(Some(src.clone()));
@@ -208,15 +210,13 @@ impl Merge {
     ) -> Result<(), PlanError> {
         let sources = self.maps.entry(path).or_default();
         for (k, item) in new {
-            match map.get(&k) {
-                Some(old) if *old == item => continue,
-                Some(_) if src.1 == Precedence::Fallback => continue,
-                Some(_) => {
-                    if let Some((other, Precedence::Replace)) = sources.get(&k) {
-                        return Err(conflict(&format!("{path}[{k:?}]"), other, &src.0));
-                    }
+            match (map.get(&k), sources.get(&k)) {
+                (Some(_), _) if src.1 == Precedence::Fallback => continue,
+                (Some(old), Some((_, Precedence::Replace))) if *old == item => continue,
+                (Some(_), Some((other, Precedence::Replace))) => {
+                    return Err(conflict(&format!("{path}[{k:?}]"), other, &src.0));
                 }
-                None => {}
+                _ => {}
             }
             map.insert(k.clone(), item);
             sources.insert(k, src.clone());

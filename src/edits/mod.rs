@@ -10,11 +10,12 @@
 //! - An item goes at the end of its list. Items with a key (a device node's path, a mount's
 //!   destination, an environment variable's name, an rlimit's type, a hugepage size, an
 //!   annotation's key, a network device's host name) may meet one already there:
-//!   - identical: nothing changes, and the item keeps its first origin;
 //!   - a `Fallback` edit yields: the item already there stays (chitin's default devices yield
 //!     to the config's nodes at the same path);
-//!   - a `Replace` edit replaces an item of config.json or of a `Fallback` edit (CDI's rule);
-//!   - two `Replace` edits that differ are an error naming both origins.
+//!   - a `Replace` edit takes the place of an item of config.json or of a `Fallback` edit, in
+//!     its position (CDI's rule; the order of mounts matters), and is its origin from then on;
+//!   - two `Replace` edits of one key are one item when they are equal, and an error naming
+//!     both origins when they differ.
 //! - Items without a key (cgroup device rules, hooks, additional gids) are appended; a gid given
 //!   twice is kept once.
 

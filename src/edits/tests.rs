@@ -219,9 +219,12 @@ fn every_kind_of_item_merges_by_its_key() {
         "2MB"
     );
     assert_eq!(s["annotations"]["org.example/gpu"], "0");
-    let mounts = s["mounts"].as_array().unwrap().len();
+    let shm = (s["mounts"].as_array().unwrap().iter())
+        .position(|m| m["destination"] == "/dev/shm")
+        .unwrap();
+    assert!(shm < 6, "replaced in its place");
     for field in [
-        format!("mounts[{}]", mounts - 1),
+        format!("mounts[{shm}]"),
         "hooks.createRuntime[0]".into(),
         "process.rlimits[1]".into(),
         "process.user.additionalGids[0]".into(),
@@ -265,5 +268,79 @@ fn a_planning_error_about_an_injected_item_names_its_origin() {
     assert_eq!(
         prov.name_origin(e).to_string(),
         "config.json: linux.devices[0].path: \"dev/x\" is not an absolute path"
+    );
+}
+
+#[test]
+fn a_replacement_keeps_its_place_and_stays_its_edit_s() {
+    let mount = |dest: &str, opt: &str| -> Mount {
+        serde_json::from_value(
+            json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": [opt]}),
+        )
+        .unwrap()
+    };
+    let mut v = base();
+    let mounts = v["mounts"].as_array_mut().unwrap();
+    mounts.push(
+        json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}),
+    );
+    mounts.push(json!({"destination": "/data/sub", "type": "tmpfs", "source": "tmpfs"}));
+    let mut c = config(v);
+    let edits = |opt: &str| Edits {
+        mounts: vec![mount("/data", opt)],
+        ..Edits::default()
+    };
+    let prov = apply(&mut c, &[cdi("a", Precedence::Replace, edits("size=2m"))]).unwrap();
+    let dests: Vec<String> = c
+        .spec
+        .mounts()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|m| m.destination().display().to_string())
+        .collect();
+    let n = dests.len();
+    assert_eq!(
+        dests[n - 2..],
+        ["/data", "/data/sub"],
+        "in its place: /data/sub stays above it"
+    );
+    assert!(prov.origin_of(&format!("mounts[{}]", n - 2)).is_some());
+
+    // An edit equal to the config's item takes it over: a later one that differs conflicts.
+    let mut v = base();
+    v["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}),
+    );
+    let mut c = config(v);
+    let providers = [
+        cdi("a", Precedence::Replace, edits("size=1m")),
+        cdi("b", Precedence::Replace, edits("size=2m")),
+    ];
+    let e = apply(&mut c, &providers).unwrap_err().to_string();
+    assert!(
+        e.contains("set by CDI a, /etc/cdi/vendor.json and by CDI b"),
+        "{e}"
+    );
+}
+
+#[test]
+fn rules_that_grant_nothing_bring_no_default_rules() {
+    let mut v = base();
+    v["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "x"}]});
+    let mut c = config(v);
+    apply(&mut c, &builtin()).unwrap();
+    let r = c
+        .spec
+        .linux()
+        .as_ref()
+        .unwrap()
+        .resources()
+        .clone()
+        .unwrap();
+    assert_eq!(
+        r.devices().as_ref().unwrap().len(),
+        1,
+        "the device cgroup is left alone"
     );
 }

@@ -35,7 +35,6 @@ pub struct ExecRequest {
 
 #[derive(Debug, Clone)]
 pub struct ExecPlan {
-    pub id: String,
     pub process: ProcessPlan,
     /// The container has a mount namespace of its own (else its init chrooted, and so must we).
     pub own_mount_ns: bool,
@@ -53,7 +52,6 @@ impl ExecPlan {
     pub fn new(
         config: &Config,
         rootfs: &Path,
-        id: &str,
         req: &ExecRequest,
         host: &dyn Host,
     ) -> Result<ExecPlan, PlanError> {
@@ -74,9 +72,10 @@ impl ExecPlan {
                 ..container
             },
         };
-        apply_flags(&mut process, req, host)?;
         check_terminal(&process, &req.opts)?;
+        // Socket activation's variables first: an --env of the same name wins, as before.
         req.opts.apply(&mut process)?;
+        apply_flags(&mut process, req, host)?;
         let own_mount_ns = spec
             .linux()
             .iter()
@@ -87,7 +86,6 @@ impl ExecPlan {
                     && n.path().as_ref().is_none_or(|p| p.as_os_str().is_empty())
             });
         Ok(ExecPlan {
-            id: id.to_owned(),
             process,
             own_mount_ns,
             seccomp: config

@@ -328,6 +328,17 @@ pub fn follows_the_saved_config() -> TestResult {
     let id = running(&ctx, &mut b);
     let init = ctx.state(&id)["pid"].as_i64().unwrap();
     let status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+    // The saved config holds the process's environment: its owner's only, as the record.
+    for f in ["config.json", "state.json"] {
+        let mode = std::fs::metadata(ctx.root.join(&id).join(f))
+            .unwrap()
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600,
+            "{f}"
+        );
+    }
 
     b.config["linux"].as_object_mut().unwrap().remove("seccomp");
     for set in ["bounding", "effective", "permitted"] {
