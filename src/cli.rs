@@ -32,6 +32,10 @@ pub struct Cli {
     #[arg(long, value_name = "true|false|auto", default_value = "auto", num_args = 0..=1,
           default_missing_value = "true")]
     pub rootless: String,
+    /// The TPM that containers are measured into (org.chitin.tpm.measure), as a TCTI:
+    /// device:PATH, swtpm:host=H,port=P, mssim:..., tabrmd:...
+    #[arg(long = "tpm-tcti", value_name = "TCTI", default_value = crate::tpm::DEFAULT_TCTI)]
+    pub tpm_tcti: String,
     /// Print the version.
     #[arg(short = 'v', long = "version")]
     pub version: bool,
@@ -184,6 +188,11 @@ pub enum Command {
     },
     /// Print the state of a container as JSON.
     State { id: String },
+    /// The TPM measurements of containers: their event log, checked against the PCRs.
+    Tpm {
+        #[command(subcommand)]
+        what: TpmCommand,
+    },
     /// Send a signal (default SIGTERM) to a container's init, or to all its processes.
     Kill {
         /// Signal every process in the container.
@@ -257,4 +266,12 @@ pub enum Command {
         interval: String,
         id: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TpmCommand {
+    /// Print the event log, a record a line.
+    Log,
+    /// Replay the event log and compare it with the TPM's PCRs.
+    Verify,
 }

@@ -23,3 +23,4 @@ pub mod selfexe;
 pub mod state;
 pub mod sync;
 pub mod timefmt;
+pub mod tpm;

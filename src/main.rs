@@ -59,7 +59,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             source,
         })?;
     }
-    command(&cli.root, cmd)
+    command(&cli.root, &cli.tpm_tcti, cmd)
 }
 
 /// The global flags chitin takes but cannot honour are refused, never ignored.
@@ -87,10 +87,10 @@ fn refuse_global_flags(cli: &Cli) -> Result<(), Error> {
 }
 
 /// Runs one command; its exit status.
-fn command(root: &std::path::Path, cmd: Command) -> Result<i32, Error> {
+fn command(root: &std::path::Path, tcti: &str, cmd: Command) -> Result<i32, Error> {
     match cmd {
         Command::Create { flags, id } => commands::create(root, &flags, &id)?,
-        Command::Start { id } => commands::start(root, &id)?,
+        Command::Start { id } => commands::start(root, &id, tcti)?,
         Command::Run {
             flags,
             detach,
@@ -98,16 +98,15 @@ fn command(root: &std::path::Path, cmd: Command) -> Result<i32, Error> {
             no_subreaper,
             id,
         } => {
-            return Ok(commands::run(
-                root,
-                &flags,
-                &id,
+            let how = commands::RunHow {
                 detach,
                 keep,
                 no_subreaper,
-            )?);
+            };
+            return Ok(commands::run(root, tcti, &flags, &id, how)?);
         }
         Command::State { id } => print(&format!("{}\n", commands::state(root, &id)?))?,
+        Command::Tpm { what } => print(&commands::tpm(root, tcti, &what)?)?,
         Command::Kill { all, id, signal } => commands::kill(root, &id, signal.as_deref(), all)?,
         Command::Delete { force, id } => commands::delete(root, &id, force)?,
         Command::List { format, quiet } => print(&commands::list(root, &format, quiet)?)?,

@@ -88,6 +88,9 @@ pub struct Record {
     /// kills what is left in its cgroup.
     #[serde(default)]
     pub shares_pid_ns: bool,
+    /// What `start` does before the container runs (edits::Action).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<chitin_devices::Action>,
 }
 
 /// The OCI state, as hooks receive it on stdin.

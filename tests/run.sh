@@ -18,6 +18,9 @@ command -v podman >/dev/null || need+=(podman)
 command -v tmux >/dev/null || need+=(tmux)
 # strace injects SIGKILL at each step of a create (reliability::killed_at_each_stage_of_create).
 command -v strace >/dev/null || need+=(strace)
+# A software TPM for the measurement tests, and tpm2-tools to read its PCRs independently.
+command -v swtpm >/dev/null || need+=(swtpm)
+command -v tpm2_pcrread >/dev/null || need+=(tpm2-tools)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi

@@ -42,8 +42,7 @@ pub fn features() -> Value {
             "mountExtensions": {"idmap": {"enabled": false}}
         },
         "annotations": annotations(),
-        // Annotations of a config that change what the runtime does (this one turns seccomp off).
-        "potentiallyUnsafeConfigAnnotations": [crate::seccomp::SKIP_ANNOTATION],
+        "potentiallyUnsafeConfigAnnotations": unsafe_annotations(),
     })
 }
 
@@ -97,7 +96,22 @@ fn annotations() -> Value {
     for (cve, how) in GUARANTEES {
         a.insert(format!("org.chitin.guarantee.{cve}"), (*how).into());
     }
+    // The config annotations chitin acts on, with what each takes.
+    for d in chitin_devices::annotations() {
+        a.insert(d.key.into(), d.what.into());
+    }
     Value::Object(a)
+}
+
+/// Annotations of a config that widen what the container can reach or change what the runtime
+/// does: one turns seccomp off, the devices' hand hardware in.
+fn unsafe_annotations() -> Vec<&'static str> {
+    let devices = chitin_devices::annotations()
+        .into_iter()
+        .filter(|a| a.unsafe_);
+    std::iter::once(crate::seccomp::SKIP_ANNOTATION)
+        .chain(devices.map(|a| a.key))
+        .collect()
 }
 
 /// runc prints features with a four-space indent.

@@ -104,22 +104,58 @@ pub fn create(root: &Path, f: &CreateFlags, id: &str) -> Result<(), ContainerErr
     Ok(())
 }
 
-pub fn start(root: &Path, id: &str) -> Result<(), ContainerError> {
+pub fn start(root: &Path, id: &str, tcti: &str) -> Result<(), ContainerError> {
     let dir = StateDir::open(root, id)?;
     let r = dir.read()?;
-    container::start(&dir, &r, None)
+    container::start(&dir, &r, None, tcti)
+}
+
+/// `run`'s own flags.
+pub struct RunHow {
+    pub detach: bool,
+    pub keep: bool,
+    pub no_subreaper: bool,
+}
+
+/// `tpm log` and `tpm verify`.
+pub fn tpm(
+    root: &Path,
+    tcti: &str,
+    what: &crate::cli::TpmCommand,
+) -> Result<String, ContainerError> {
+    use crate::cli::TpmCommand;
+    match what {
+        TpmCommand::Log => Ok(crate::tpm::records(root)?),
+        TpmCommand::Verify => {
+            let mut tpm = crate::tpm::open(tcti)?;
+            let pcrs = crate::tpm::verify(root, tpm.as_mut())?;
+            if pcrs.is_empty() {
+                return Ok("the event log has no records: nothing was measured\n".into());
+            }
+            Ok(pcrs
+                .iter()
+                .map(|(pcr, value, n)| {
+                    format!("PCR {pcr}: sha256 {value}, as the log's {n} records replay\n")
+                })
+                .collect())
+        }
+    }
 }
 
 /// `run`: create and start; then, unless detached, relay signals and the terminal, wait, remove
 /// the container (unless --keep) and return its exit status.
 pub fn run(
     root: &Path,
+    tcti: &str,
     f: &CreateFlags,
     id: &str,
-    detach: bool,
-    keep: bool,
-    no_subreaper: bool,
+    how: RunHow,
 ) -> Result<i32, ContainerError> {
+    let RunHow {
+        detach,
+        keep,
+        no_subreaper,
+    } = how;
     let prepared = plan_and_layout(f, id, detach)?;
     let plan = &prepared.plan;
     if !detach {
@@ -133,7 +169,7 @@ pub fn run(
     }
     let created = prepared.create(root)?;
     let bundle = plan.bundle.as_path();
-    if let Err(e) = container::start(&created.dir, &created.record, Some(bundle)) {
+    if let Err(e) = container::start(&created.dir, &created.record, Some(bundle), tcti) {
         let _ = container::kill_all(&created.record);
         let _ = container::destroy(created.dir, &created.record, Some(bundle));
         return Err(e);

@@ -33,6 +33,8 @@ pub enum ContainerError {
     Hook(#[from] HookError),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
+    Tpm(#[from] crate::tpm::TpmError),
     #[error("container init: {0}")]
     Init(#[from] crate::sync::ExpectError),
     #[error("{what}: {source}")]

@@ -14,8 +14,14 @@ use super::{ContainerError, io_ctx};
 use crate::state::{Record, START_SOCKET, StateDir, Status};
 
 /// Starts a created container; poststart hooks run in `hooks_cwd` (the bundle for `run`, the
-/// caller's for `start`, as in runc).
-pub fn start(dir: &StateDir, r: &Record, hooks_cwd: Option<&Path>) -> Result<(), ContainerError> {
+/// caller's for `start`, as in runc). Its actions (a measurement, through the TPM at `tcti`)
+/// come first: one that fails leaves it created, never running unmeasured.
+pub fn start(
+    dir: &StateDir,
+    r: &Record,
+    hooks_cwd: Option<&Path>,
+    tcti: &str,
+) -> Result<(), ContainerError> {
     match dir.status(r) {
         Status::Created => {}
         Status::Running | Status::Paused => {
@@ -34,6 +40,7 @@ pub fn start(dir: &StateDir, r: &Record, hooks_cwd: Option<&Path>) -> Result<(),
             ));
         }
     }
+    run_actions(dir, r, tcti)?;
     let sock = socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
@@ -72,6 +79,27 @@ pub fn start(dir: &StateDir, r: &Record, hooks_cwd: Option<&Path>) -> Result<(),
     ) {
         // The spec: a failing poststart hook is logged and the container keeps running.
         crate::logger::warn(&e.to_string());
+    }
+    Ok(())
+}
+
+/// The container's actions, in order.
+fn run_actions(dir: &StateDir, r: &Record, tcti: &str) -> Result<(), ContainerError> {
+    for action in &r.actions {
+        match *action {
+            chitin_devices::Action::Measure { pcr } => {
+                let path = dir.path.join(crate::state::CONFIG_FILE);
+                let config = std::fs::read(&path).map_err(io_ctx(path.display().to_string()))?;
+                let content = crate::tpm::content(&r.id, &config, &r.annotations);
+                let root = dir
+                    .path
+                    .parent()
+                    .expect("a state directory is under --root");
+                let mut tpm = crate::tpm::open(tcti)?;
+                crate::tpm::measure(root, tpm.as_mut(), pcr, content)?;
+                crate::logger::trace!("start: {} measured into PCR {pcr}", r.id);
+            }
+        }
     }
     Ok(())
 }

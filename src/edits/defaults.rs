@@ -63,7 +63,7 @@ fn rule(
 }
 
 impl Provider for Defaults {
-    fn edit(&self, config: &Config) -> Result<Option<Edit>, PlanError> {
+    fn edits(&self, config: &Config) -> Result<Vec<Edit>, PlanError> {
         // A rule grants or denies something only with one of r, w and m (plan::devices drops
         // the others): a config with none such leaves the device cgroup alone.
         let has_rules = config
@@ -85,7 +85,7 @@ impl Provider for Defaults {
                 .collect(),
             false => Vec::new(),
         };
-        Ok(Some(Edit {
+        Ok(vec![Edit {
             origin: Origin("chitin's default devices".into()),
             precedence: Precedence::Fallback,
             edits: Edits {
@@ -93,6 +93,6 @@ impl Provider for Defaults {
                 device_rules,
                 ..Edits::default()
             },
-        }))
+        }])
     }
 }

@@ -20,6 +20,7 @@
 //!   twice is kept once.
 
 mod defaults;
+mod devices;
 mod merge;
 #[cfg(test)]
 mod tests;
@@ -33,7 +34,9 @@ use oci_spec::runtime::{
 
 use crate::plan::{Config, PlanError};
 
+pub use chitin_devices::Action;
 pub use defaults::Defaults;
+pub use devices::Devices;
 
 /// Where an injected item came from, as an error shows it: "chitin's default devices", "CDI
 /// vendor.com/gpu=0, /etc/cdi/vendor.json".
@@ -80,6 +83,9 @@ pub struct Edits {
     /// By the device's name on the host.
     pub net_devices: Vec<(String, LinuxNetDevice)>,
     pub annotations: Vec<(String, String)>,
+    /// What the runtime is to do that is not config (a measurement); the same action twice is
+    /// done once.
+    pub actions: Vec<Action>,
 }
 
 /// A provider's edits, with their origin and precedence.
@@ -90,10 +96,17 @@ pub struct Edit {
     pub edits: Edits,
 }
 
-/// Something that adds to containers: it reads the config (its annotations, say) and may
-/// answer with edits.
+/// Something that adds to containers: it reads the config (its annotations, say) and answers
+/// with edits, or none.
 pub trait Provider {
-    fn edit(&self, config: &Config) -> Result<Option<Edit>, PlanError>;
+    fn edits(&self, config: &Config) -> Result<Vec<Edit>, PlanError>;
+}
+
+/// What the providers made of a config besides the edits in it.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    pub provenance: Provenance,
+    pub actions: Vec<Action>,
 }
 
 /// The origin of every injected item, by its JSON path in the effective config.
@@ -137,22 +150,28 @@ impl Provenance {
     }
 }
 
-/// The built-in providers, in their order.
+/// The built-in providers, in their order: chitin's defaults, then the devices crate's.
 pub fn builtin() -> Vec<Box<dyn Provider>> {
-    vec![Box::new(Defaults)]
+    vec![Box::new(Defaults), Box::new(Devices::real())]
 }
 
 /// Applies the providers' edits to `config`, in order (each sees the config as the earlier ones
-/// left it); returns where each injected item came from.
-pub fn apply(
-    config: &mut Config,
-    providers: &[Box<dyn Provider>],
-) -> Result<Provenance, PlanError> {
+/// left it); returns where each injected item came from, and the actions.
+pub fn apply(config: &mut Config, providers: &[Box<dyn Provider>]) -> Result<Applied, PlanError> {
     let mut merge = merge::Merge::default();
+    let mut actions = Vec::new();
     for p in providers {
-        if let Some(edit) = p.edit(config)? {
+        for mut edit in p.edits(config)? {
+            for a in std::mem::take(&mut edit.edits.actions) {
+                if !actions.contains(&a) {
+                    actions.push(a);
+                }
+            }
             merge.add(&mut config.spec, edit)?;
         }
     }
-    Ok(merge.finish())
+    Ok(Applied {
+        provenance: merge.finish(),
+        actions,
+    })
 }

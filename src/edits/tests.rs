@@ -25,8 +25,8 @@ fn base() -> serde_json::Value {
 struct Fixed(Edit);
 
 impl Provider for Fixed {
-    fn edit(&self, _: &Config) -> Result<Option<Edit>, PlanError> {
-        Ok(Some(self.0.clone()))
+    fn edits(&self, _: &Config) -> Result<Vec<Edit>, PlanError> {
+        Ok(vec![self.0.clone()])
     }
 }
 
@@ -62,7 +62,7 @@ fn defaults_add_runc_s_nodes_where_the_config_has_none() {
     v["linux"]["devices"] =
         json!([{"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o600}]);
     let mut c = config(v);
-    let prov = apply(&mut c, &builtin()).unwrap();
+    let prov = apply(&mut c, &builtin()).unwrap().provenance;
     let paths: Vec<String> = devices(&c).into_iter().map(|(p, _)| p).collect();
     assert_eq!(
         paths,
@@ -121,7 +121,7 @@ fn replace_takes_the_config_s_place_and_two_that_differ_conflict() {
     v["linux"]["devices"] = json!([{"path": "/dev/gpu0", "type": "c", "major": 1, "minor": 0}]);
     let mut c = config(v);
     let providers = [cdi("a", Precedence::Replace, gpu(195))];
-    let prov = apply(&mut c, &providers).unwrap();
+    let prov = apply(&mut c, &providers).unwrap().provenance;
     assert_eq!(devices(&c), [("/dev/gpu0".to_owned(), 195)]);
     assert_eq!(
         prov.origin_of("linux.devices[0]").unwrap().0,
@@ -189,7 +189,9 @@ fn every_kind_of_item_merges_by_its_key() {
     let mut v = base();
     v["annotations"] = json!({"org.example/gpu": "config"});
     let mut c = config(v);
-    let prov = apply(&mut c, &[cdi("g", Precedence::Replace, edits)]).unwrap();
+    let prov = apply(&mut c, &[cdi("g", Precedence::Replace, edits)])
+        .unwrap()
+        .provenance;
     let s = serde_json::to_value(&c.spec).unwrap();
     let env = s["process"]["env"].as_array().unwrap();
     assert_eq!(env.last().unwrap(), "GPU=0");
@@ -253,7 +255,8 @@ fn a_planning_error_about_an_injected_item_names_its_origin() {
             cdi("vendor.com/gpu=0", Precedence::Replace, bad),
         ],
     )
-    .unwrap();
+    .unwrap()
+    .provenance;
     let e = Plan::new(&c, Path::new("/b"), "c1", &FakeHost::bundle()).unwrap_err();
     assert_eq!(
         prov.name_origin(e).to_string(),
@@ -263,7 +266,7 @@ fn a_planning_error_about_an_injected_item_names_its_origin() {
     let mut v = base();
     v["linux"]["devices"] = json!([{"path": "dev/x", "type": "c", "major": 1, "minor": 0}]);
     let mut c = config(v);
-    let prov = apply(&mut c, &builtin()).unwrap();
+    let prov = apply(&mut c, &builtin()).unwrap().provenance;
     let e = Plan::new(&c, Path::new("/b"), "c1", &FakeHost::bundle()).unwrap_err();
     assert_eq!(
         prov.name_origin(e).to_string(),
@@ -290,7 +293,9 @@ fn a_replacement_keeps_its_place_and_stays_its_edit_s() {
         mounts: vec![mount("/data", opt)],
         ..Edits::default()
     };
-    let prov = apply(&mut c, &[cdi("a", Precedence::Replace, edits("size=2m"))]).unwrap();
+    let prov = apply(&mut c, &[cdi("a", Precedence::Replace, edits("size=2m"))])
+        .unwrap()
+        .provenance;
     let dests: Vec<String> = c
         .spec
         .mounts()

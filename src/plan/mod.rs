@@ -121,6 +121,8 @@ pub struct Plan {
     pub resources: Option<resources::Resources>,
     pub device_rules: Vec<DeviceRule>,
     pub seccomp: Option<crate::seccomp::Profile>,
+    /// What providers asked for beyond the config (a measurement), done by `start`.
+    pub actions: Vec<crate::edits::Action>,
 }
 
 /// Container ids become directory names under --root: keep them to a safe alphabet.
@@ -163,8 +165,10 @@ impl Plan {
                 source,
             })?;
         let mut config = Config::read(&bundle)?;
-        let provenance = crate::edits::apply(&mut config, &crate::edits::builtin())?;
-        let plan = Plan::new(&config, &bundle, id, &host).map_err(|e| provenance.name_origin(e))?;
+        let applied = crate::edits::apply(&mut config, &crate::edits::builtin())?;
+        let mut plan = Plan::new(&config, &bundle, id, &host)
+            .map_err(|e| applied.provenance.name_origin(e))?;
+        plan.actions = applied.actions;
         Ok((config, plan))
     }
 
@@ -238,6 +242,7 @@ impl Plan {
                 .clone()
                 .map(crate::seccomp::from_json)
                 .transpose()?,
+            actions: Vec::new(),
         };
         check::plan(&plan, host)?;
         Ok(plan)

@@ -333,11 +333,23 @@ pub fn features_and_version() -> TestResult {
             .iter()
             .any(|c| c == "CAP_SYS_ADMIN")
     );
-    // The annotation that turns seccomp off is one of those a client must not pass on blindly.
+    // The annotation that turns seccomp off, and those that hand hardware in, are among those
+    // a client must not pass on blindly; every annotation chitin acts on is described.
     assert_eq!(
         f["potentiallyUnsafeConfigAnnotations"],
-        serde_json::json!(["org.chitin.seccomp.skip-unsupported"])
+        serde_json::json!([
+            "org.chitin.seccomp.skip-unsupported",
+            "org.chitin.tpm.device"
+        ])
     );
+    for a in ["org.chitin.tpm.measure", "org.chitin.tpm.device"] {
+        assert!(
+            f["annotations"][a]
+                .as_str()
+                .is_some_and(|d| d.contains("true")),
+            "{a}"
+        );
+    }
     // Every guarantee features states is one the escape tests try.
     let tests = concat!(
         include_str!("escapes.rs"),

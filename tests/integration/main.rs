@@ -19,6 +19,7 @@ mod seccomp;
 mod selinux;
 mod support;
 mod terminal;
+mod tpm;
 mod tty;
 
 use clients::{ctr, docker, docker_userns, podman};
@@ -104,6 +105,8 @@ fn main() {
         exec::refused_when_not_running,
         exec::seccomp_applies,
         exec::follows_the_saved_config,
+        tpm::measured_at_start_and_verified,
+        tpm::bad_requests_fail_before_anything_is_made,
         exec::terminal,
         seccomp::docker_default_profile,
         seccomp::actions_and_errnos,

@@ -148,6 +148,7 @@ fn record(config: &Config, plan: &Plan, cgroup: Placement) -> Record {
         poststop: plan.hooks.poststop.clone(),
         // Joined counts as shared, as in runc.
         shares_pid_ns: !plan.namespaces.is_new(NsKind::Pid),
+        actions: plan.actions.clone(),
     }
 }
 

@@ -1,0 +1,75 @@
+//! The host as providers read it: the roots of /sys and /dev, the real ones or a fake tree.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+pub struct Host {
+    pub sys: PathBuf,
+    pub dev: PathBuf,
+}
+
+impl Host {
+    pub fn real() -> Host {
+        Host::at(Path::new("/"))
+    }
+
+    /// A host whose /sys and /dev are below `root` (a fake tree in tests).
+    pub fn at(root: &Path) -> Host {
+        Host {
+            sys: root.join("sys"),
+            dev: root.join("dev"),
+        }
+    }
+
+    /// The major and minor of the character device `name` of sysfs class `class`, from its
+    /// `dev` file ("MAJOR:MINOR"), checked against the node /dev/`name` where there is one.
+    pub fn char_dev(&self, class: &str, name: &str) -> Result<(i64, i64), String> {
+        let file = self.sys.join("class").join(class).join(name).join("dev");
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            format!(
+                "no {class} device {name} on this host ({}: {e})",
+                file.display()
+            )
+        })?;
+        let (major, minor) = text
+            .trim()
+            .split_once(':')
+            .and_then(|(a, b)| Some((a.parse::<i64>().ok()?, b.parse::<i64>().ok()?)))
+            .ok_or_else(|| format!("{}: {text:?} is not MAJOR:MINOR", file.display()))?;
+        let node = self.dev.join(name);
+        if let Ok(m) = std::fs::metadata(&node) {
+            let rdev = m.rdev();
+            let (ma, mi) = (libc::major(rdev) as i64, libc::minor(rdev) as i64);
+            if !m.file_type().is_char_device() || (ma, mi) != (major, minor) {
+                return Err(format!(
+                    "{} is not the character device {major}:{minor} that sysfs names",
+                    node.display()
+                ));
+            }
+        }
+        Ok((major, minor))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn majors_come_from_sysfs() {
+        let root = std::env::temp_dir().join(format!("chitin-devices-host-{}", std::process::id()));
+        let dir = root.join("sys/class/tpmrm/tpmrm0");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("dev"), "253:65536\n").unwrap();
+        let host = Host::at(&root);
+        assert_eq!(host.char_dev("tpmrm", "tpmrm0").unwrap(), (253, 65536));
+        let e = host.char_dev("tpmrm", "tpmrm1").unwrap_err();
+        assert!(e.starts_with("no tpmrm device tpmrm1 on this host"), "{e}");
+        // A node that is not the device sysfs names (here a plain file) is refused.
+        std::fs::create_dir_all(root.join("dev")).unwrap();
+        std::fs::write(root.join("dev/tpmrm0"), "").unwrap();
+        let e = host.char_dev("tpmrm", "tpmrm0").unwrap_err();
+        assert!(e.contains("is not the character device 253:65536"), "{e}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

@@ -1,0 +1,184 @@
+//! The TPM: `org.chitin.tpm.measure` asks for the container to be measured into a PCR before it
+//! starts (an action); `org.chitin.tpm.device` passes the kernel's resource manager, /dev/tpmrm0,
+//! into the container.
+
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
+
+use super::{Action, Annotation, DeviceError, Grant, Host, Request};
+
+pub const MEASURE: &str = "org.chitin.tpm.measure";
+pub const DEVICE: &str = "org.chitin.tpm.device";
+
+/// The PCR a measurement goes to by default: the debug PCR, which no boot component uses, and
+/// which systemd and the UAPI PCR registry leave alone.
+pub const DEFAULT_PCR: u32 = 16;
+
+/// The PCRs a container may be measured into: those the platform does not extend at boot (0-15
+/// belong to firmware, boot loader and OS, 17-22 to the dynamic root of trust): 16, the debug
+/// PCR, and 23, the application's.
+const PCRS: [u32; 2] = [16, 23];
+
+pub const ANNOTATIONS: [Annotation; 2] = [
+    Annotation {
+        key: MEASURE,
+        what: "\"true\" or a PCR number (16, the default, or 23): before start, extend the PCR with the digest of the container's effective config and image, logged under --root",
+        unsafe_: false,
+    },
+    Annotation {
+        key: DEVICE,
+        what: "\"true\": the host's TPM resource manager /dev/tpmrm0 in the container",
+        unsafe_: true,
+    },
+];
+
+fn flag(req: &Request<'_>, key: &str) -> Result<bool, DeviceError> {
+    match req.annotations.get(key).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(v) => Err(DeviceError {
+            annotation: key.into(),
+            reason: format!("{v:?} is not true or false"),
+        }),
+    }
+}
+
+/// The PCR `org.chitin.tpm.measure` names, if any.
+fn pcr(req: &Request<'_>) -> Result<Option<u32>, DeviceError> {
+    let bad = |reason: String| DeviceError {
+        annotation: MEASURE.into(),
+        reason,
+    };
+    match req.annotations.get(MEASURE).map(String::as_str) {
+        None | Some("false") => Ok(None),
+        Some("true") => Ok(Some(DEFAULT_PCR)),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if PCRS.contains(&n) => Ok(Some(n)),
+            Ok(n) => Err(bad(format!(
+                "PCR {n} is not one for containers: 16 (the default) or 23"
+            ))),
+            Err(_) => Err(bad(format!("{v:?} is not true, false or a PCR number"))),
+        },
+    }
+}
+
+pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Option<Grant>, DeviceError> {
+    let measure = pcr(req)?;
+    let device = flag(req, DEVICE)?;
+    if measure.is_none() && !device {
+        return Ok(None);
+    }
+    let mut grant = Grant {
+        origin: "chitin's TPM provider".into(),
+        ..Grant::default()
+    };
+    if let Some(pcr) = measure {
+        grant.actions.push(Action::Measure { pcr });
+    }
+    if device {
+        let (major, minor) = host
+            .char_dev("tpmrm", "tpmrm0")
+            .map_err(|reason| DeviceError {
+                annotation: DEVICE.into(),
+                reason,
+            })?;
+        grant.devices.push(node("/dev/tpmrm0", major, minor));
+        grant.device_rules.push(rule(major, minor));
+    }
+    Ok(Some(grant))
+}
+
+fn node(path: &str, major: i64, minor: i64) -> LinuxDevice {
+    let mut d = LinuxDevice::default();
+    d.set_path(path.into());
+    d.set_typ(LinuxDeviceType::C);
+    d.set_major(major);
+    d.set_minor(minor);
+    d.set_file_mode(Some(0o660));
+    d.set_uid(Some(0));
+    d.set_gid(Some(0));
+    d
+}
+
+fn rule(major: i64, minor: i64) -> LinuxDeviceCgroup {
+    let mut r = LinuxDeviceCgroup::default();
+    r.set_allow(true);
+    r.set_typ(Some(LinuxDeviceType::C));
+    r.set_major(Some(major));
+    r.set_minor(Some(minor));
+    r.set_access(Some("rw".into()));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn req(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn fake_host() -> (Host, std::path::PathBuf) {
+        let root = std::env::temp_dir().join(format!("chitin-devices-tpm-{}", std::process::id()));
+        let dir = root.join("sys/class/tpmrm/tpmrm0");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("dev"), "253:65536\n").unwrap();
+        (Host::at(&root), root)
+    }
+
+    #[test]
+    fn measure_takes_true_or_the_pcr() {
+        let (host, root) = fake_host();
+        let grant = |a: &BTreeMap<String, String>| resolve(&host, &Request { annotations: a });
+        assert_eq!(grant(&req(&[])).unwrap(), None);
+        assert_eq!(grant(&req(&[(MEASURE, "false")])).unwrap(), None);
+        let g = grant(&req(&[(MEASURE, "true")])).unwrap().unwrap();
+        assert_eq!(g.actions, [Action::Measure { pcr: 16 }]);
+        assert!(g.devices.is_empty());
+        let g = grant(&req(&[(MEASURE, "23")])).unwrap().unwrap();
+        assert_eq!(g.actions, [Action::Measure { pcr: 23 }]);
+        let e = grant(&req(&[(MEASURE, "7")])).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "annotations[\"org.chitin.tpm.measure\"]: PCR 7 is not one for containers: 16 (the default) or 23"
+        );
+        let e = grant(&req(&[(MEASURE, "yes")])).unwrap_err().to_string();
+        assert!(
+            e.contains("\"yes\" is not true, false or a PCR number"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn the_device_comes_with_its_rule_or_names_what_is_missing() {
+        let (host, root) = fake_host();
+        let a = req(&[(DEVICE, "true")]);
+        let g = resolve(&host, &Request { annotations: &a })
+            .unwrap()
+            .unwrap();
+        let d = &g.devices[0];
+        assert_eq!(
+            (d.path().to_str(), d.major(), d.minor()),
+            (Some("/dev/tpmrm0"), 253, 65536)
+        );
+        let r = &g.device_rules[0];
+        assert_eq!(
+            (r.allow(), r.major(), r.minor(), r.access().as_deref()),
+            (true, Some(253), Some(65536), Some("rw"))
+        );
+        let none = Host::at(&root.join("nothing"));
+        let e = resolve(&none, &Request { annotations: &a }).unwrap_err();
+        assert_eq!(e.annotation, DEVICE);
+        assert!(
+            e.reason.starts_with("no tpmrm device tpmrm0 on this host"),
+            "{}",
+            e.reason
+        );
+        std::fs::remove_dir_all(root).unwrap();
+    }
+}

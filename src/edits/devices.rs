@@ -1,0 +1,44 @@
+//! The devices crate as a provider: what its providers grant (device nodes, their cgroup rules,
+//! actions) from the container's annotations, as edits that replace the config's own items at
+//! the same key.
+
+use super::{Edit, Edits, Origin, Precedence, Provider};
+use crate::plan::{Config, PlanError};
+
+pub struct Devices {
+    host: chitin_devices::Host,
+}
+
+impl Devices {
+    pub fn real() -> Devices {
+        Devices {
+            host: chitin_devices::Host::real(),
+        }
+    }
+}
+
+fn refused(e: chitin_devices::DeviceError) -> PlanError {
+    PlanError::field(&format!("annotations[{:?}]", e.annotation), e.reason)
+}
+
+impl Provider for Devices {
+    fn edits(&self, config: &Config) -> Result<Vec<Edit>, PlanError> {
+        let annotations = config.spec.annotations().clone().unwrap_or_default();
+        let annotations = annotations.into_iter().collect();
+        let req = chitin_devices::Request {
+            annotations: &annotations,
+        };
+        let grants = chitin_devices::resolve(&self.host, &req).map_err(refused)?;
+        let edit = |g: chitin_devices::Grant| Edit {
+            origin: Origin(g.origin),
+            precedence: Precedence::Replace,
+            edits: Edits {
+                devices: g.devices,
+                device_rules: g.device_rules,
+                actions: g.actions,
+                ..Edits::default()
+            },
+        };
+        Ok(grants.into_iter().map(edit).collect())
+    }
+}

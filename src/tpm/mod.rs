@@ -1,0 +1,337 @@
+//! Measuring containers into a TPM. A container whose config asks for it (the devices crate's
+//! `org.chitin.tpm.measure`, an `Action::Measure`) is measured by `start` before it runs: the
+//! digest of what it was created with (the effective config saved in its state directory, and
+//! the image's digest where the engine gives one) extends a PCR, and a record of it goes to the
+//! event log under --root, so that `chitin tpm verify` can replay the log to the PCR's value.
+//!
+//! The TPM is reached as a TCTI string names it (`--tpm-tcti`; the kernel's resource manager by
+//! default), by chitin's own marshalling of the two commands it sends (wire.rs): see README for
+//! why not tss-esapi. It is only used in `start` (and `run`'s start), after the clone.
+
+pub mod log;
+mod wire;
+
+use std::path::{Path, PathBuf};
+
+use log::{Log, Record, hex, sha256};
+
+/// The TCTI chitin uses unless told: the kernel's resource manager.
+pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
+
+/// Annotations that name the image's digest, where the engine sets one (CRI-O's resolved image
+/// reference).
+const IMAGE_DIGEST: [&str; 1] = ["io.kubernetes.cri-o.ImageRef"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum TpmError {
+    #[error("TPM ({tcti}): {reason}")]
+    Device { tcti: String, reason: String },
+    #[error("TPM event log {path}: {source}")]
+    Log {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("TPM event log {path}: record {n}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        n: usize,
+        reason: String,
+    },
+    #[error("PCR {pcr}: the TPM has {tpm}, the log replays to {log} ({records} records)")]
+    Mismatch {
+        pcr: u32,
+        tpm: String,
+        log: String,
+        records: usize,
+    },
+}
+
+/// A TPM as chitin uses it: the sha256 bank of a PCR, extended and read.
+pub trait Tpm {
+    fn extend(&mut self, pcr: u32, digest: [u8; 32]) -> Result<(), TpmError>;
+    fn read(&mut self, pcr: u32) -> Result<[u8; 32], TpmError>;
+}
+
+/// The TPM at `tcti`: `device:PATH` (a TPM character device, /dev/tpmrm0 when PATH is left
+/// out) or `swtpm:host=H,port=P` (swtpm's TCP server, localhost:2321 by default), the TCTI
+/// strings of tpm2-tss and tpm2-tools.
+pub fn open(tcti: &str) -> Result<Box<dyn Tpm>, TpmError> {
+    let err = |reason: String| TpmError::Device {
+        tcti: tcti.into(),
+        reason,
+    };
+    let (kind, conf) = tcti.split_once(':').unwrap_or((tcti, ""));
+    let transport: Box<dyn Transport> = match kind {
+        "device" => {
+            let path = if conf.is_empty() { "/dev/tpmrm0" } else { conf };
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map_err(|e| err(format!("{path}: {e}")))?;
+            Box::new(Device(f))
+        }
+        "swtpm" => {
+            let (mut host, mut port) = ("localhost".to_string(), 2321u16);
+            for kv in conf.split(',').filter(|kv| !kv.is_empty()) {
+                match kv.split_once('=') {
+                    Some(("host", h)) => host = h.into(),
+                    Some(("port", p)) => {
+                        port = p.parse().map_err(|_| err(format!("port {p:?}")))?
+                    }
+                    _ => return Err(err(format!("{kv:?} is not host=H or port=P"))),
+                }
+            }
+            let s = std::net::TcpStream::connect((host.as_str(), port))
+                .map_err(|e| err(format!("{host}:{port}: {e}")))?;
+            Box::new(Swtpm(s))
+        }
+        _ => {
+            return Err(err(
+                "chitin speaks to device:PATH and swtpm:host=H,port=P TCTIs".into(),
+            ));
+        }
+    };
+    Ok(Box::new(Client {
+        transport,
+        tcti: tcti.into(),
+    }))
+}
+
+/// A way to hand the TPM a command and take its response.
+trait Transport {
+    fn transact(&mut self, cmd: &[u8]) -> std::io::Result<Vec<u8>>;
+}
+
+/// A TPM character device: a command is one write, its response one read.
+struct Device(std::fs::File);
+
+impl Transport for Device {
+    fn transact(&mut self, cmd: &[u8]) -> std::io::Result<Vec<u8>> {
+        use std::io::{Read, Write};
+        self.0.write_all(cmd)?;
+        let mut buf = vec![0u8; 4096];
+        let n = self.0.read(&mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+}
+
+/// swtpm's TCP server: the command's bytes, then a response whose header gives its size.
+struct Swtpm(std::net::TcpStream);
+
+impl Transport for Swtpm {
+    fn transact(&mut self, cmd: &[u8]) -> std::io::Result<Vec<u8>> {
+        use std::io::{Read, Write};
+        self.0.write_all(cmd)?;
+        let mut header = [0u8; 10];
+        self.0.read_exact(&mut header)?;
+        let size = wire::response_size(&header).clamp(10, 4096);
+        let mut resp = header.to_vec();
+        resp.resize(size, 0);
+        self.0.read_exact(&mut resp[10..])?;
+        Ok(resp)
+    }
+}
+
+struct Client {
+    transport: Box<dyn Transport>,
+    tcti: String,
+}
+
+impl Client {
+    /// PCRs 0 to 23, the ones a TPM has (a tampered log may name others).
+    fn check(&self, pcr: u32) -> Result<(), TpmError> {
+        match pcr {
+            0..=23 => Ok(()),
+            _ => Err(TpmError::Device {
+                tcti: self.tcti.clone(),
+                reason: format!("there is no PCR {pcr}"),
+            }),
+        }
+    }
+
+    fn call(&mut self, cmd: &[u8], what: &str) -> Result<Vec<u8>, TpmError> {
+        let err = |reason: String| TpmError::Device {
+            tcti: self.tcti.clone(),
+            reason: format!("{what}: {reason}"),
+        };
+        let resp = self
+            .transport
+            .transact(cmd)
+            .map_err(|e| err(e.to_string()))?;
+        wire::parameters(&resp).map(<[u8]>::to_vec).map_err(err)
+    }
+}
+
+impl Tpm for Client {
+    fn extend(&mut self, pcr: u32, digest: [u8; 32]) -> Result<(), TpmError> {
+        self.check(pcr)?;
+        self.call(
+            &wire::pcr_extend(pcr, &digest),
+            &format!("extending PCR {pcr}"),
+        )
+        .map(|_| ())
+    }
+
+    fn read(&mut self, pcr: u32) -> Result<[u8; 32], TpmError> {
+        self.check(pcr)?;
+        let what = format!("reading PCR {pcr}");
+        let params = self.call(&wire::pcr_read(pcr), &what)?;
+        wire::read_value(&params).map_err(|reason| TpmError::Device {
+            tcti: self.tcti.clone(),
+            reason: format!("{what}: {reason}"),
+        })
+    }
+}
+
+/// What is measured of a container: its id, the sha256 of the config it was created with, and
+/// its image's digest where an annotation gives it.
+pub fn content(
+    id: &str,
+    config: &[u8],
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> serde_json::Value {
+    let mut c = serde_json::json!({
+        "event": "container-start",
+        "id": id,
+        "config": format!("sha256:{}", hex(&sha256(config))),
+    });
+    if let Some(image) = IMAGE_DIGEST.iter().find_map(|k| annotations.get(*k)) {
+        c["image"] = image.clone().into();
+    }
+    c
+}
+
+/// Extends `pcr` with `content`'s digest and logs it, under the log's lock. The record goes
+/// first, and is taken back should the extend fail: the log replays to the PCR either way.
+pub fn measure(
+    root: &Path,
+    tpm: &mut dyn Tpm,
+    pcr: u32,
+    content: serde_json::Value,
+) -> Result<(), TpmError> {
+    let mut log = Log::open(root)?;
+    let record = Record::new(pcr, content);
+    let digest = record.sha256().expect("a digest of its own content");
+    let len = log.append(&record)?;
+    if let Err(e) = tpm.extend(pcr, digest) {
+        log.truncate(len)?;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Replays the log for each PCR it has records for and compares with the TPM; returns
+/// (pcr, value, records) of each that matches, or the first that does not.
+pub fn verify(root: &Path, tpm: &mut dyn Tpm) -> Result<Vec<(u32, String, usize)>, TpmError> {
+    let records = match Log::open_to_read(root)? {
+        Some(mut log) => log.records()?,
+        None => Vec::new(),
+    };
+    let mut pcrs: Vec<u32> = records.iter().map(|r| r.pcr).collect();
+    pcrs.sort_unstable();
+    pcrs.dedup();
+    let path = root.join(log::LOG_FILE);
+    let mut out = Vec::new();
+    for pcr in pcrs {
+        let n = records.iter().filter(|r| r.pcr == pcr).count();
+        let want = log::replay(&records, pcr).map_err(|reason| TpmError::Corrupt {
+            path: path.clone(),
+            n,
+            reason,
+        })?;
+        let have = tpm.read(pcr)?;
+        if have != want {
+            return Err(TpmError::Mismatch {
+                pcr,
+                tpm: hex(&have),
+                log: hex(&want),
+                records: n,
+            });
+        }
+        out.push((pcr, hex(&have), n));
+    }
+    Ok(out)
+}
+
+/// The log's records, one JSON line each.
+pub fn records(root: &Path) -> Result<String, TpmError> {
+    let Some(mut log) = Log::open_to_read(root)? else {
+        return Ok(String::new());
+    };
+    Ok(log
+        .records()?
+        .iter()
+        .map(|r| {
+            format!(
+                "{}\n",
+                serde_json::to_string(r).expect("a record serializes")
+            )
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TPM in memory, extending as a real one does; it can be told to fail.
+    #[derive(Default)]
+    struct Fake {
+        pcrs: std::collections::BTreeMap<u32, [u8; 32]>,
+        fail: bool,
+    }
+
+    impl Tpm for Fake {
+        fn extend(&mut self, pcr: u32, digest: [u8; 32]) -> Result<(), TpmError> {
+            if self.fail {
+                return Err(TpmError::Device {
+                    tcti: "fake".into(),
+                    reason: "no".into(),
+                });
+            }
+            let old = self.pcrs.get(&pcr).copied().unwrap_or([0; 32]);
+            self.pcrs.insert(pcr, sha256(&[old, digest].concat()));
+            Ok(())
+        }
+        fn read(&mut self, pcr: u32) -> Result<[u8; 32], TpmError> {
+            Ok(self.pcrs.get(&pcr).copied().unwrap_or([0; 32]))
+        }
+    }
+
+    #[test]
+    fn measurements_replay_and_a_failed_extend_leaves_no_record() {
+        let root = std::env::temp_dir().join(format!("chitin-tpm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let mut tpm = Fake::default();
+        let ann = [(
+            "io.kubernetes.cri-o.ImageRef".to_string(),
+            "sha256:abc".to_string(),
+        )];
+        let c = content("c1", b"{}", &ann.into_iter().collect());
+        assert_eq!(c["image"], "sha256:abc");
+        assert_eq!(
+            c["config"],
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+        measure(&root, &mut tpm, 16, c).unwrap();
+        measure(
+            &root,
+            &mut tpm,
+            16,
+            content("c2", b"{ }", &Default::default()),
+        )
+        .unwrap();
+        assert_eq!(verify(&root, &mut tpm).unwrap()[0].2, 2);
+        tpm.fail = true;
+        assert!(measure(&root, &mut tpm, 16, content("c3", b"", &Default::default())).is_err());
+        assert_eq!(records(&root).unwrap().lines().count(), 2, "taken back");
+        // Something else extends the PCR: the log no longer accounts for it.
+        tpm.fail = false;
+        tpm.extend(16, [7; 32]).unwrap();
+        let e = verify(&root, &mut tpm).unwrap_err().to_string();
+        assert!(e.starts_with("PCR 16: the TPM has "), "{e}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

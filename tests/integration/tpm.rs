@@ -1,0 +1,225 @@
+//! TPM measurement against a real swtpm: a container with `org.chitin.tpm.measure` is measured
+//! by `start` into PCR 16, its record is in the event log, `chitin tpm verify` replays the log
+//! to the PCR, and tpm2-tools (its own TPM stack) reads the same value.
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{TestResult, skip};
+use crate::support::{Bundle, Ctx, Guard};
+
+const MEASURE: &str = "org.chitin.tpm.measure";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A fresh swtpm on loopback, started up, with its state in the test's directory; its TCTI.
+fn swtpm(ctx: &Ctx) -> Result<(Guard, String), crate::harness::Outcome> {
+    if Command::new("swtpm").arg("--version").output().is_err() {
+        return skip("swtpm is not installed (Debian's swtpm)");
+    }
+    let state = ctx.base.join("swtpm");
+    std::fs::create_dir_all(&state).unwrap();
+    // tpm2-tss's swtpm TCTI takes the control port to be the next one.
+    let port = loop {
+        let p = free_port();
+        if p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            break p;
+        }
+    };
+    let ctrl = port + 1;
+    let child = Command::new("swtpm")
+        .args(["socket", "--tpm2", "--flags", "not-need-init,startup-clear"])
+        .arg("--tpmstate")
+        .arg(format!("dir={}", state.display()))
+        .args([
+            "--server",
+            &format!("type=tcp,port={port},bindaddr=127.0.0.1"),
+        ])
+        .args([
+            "--ctrl",
+            &format!("type=tcp,port={ctrl},bindaddr=127.0.0.1"),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = Guard(child);
+    let until = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < until, "swtpm did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((guard, format!("swtpm:host=127.0.0.1,port={port}")))
+}
+
+fn chitin(ctx: &Ctx, tcti: &str, args: &[&str]) -> std::process::Output {
+    ctx.cmd()
+        .args(["--tpm-tcti", tcti])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// create (which needs no TPM), the sha256 of the config saved for it, start.
+fn create_and_start(ctx: &Ctx, tcti: &str, b: &Bundle) -> (String, String) {
+    let id = ctx.id();
+    let (code, err) = ctx.create(b, &id, &[]);
+    assert_eq!(code, 0, "{err}");
+    let saved = std::fs::read(ctx.root.join(&id).join("config.json")).unwrap();
+    let out = chitin(ctx, tcti, &["start", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (id, sha256_hex(&saved))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let out = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(bytes)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)[..64].to_owned()
+}
+
+fn log(ctx: &Ctx, tcti: &str) -> Vec<Value> {
+    let out = chitin(ctx, tcti, &["tpm", "log"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// PCR 16 as `chitin tpm verify` reports it (after checking it against the log).
+fn verified(ctx: &Ctx, tcti: &str) -> String {
+    let out = chitin(ctx, tcti, &["tpm", "verify"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value = text.strip_prefix("PCR 16: sha256 ").expect("PCR 16's line");
+    value[..64].to_owned()
+}
+
+/// PCR 16 as tpm2-tools reads it, through tpm2-tss: an oracle that shares nothing with chitin.
+fn tpm2_pcrread(tcti: &str) -> Option<String> {
+    let out = Command::new("tpm2_pcrread")
+        .arg("sha256:16")
+        .env("TPM2TOOLS_TCTI", tcti)
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let hex = text.split("0x").nth(1).expect("tpm2_pcrread's value");
+    Some(hex.trim().to_lowercase())
+}
+
+pub fn measured_at_start_and_verified() -> TestResult {
+    let ctx = Ctx::new("tpm")?;
+    let (_swtpm, tcti) = swtpm(&ctx)?;
+    let mut b = ctx.bundle("sleep 100");
+    b.config["annotations"] = json!({MEASURE: "true"});
+    let (a, a_config) = create_and_start(&ctx, &tcti, &b);
+    let records = log(&ctx, &tcti);
+    assert_eq!(records.len(), 1, "{records:?}");
+    let r = &records[0];
+    assert_eq!(r["pcr"], 16);
+    assert_eq!(r["content_type"], "chitin");
+    assert_eq!(r["content"]["id"], a.as_str());
+    assert_eq!(r["content"]["config"], format!("sha256:{a_config}"));
+    assert_eq!(r["digests"][0]["hashAlg"], "sha256");
+    let first = verified(&ctx, &tcti);
+    assert_ne!(first, "0".repeat(64), "extended");
+    if let Some(v) = tpm2_pcrread(&tcti) {
+        assert_eq!(v, first, "tpm2-tools reads what chitin extended");
+    }
+
+    // Another config is another measurement; a container that does not ask is not measured.
+    b.config["process"]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push("OTHER=1".into());
+    let (_, b_config) = create_and_start(&ctx, &tcti, &b);
+    assert_ne!(a_config, b_config);
+    b.config.as_object_mut().unwrap().remove("annotations");
+    create_and_start(&ctx, &tcti, &b);
+    let records = log(&ctx, &tcti);
+    assert_eq!(records.len(), 2, "the third asked for nothing");
+    assert_eq!(
+        records[1]["content"]["config"],
+        format!("sha256:{b_config}")
+    );
+    let second = verified(&ctx, &tcti);
+    assert_ne!(second, first);
+    if let Some(v) = tpm2_pcrread(&tcti) {
+        assert_eq!(v, second);
+    }
+    Ok(())
+}
+
+pub fn bad_requests_fail_before_anything_is_made() -> TestResult {
+    let ctx = Ctx::new("tpmbad")?;
+    // (The log quotes the message: its quotes come out escaped.)
+    for (key, value, want) in [
+        (MEASURE, "7", "PCR 7 is not one for containers"),
+        (MEASURE, "yes", "is not true, false or a PCR number"),
+        (
+            "org.chitin.tpm.device",
+            "true",
+            "no tpmrm device tpmrm0 on this host",
+        ),
+    ] {
+        if key == "org.chitin.tpm.device"
+            && std::path::Path::new("/sys/class/tpmrm/tpmrm0").exists()
+        {
+            continue;
+        }
+        let mut b = ctx.bundle("true");
+        b.config["annotations"] = json!({key: value});
+        let id = ctx.id();
+        let (code, err) = ctx.create(&b, &id, &[]);
+        assert_eq!(code, 1, "{err}");
+        let named = format!("config.json: annotations[\\\"{key}\\\"]: ");
+        assert!(err.contains(&named) && err.contains(want), "{err}");
+        assert!(!ctx.root.join(&id).exists(), "nothing left behind");
+    }
+    // A TPM that cannot be reached fails the start: the container stays created, unmeasured.
+    let mut b = ctx.bundle("true");
+    b.config["annotations"] = json!({MEASURE: "16"});
+    let id = ctx.id();
+    let (code, err) = ctx.create(&b, &id, &[]);
+    assert_eq!(code, 0, "{err}");
+    let nowhere = format!("swtpm:host=127.0.0.1,port={}", free_port());
+    let out = chitin(&ctx, &nowhere, &["start", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("TPM ({nowhere})")), "{err}");
+    assert_eq!(ctx.state(&id)["status"], "created");
+    Ok(())
+}
