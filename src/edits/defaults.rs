@@ -37,10 +37,11 @@ const RULES: [(LinuxDeviceType, Option<i64>, Option<i64>, &str); 12] = [
 ];
 
 fn node(path: &str, major: i64, minor: i64) -> LinuxDevice {
-    let mut d: LinuxDevice = serde_json::from_value(serde_json::json!({
-        "path": path, "type": "c", "major": major, "minor": minor,
-    }))
-    .expect("a device parses");
+    let mut d = LinuxDevice::default();
+    d.set_path(path.into());
+    d.set_typ(LinuxDeviceType::C);
+    d.set_major(major);
+    d.set_minor(minor);
     d.set_file_mode(Some(0o666));
     d.set_uid(Some(0));
     d.set_gid(Some(0));
@@ -53,8 +54,8 @@ fn rule(
     minor: Option<i64>,
     access: &str,
 ) -> LinuxDeviceCgroup {
-    let mut r: LinuxDeviceCgroup =
-        serde_json::from_value(serde_json::json!({"allow": true})).expect("a rule parses");
+    let mut r = LinuxDeviceCgroup::default();
+    r.set_allow(true);
     r.set_typ(Some(typ));
     r.set_major(major);
     r.set_minor(minor);
