@@ -33,7 +33,7 @@ pub struct Cli {
           default_missing_value = "true")]
     pub rootless: String,
     /// The TPM that containers are measured into (org.chitin.tpm.measure), as a TCTI:
-    /// device:PATH, swtpm:host=H,port=P, mssim:..., tabrmd:...
+    /// device:PATH or swtpm:host=H,port=P
     #[arg(long = "tpm-tcti", value_name = "TCTI", default_value = crate::tpm::DEFAULT_TCTI)]
     pub tpm_tcti: String,
     /// Print the version.

@@ -127,8 +127,7 @@ pub fn tpm(
     match what {
         TpmCommand::Log => Ok(crate::tpm::records(root)?),
         TpmCommand::Verify => {
-            let mut tpm = crate::tpm::open(tcti)?;
-            let pcrs = crate::tpm::verify(root, tpm.as_mut())?;
+            let pcrs = crate::tpm::verify_at(root, tcti)?;
             if pcrs.is_empty() {
                 return Ok("the event log has no records: nothing was measured\n".into());
             }

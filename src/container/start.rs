@@ -95,8 +95,7 @@ fn run_actions(dir: &StateDir, r: &Record, tcti: &str) -> Result<(), ContainerEr
                     .path
                     .parent()
                     .expect("a state directory is under --root");
-                let mut tpm = crate::tpm::open(tcti)?;
-                crate::tpm::measure(root, tpm.as_mut(), pcr, content)?;
+                crate::tpm::measure_at(root, tcti, pcr, content)?;
                 crate::logger::trace!("start: {} measured into PCR {pcr}", r.id);
             }
         }

@@ -31,6 +31,17 @@ pub enum TpmError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("TPM event log {path}: {reason}")]
+    Replay { path: PathBuf, reason: String },
+    /// A command went out and no answer came back: the TPM may have carried it out.
+    #[error(
+        "TPM ({tcti}): {what}: {source} (it may have been carried out; the log keeps its record)"
+    )]
+    Transport {
+        tcti: String,
+        what: String,
+        source: std::io::Error,
+    },
     #[error("TPM event log {path}: record {n}: {reason}")]
     Corrupt {
         path: PathBuf,
@@ -84,6 +95,11 @@ pub fn open(tcti: &str) -> Result<Box<dyn Tpm>, TpmError> {
             }
             let s = std::net::TcpStream::connect((host.as_str(), port))
                 .map_err(|e| err(format!("{host}:{port}: {e}")))?;
+            // swtpm serves one client at a time: one held elsewhere must not hang a start.
+            let limit = Some(std::time::Duration::from_secs(30));
+            s.set_read_timeout(limit)
+                .and_then(|()| s.set_write_timeout(limit))
+                .map_err(|e| err(e.to_string()))?;
             Box::new(Swtpm(s))
         }
         _ => {
@@ -111,7 +127,12 @@ impl Transport for Device {
         use std::io::{Read, Write};
         self.0.write_all(cmd)?;
         let mut buf = vec![0u8; 4096];
-        let n = self.0.read(&mut buf)?;
+        let n = loop {
+            match self.0.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r?,
+            }
+        };
         buf.truncate(n);
         Ok(buf)
     }
@@ -159,7 +180,11 @@ impl Client {
         let resp = self
             .transport
             .transact(cmd)
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|source| TpmError::Transport {
+                tcti: self.tcti.clone(),
+                what: what.into(),
+                source,
+            })?;
         wire::parameters(&resp).map(<[u8]>::to_vec).map_err(err)
     }
 }
@@ -203,32 +228,60 @@ pub fn content(
     c
 }
 
-/// Extends `pcr` with `content`'s digest and logs it, under the log's lock. The record goes
-/// first, and is taken back should the extend fail: the log replays to the PCR either way.
-pub fn measure(
+/// Measures into `pcr` of the TPM at `tcti`, the log at `root` locked first and for as long as
+/// the TPM is open: measurements go one at a time (swtpm serves one client at a time, and a
+/// TPM without a resource manager opens once).
+pub fn measure_at(
     root: &Path,
-    tpm: &mut dyn Tpm,
+    tcti: &str,
     pcr: u32,
     content: serde_json::Value,
 ) -> Result<(), TpmError> {
     let mut log = Log::open(root)?;
+    let mut tpm = open(tcti)?;
+    measure(&mut log, tpm.as_mut(), pcr, content)
+}
+
+/// Extends `pcr` with `content`'s digest and logs it. The record goes first, and is taken back
+/// when the TPM refuses the extend, so that the log replays to the PCR. When the TPM goes
+/// unheard halfway the extend may have happened: the record stays, and the error says so.
+pub fn measure(
+    log: &mut Log,
+    tpm: &mut dyn Tpm,
+    pcr: u32,
+    content: serde_json::Value,
+) -> Result<(), TpmError> {
     let record = Record::new(pcr, content);
     let digest = record.sha256().expect("a digest of its own content");
     let len = log.append(&record)?;
-    if let Err(e) = tpm.extend(pcr, digest) {
-        log.truncate(len)?;
-        return Err(e);
+    match tpm.extend(pcr, digest) {
+        Ok(()) => Ok(()),
+        Err(e @ TpmError::Device { .. }) => {
+            log.truncate(len)?;
+            Err(e)
+        }
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
-/// Replays the log for each PCR it has records for and compares with the TPM; returns
-/// (pcr, value, records) of each that matches, or the first that does not.
-pub fn verify(root: &Path, tpm: &mut dyn Tpm) -> Result<Vec<(u32, String, usize)>, TpmError> {
-    let records = match Log::open_to_read(root)? {
-        Some(mut log) => log.records()?,
-        None => Vec::new(),
+/// `verify`, with the log locked (shared) until every PCR is read.
+pub fn verify_at(root: &Path, tcti: &str) -> Result<Vec<(u32, String, usize)>, TpmError> {
+    let mut log = Log::open_to_read(root)?;
+    let records = match &mut log {
+        Some(log) => log.records()?,
+        None => return Ok(Vec::new()),
     };
+    let mut tpm = open(tcti)?;
+    verify(&records, root, tpm.as_mut())
+}
+
+/// Replays `records` for each PCR they name and compares with the TPM; returns (pcr, value,
+/// records) of each that matches, or the first that does not.
+pub fn verify(
+    records: &[Record],
+    root: &Path,
+    tpm: &mut dyn Tpm,
+) -> Result<Vec<(u32, String, usize)>, TpmError> {
     let mut pcrs: Vec<u32> = records.iter().map(|r| r.pcr).collect();
     pcrs.sort_unstable();
     pcrs.dedup();
@@ -236,9 +289,8 @@ pub fn verify(root: &Path, tpm: &mut dyn Tpm) -> Result<Vec<(u32, String, usize)
     let mut out = Vec::new();
     for pcr in pcrs {
         let n = records.iter().filter(|r| r.pcr == pcr).count();
-        let want = log::replay(&records, pcr).map_err(|reason| TpmError::Corrupt {
+        let want = log::replay(records, pcr).map_err(|reason| TpmError::Replay {
             path: path.clone(),
-            n,
             reason,
         })?;
         let have = tpm.read(pcr)?;
@@ -315,22 +367,22 @@ mod tests {
             c["config"],
             "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
         );
-        measure(&root, &mut tpm, 16, c).unwrap();
-        measure(
-            &root,
-            &mut tpm,
-            16,
-            content("c2", b"{ }", &Default::default()),
-        )
-        .unwrap();
-        assert_eq!(verify(&root, &mut tpm).unwrap()[0].2, 2);
+        let mut log = Log::open(&root).unwrap();
+        measure(&mut log, &mut tpm, 16, c).unwrap();
+        let c2 = content("c2", b"{ }", &Default::default());
+        measure(&mut log, &mut tpm, 16, c2).unwrap();
+        let logged = |log: &mut Log| log.records().unwrap();
+        assert_eq!(verify(&logged(&mut log), &root, &mut tpm).unwrap()[0].2, 2);
         tpm.fail = true;
-        assert!(measure(&root, &mut tpm, 16, content("c3", b"", &Default::default())).is_err());
-        assert_eq!(records(&root).unwrap().lines().count(), 2, "taken back");
+        let c3 = content("c3", b"", &Default::default());
+        assert!(measure(&mut log, &mut tpm, 16, c3).is_err());
+        assert_eq!(logged(&mut log).len(), 2, "taken back");
         // Something else extends the PCR: the log no longer accounts for it.
         tpm.fail = false;
         tpm.extend(16, [7; 32]).unwrap();
-        let e = verify(&root, &mut tpm).unwrap_err().to_string();
+        let e = verify(&logged(&mut log), &root, &mut tpm)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("PCR 16: the TPM has "), "{e}");
         std::fs::remove_dir_all(&root).unwrap();
     }
