@@ -12,7 +12,7 @@ pub mod tpm;
 
 use std::collections::BTreeMap;
 
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
 use serde::{Deserialize, Serialize};
 
 pub use host::Host;
@@ -70,4 +70,33 @@ pub fn annotations() -> Vec<Annotation> {
 /// Every provider's grant for `req`, in order.
 pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Vec<Grant>, DeviceError> {
     Ok(tpm::resolve(host, req)?.into_iter().collect())
+}
+
+/// A character device node of root's, as a grant (or chitin's defaults) gives it.
+pub fn char_node(path: &str, major: i64, minor: i64, mode: u32) -> LinuxDevice {
+    let mut d = LinuxDevice::default();
+    d.set_path(path.into());
+    d.set_typ(LinuxDeviceType::C);
+    d.set_major(major);
+    d.set_minor(minor);
+    d.set_file_mode(Some(mode));
+    d.set_uid(Some(0));
+    d.set_gid(Some(0));
+    d
+}
+
+/// A cgroup rule that allows `access` to the devices it names (None: any major or minor).
+pub fn allow_rule(
+    typ: LinuxDeviceType,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
+    let mut r = LinuxDeviceCgroup::default();
+    r.set_allow(true);
+    r.set_typ(Some(typ));
+    r.set_major(major);
+    r.set_minor(minor);
+    r.set_access(Some(access.to_owned()));
+    r
 }

@@ -2,7 +2,7 @@
 //! starts (an action); `org.chitin.tpm.device` passes the kernel's resource manager, /dev/tpmrm0,
 //! into the container.
 
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
+use oci_spec::runtime::LinuxDeviceType;
 
 use super::{Action, Annotation, DeviceError, Grant, Host, Request};
 
@@ -81,32 +81,17 @@ pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Option<Grant>, DeviceEr
                 annotation: DEVICE.into(),
                 reason,
             })?;
-        grant.devices.push(node("/dev/tpmrm0", major, minor));
-        grant.device_rules.push(rule(major, minor));
+        grant
+            .devices
+            .push(super::char_node("/dev/tpmrm0", major, minor, 0o660));
+        grant.device_rules.push(super::allow_rule(
+            LinuxDeviceType::C,
+            Some(major),
+            Some(minor),
+            "rw",
+        ));
     }
     Ok(Some(grant))
-}
-
-fn node(path: &str, major: i64, minor: i64) -> LinuxDevice {
-    let mut d = LinuxDevice::default();
-    d.set_path(path.into());
-    d.set_typ(LinuxDeviceType::C);
-    d.set_major(major);
-    d.set_minor(minor);
-    d.set_file_mode(Some(0o660));
-    d.set_uid(Some(0));
-    d.set_gid(Some(0));
-    d
-}
-
-fn rule(major: i64, minor: i64) -> LinuxDeviceCgroup {
-    let mut r = LinuxDeviceCgroup::default();
-    r.set_allow(true);
-    r.set_typ(Some(LinuxDeviceType::C));
-    r.set_major(Some(major));
-    r.set_minor(Some(minor));
-    r.set_access(Some("rw".into()));
-    r
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! container gets after its own (so that a deny-all rule still leaves /dev/null and the pty
 //! usable), when it has any.
 
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
+use chitin_devices::{allow_rule, char_node};
+use oci_spec::runtime::LinuxDeviceType;
 
 use super::{Edit, Edits, Origin, Precedence, Provider};
 use crate::plan::{Config, PlanError};
@@ -36,33 +37,6 @@ const RULES: [(LinuxDeviceType, Option<i64>, Option<i64>, &str); 12] = [
     (LinuxDeviceType::C, Some(10), Some(200), "rwm"),
 ];
 
-fn node(path: &str, major: i64, minor: i64) -> LinuxDevice {
-    let mut d = LinuxDevice::default();
-    d.set_path(path.into());
-    d.set_typ(LinuxDeviceType::C);
-    d.set_major(major);
-    d.set_minor(minor);
-    d.set_file_mode(Some(0o666));
-    d.set_uid(Some(0));
-    d.set_gid(Some(0));
-    d
-}
-
-fn rule(
-    typ: LinuxDeviceType,
-    major: Option<i64>,
-    minor: Option<i64>,
-    access: &str,
-) -> LinuxDeviceCgroup {
-    let mut r = LinuxDeviceCgroup::default();
-    r.set_allow(true);
-    r.set_typ(Some(typ));
-    r.set_major(major);
-    r.set_minor(minor);
-    r.set_access(Some(access.to_owned()));
-    r
-}
-
 impl Provider for Defaults {
     fn edits(&self, config: &Config) -> Result<Vec<Edit>, PlanError> {
         // A rule grants or denies something only with one of r, w and m (plan::devices drops
@@ -82,7 +56,7 @@ impl Provider for Defaults {
         let device_rules = match has_rules {
             true => RULES
                 .iter()
-                .map(|&(t, ma, mi, a)| rule(t, ma, mi, a))
+                .map(|&(t, ma, mi, a)| allow_rule(t, ma, mi, a))
                 .collect(),
             false => Vec::new(),
         };
@@ -90,7 +64,10 @@ impl Provider for Defaults {
             origin: Origin("chitin's default devices".into()),
             precedence: Precedence::Fallback,
             edits: Edits {
-                devices: NODES.iter().map(|&(p, ma, mi)| node(p, ma, mi)).collect(),
+                devices: NODES
+                    .iter()
+                    .map(|&(p, ma, mi)| char_node(p, ma, mi, 0o666))
+                    .collect(),
                 device_rules,
                 ..Edits::default()
             },

@@ -211,10 +211,12 @@ pub fn measured_at_start_and_verified() -> TestResult {
         );
     }
     assert_eq!(log(&ctx, &tcti).len(), 5);
-    assert_eq!(
-        tpm2_pcrread(&tcti).unwrap_or_else(|| verified(&ctx, &tcti)),
-        verified(&ctx, &tcti)
-    );
+    // verify fails unless the five records replay to the PCR; tpm2-tools reads the same value.
+    let third = verified(&ctx, &tcti);
+    assert_ne!(third, second);
+    if let Some(v) = tpm2_pcrread(&tcti) {
+        assert_eq!(v, third);
+    }
     Ok(())
 }
 
