@@ -36,6 +36,13 @@ pub struct Cli {
     /// device:PATH or swtpm:host=H,port=P
     #[arg(long = "tpm-tcti", value_name = "TCTI", default_value = crate::tpm::DEFAULT_TCTI)]
     pub tpm_tcti: String,
+    /// The CDI spec directories, in rising priority (default /etc/cdi:/var/run/cdi).
+    #[arg(
+        long = "cdi-spec-dirs",
+        value_name = "DIR[:DIR...]",
+        value_delimiter = ':'
+    )]
+    pub cdi_spec_dirs: Option<Vec<PathBuf>>,
     /// Print the version.
     #[arg(short = 'v', long = "version")]
     pub version: bool,

@@ -59,7 +59,8 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             source,
         })?;
     }
-    command(&cli.root, &cli.tpm_tcti, cmd)
+    let cdi = cli.cdi_spec_dirs.as_deref();
+    command(&cli.root, &cli.tpm_tcti, cdi, cmd)
 }
 
 /// The global flags chitin takes but cannot honour are refused, never ignored.
@@ -87,9 +88,14 @@ fn refuse_global_flags(cli: &Cli) -> Result<(), Error> {
 }
 
 /// Runs one command; its exit status.
-fn command(root: &std::path::Path, tcti: &str, cmd: Command) -> Result<i32, Error> {
+fn command(
+    root: &std::path::Path,
+    tcti: &str,
+    cdi: Option<&[std::path::PathBuf]>,
+    cmd: Command,
+) -> Result<i32, Error> {
     match cmd {
-        Command::Create { flags, id } => commands::create(root, &flags, &id)?,
+        Command::Create { flags, id } => commands::create(root, cdi, &flags, &id)?,
         Command::Start { id } => commands::start(root, &id, tcti)?,
         Command::Run {
             flags,
@@ -103,7 +109,7 @@ fn command(root: &std::path::Path, tcti: &str, cmd: Command) -> Result<i32, Erro
                 keep,
                 no_subreaper,
             };
-            return Ok(commands::run(root, tcti, &flags, &id, how)?);
+            return Ok(commands::run(root, (tcti, cdi), &flags, &id, how)?);
         }
         Command::State { id } => print(&format!("{}\n", commands::state(root, &id)?))?,
         Command::Tpm { what } => print(&commands::tpm(root, tcti, &what)?)?,

@@ -1,24 +1,48 @@
-//! The host as providers read it: the roots of /sys and /dev, the real ones or a fake tree.
+//! The host as providers read it: the root of its file system (for the host paths that CDI
+//! specs name), /sys, /dev and the CDI spec directories; the real ones or a fake tree.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 pub struct Host {
+    root: PathBuf,
     pub sys: PathBuf,
     pub dev: PathBuf,
+    /// In rising priority: a spec in a later directory wins over one of the same name before.
+    pub cdi_dirs: Vec<PathBuf>,
 }
+
+/// CDI's directories: static specs, then the dynamic ones that drivers write at boot.
+pub const CDI_DIRS: [&str; 2] = ["/etc/cdi", "/var/run/cdi"];
 
 impl Host {
     pub fn real() -> Host {
         Host::at(Path::new("/"))
     }
 
-    /// A host whose /sys and /dev are below `root` (a fake tree in tests).
+    /// A host whose file system is below `root` (a fake tree in tests).
     pub fn at(root: &Path) -> Host {
+        let root = root.to_path_buf();
         Host {
             sys: root.join("sys"),
             dev: root.join("dev"),
+            cdi_dirs: CDI_DIRS
+                .iter()
+                .map(|d| under(&root, Path::new(d)))
+                .collect(),
+            root,
         }
+    }
+
+    /// This host with other CDI spec directories (`--cdi-spec-dirs`), in rising priority.
+    pub fn with_cdi_dirs(mut self, dirs: &[PathBuf]) -> Host {
+        self.cdi_dirs = dirs.iter().map(|d| under(&self.root, d)).collect();
+        self
+    }
+
+    /// Where the host's absolute `path` is in this tree.
+    pub fn path(&self, path: &Path) -> PathBuf {
+        under(&self.root, path)
     }
 
     /// The major and minor of the character device `name` of sysfs class `class`, from its
@@ -51,6 +75,12 @@ impl Host {
     }
 }
 
+fn under(root: &Path, path: &Path) -> PathBuf {
+    match path.strip_prefix("/") {
+        Ok(rel) => root.join(rel),
+        Err(_) => root.join(path),
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,19 +7,22 @@
 //! Host reads go through the roots of a `Host` (/sys, /dev), so that every provider is tested on
 //! fake trees shaped like real hosts. Nothing here changes the host.
 
+pub mod cdi;
 pub mod host;
 pub mod tpm;
 
 use std::collections::BTreeMap;
 
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
+use oci_spec::runtime::{Hook, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, Mount};
 use serde::{Deserialize, Serialize};
 
 pub use host::Host;
 
-/// What a provider may look at.
+/// What a provider may look at: the container's annotations and its process's ids.
 pub struct Request<'a> {
     pub annotations: &'a BTreeMap<String, String>,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// What the runtime is asked to do beyond the config.
@@ -28,6 +31,20 @@ pub enum Action {
     /// Before `start` lets the container run: extend this PCR with the container's measurement
     /// (the effective config, the image's digest), recorded in the runtime's event log.
     Measure { pcr: u32 },
+    /// A file that a measurement of the container covers besides its config, by the digest it
+    /// had when the container was created: a CDI spec, whose hooks run as root.
+    Digest { file: String, sha256: String },
+}
+
+/// When a hook runs, by the runtime-spec's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookPhase {
+    Prestart,
+    CreateRuntime,
+    CreateContainer,
+    StartContainer,
+    Poststart,
+    Poststop,
 }
 
 /// A provider's answer, with where it came from ("TPM (org.chitin.tpm.device)").
@@ -36,6 +53,11 @@ pub struct Grant {
     pub origin: String,
     pub devices: Vec<LinuxDevice>,
     pub device_rules: Vec<LinuxDeviceCgroup>,
+    /// KEY=VALUE each.
+    pub env: Vec<String>,
+    pub mounts: Vec<Mount>,
+    pub hooks: Vec<(HookPhase, Hook)>,
+    pub additional_gids: Vec<u32>,
     pub actions: Vec<Action>,
 }
 
@@ -64,12 +86,17 @@ pub struct Annotation {
 
 /// Every annotation of every provider.
 pub fn annotations() -> Vec<Annotation> {
-    tpm::ANNOTATIONS.into_iter().collect()
+    cdi::ANNOTATIONS
+        .into_iter()
+        .chain(tpm::ANNOTATIONS)
+        .collect()
 }
 
 /// Every provider's grant for `req`, in order.
 pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Vec<Grant>, DeviceError> {
-    Ok(tpm::resolve(host, req)?.into_iter().collect())
+    let mut grants = cdi::resolve(host, req)?;
+    grants.extend(tpm::resolve(host, req)?);
+    Ok(grants)
 }
 
 /// A character device node of root's, as a grant (or chitin's defaults) gives it.

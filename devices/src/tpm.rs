@@ -118,7 +118,16 @@ mod tests {
     #[test]
     fn measure_takes_true_or_the_pcr() {
         let (host, root) = fake_host();
-        let grant = |a: &BTreeMap<String, String>| resolve(&host, &Request { annotations: a });
+        let grant = |a: &BTreeMap<String, String>| {
+            resolve(
+                &host,
+                &Request {
+                    annotations: a,
+                    uid: 0,
+                    gid: 0,
+                },
+            )
+        };
         assert_eq!(grant(&req(&[])).unwrap(), None);
         assert_eq!(grant(&req(&[(MEASURE, "false")])).unwrap(), None);
         let g = grant(&req(&[(MEASURE, "true")])).unwrap().unwrap();
@@ -143,9 +152,16 @@ mod tests {
     fn the_device_comes_with_its_rule_or_names_what_is_missing() {
         let (host, root) = fake_host();
         let a = req(&[(DEVICE, "true")]);
-        let g = resolve(&host, &Request { annotations: &a })
-            .unwrap()
-            .unwrap();
+        let g = resolve(
+            &host,
+            &Request {
+                annotations: &a,
+                uid: 0,
+                gid: 0,
+            },
+        )
+        .unwrap()
+        .unwrap();
         let d = &g.devices[0];
         assert_eq!(
             (d.path().to_str(), d.major(), d.minor()),
@@ -157,7 +173,15 @@ mod tests {
             (true, Some(253), Some(65536), Some("rw"))
         );
         let none = Host::at(&root.join("nothing"));
-        let e = resolve(&none, &Request { annotations: &a }).unwrap_err();
+        let e = resolve(
+            &none,
+            &Request {
+                annotations: &a,
+                uid: 0,
+                gid: 0,
+            },
+        )
+        .unwrap_err();
         assert_eq!(e.annotation, DEVICE);
         assert!(
             e.reason.starts_with("no tpmrm device tpmrm0 on this host"),

@@ -80,8 +80,16 @@ struct Prepared {
     layout: Layout,
 }
 
-fn plan_and_layout(f: &CreateFlags, id: &str, detach: bool) -> Result<Prepared, ContainerError> {
-    let (config, mut plan) = Plan::load(&f.bundle, id)?;
+fn plan_and_layout(
+    cdi: Option<&[PathBuf]>,
+    f: &CreateFlags,
+    id: &str,
+    detach: bool,
+) -> Result<Prepared, ContainerError> {
+    // Relative spec directories are the caller's, as the bundle is.
+    let cdi: Option<Vec<PathBuf>> = cdi.map(|d| d.iter().map(|p| absolute(p)).collect());
+    let providers = crate::edits::builtin(cdi.as_deref());
+    let (config, mut plan) = Plan::load(&f.bundle, id, &providers)?;
     let opts = run_options(f, detach);
     opts.apply(&mut plan.process)?;
     let layout = Layout::detect()?;
@@ -99,8 +107,13 @@ impl Prepared {
     }
 }
 
-pub fn create(root: &Path, f: &CreateFlags, id: &str) -> Result<(), ContainerError> {
-    plan_and_layout(f, id, true)?.create(root)?;
+pub fn create(
+    root: &Path,
+    cdi: Option<&[PathBuf]>,
+    f: &CreateFlags,
+    id: &str,
+) -> Result<(), ContainerError> {
+    plan_and_layout(cdi, f, id, true)?.create(root)?;
     Ok(())
 }
 
@@ -142,10 +155,11 @@ pub fn tpm(
 }
 
 /// `run`: create and start; then, unless detached, relay signals and the terminal, wait, remove
-/// the container (unless --keep) and return its exit status.
+/// the container (unless --keep) and return its exit status. `run` needs the TPM's TCTI and
+/// the CDI spec directories both.
 pub fn run(
     root: &Path,
-    tcti: &str,
+    (tcti, cdi): (&str, Option<&[PathBuf]>),
     f: &CreateFlags,
     id: &str,
     how: RunHow,
@@ -155,7 +169,7 @@ pub fn run(
         keep,
         no_subreaper,
     } = how;
-    let prepared = plan_and_layout(f, id, detach)?;
+    let prepared = plan_and_layout(cdi, f, id, detach)?;
     let plan = &prepared.plan;
     if !detach {
         // Blocked before the clone so that none is lost; the init unblocks them for itself.

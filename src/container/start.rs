@@ -90,7 +90,7 @@ fn run_actions(dir: &StateDir, r: &Record, tcti: &str) -> Result<(), ContainerEr
             chitin_devices::Action::Measure { pcr } => {
                 let path = dir.path.join(crate::state::CONFIG_FILE);
                 let config = std::fs::read(&path).map_err(io_ctx(path.display().to_string()))?;
-                let content = crate::tpm::content(&r.id, &config, &r.annotations);
+                let content = crate::tpm::content(&r.id, &config, &r.annotations, &r.actions);
                 let root = dir
                     .path
                     .parent()
@@ -98,6 +98,8 @@ fn run_actions(dir: &StateDir, r: &Record, tcti: &str) -> Result<(), ContainerEr
                 crate::tpm::measure_at(root, tcti, pcr, content)?;
                 crate::logger::trace!("start: {} measured into PCR {pcr}", r.id);
             }
+            // Part of the measurement's content.
+            chitin_devices::Action::Digest { .. } => {}
         }
     }
     Ok(())

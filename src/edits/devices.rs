@@ -10,9 +10,13 @@ pub struct Devices {
 }
 
 impl Devices {
-    pub fn real() -> Devices {
+    pub fn real(cdi_dirs: Option<&[std::path::PathBuf]>) -> Devices {
+        let host = chitin_devices::Host::real();
         Devices {
-            host: chitin_devices::Host::real(),
+            host: match cdi_dirs {
+                Some(dirs) => host.with_cdi_dirs(dirs),
+                None => host,
+            },
         }
     }
 }
@@ -25,8 +29,11 @@ impl Provider for Devices {
     fn edits(&self, config: &Config) -> Result<Vec<Edit>, PlanError> {
         let annotations = config.spec.annotations().clone().unwrap_or_default();
         let annotations = annotations.into_iter().collect();
+        let user = config.spec.process().as_ref().map(|p| p.user());
         let req = chitin_devices::Request {
             annotations: &annotations,
+            uid: user.map_or(0, |u| u.uid()),
+            gid: user.map_or(0, |u| u.gid()),
         };
         let grants = chitin_devices::resolve(&self.host, &req).map_err(refused)?;
         let edit = |g: chitin_devices::Grant| Edit {
@@ -35,6 +42,10 @@ impl Provider for Devices {
             edits: Edits {
                 devices: g.devices,
                 device_rules: g.device_rules,
+                env: g.env,
+                mounts: g.mounts,
+                hooks: g.hooks,
+                additional_gids: g.additional_gids,
                 actions: g.actions,
                 ..Edits::default()
             },

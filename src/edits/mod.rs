@@ -34,7 +34,7 @@ use oci_spec::runtime::{
 
 use crate::plan::{Config, PlanError};
 
-pub use chitin_devices::Action;
+pub use chitin_devices::{Action, HookPhase};
 pub use defaults::Defaults;
 pub use devices::Devices;
 
@@ -56,16 +56,6 @@ pub enum Precedence {
     Fallback,
     /// The edit's item replaces one of config.json or of a fallback edit.
     Replace,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HookPhase {
-    Prestart,
-    CreateRuntime,
-    CreateContainer,
-    StartContainer,
-    Poststart,
-    Poststop,
 }
 
 /// What one provider adds.
@@ -150,9 +140,10 @@ impl Provenance {
     }
 }
 
-/// The built-in providers, in their order: chitin's defaults, then the devices crate's.
-pub fn builtin() -> Vec<Box<dyn Provider>> {
-    vec![Box::new(Defaults), Box::new(Devices::real())]
+/// The built-in providers, in their order: chitin's defaults, then the devices crate's, which
+/// read CDI specs from `cdi_dirs` (None: CDI's own directories).
+pub fn builtin(cdi_dirs: Option<&[std::path::PathBuf]>) -> Vec<Box<dyn Provider>> {
+    vec![Box::new(Defaults), Box::new(Devices::real(cdi_dirs))]
 }
 
 /// Applies the providers' edits to `config`, in order (each sees the config as the earlier ones

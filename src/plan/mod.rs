@@ -155,7 +155,11 @@ fn absolute(field: &str, p: &Path) -> Result<PathBuf, PlanError> {
 impl Plan {
     /// Loads the bundle, applies the built-in providers' edits (crate::edits) and builds the
     /// plan of the effective config. Reads files; changes nothing.
-    pub fn load(bundle: &Path, id: &str) -> Result<(Config, Plan), PlanError> {
+    pub fn load(
+        bundle: &Path,
+        id: &str,
+        providers: &[Box<dyn crate::edits::Provider>],
+    ) -> Result<(Config, Plan), PlanError> {
         validate_id(id)?;
         let host = host::RealHost;
         let bundle = host
@@ -165,7 +169,7 @@ impl Plan {
                 source,
             })?;
         let mut config = Config::read(&bundle)?;
-        let applied = crate::edits::apply(&mut config, &crate::edits::builtin())?;
+        let applied = crate::edits::apply(&mut config, providers)?;
         let mut plan = Plan::new(&config, &bundle, id, &host)
             .map_err(|e| applied.provenance.name_origin(e))?;
         plan.actions = applied.actions;

@@ -26,7 +26,9 @@ fn base() -> serde_json::Value {
 
 fn err(tag: &str, config: serde_json::Value) -> String {
     let b = bundle(tag, config);
-    let e = Plan::load(&b, "c1").unwrap_err().to_string();
+    let e = Plan::load(&b, "c1", &crate::edits::builtin(None))
+        .unwrap_err()
+        .to_string();
     std::fs::remove_dir_all(&b).unwrap();
     e
 }
@@ -34,7 +36,7 @@ fn err(tag: &str, config: serde_json::Value) -> String {
 #[test]
 fn the_default_spec_plans() {
     let b = bundle("ok", base());
-    let (_, p) = Plan::load(&b, "c1").unwrap();
+    let (_, p) = Plan::load(&b, "c1", &crate::edits::builtin(None)).unwrap();
     assert_eq!(p.process.args, vec!["sh"]);
     assert!(p.namespaces.is_new(NsKind::Pid) && p.namespaces.is_new(NsKind::Mount));
     assert_eq!(p.mounts.len(), 7);
@@ -105,7 +107,7 @@ fn bad_inputs_name_the_field() {
     let mut c = base();
     c["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_SPARC64"]});
     let b = bundle("sparc", c);
-    let (_, p) = Plan::load(&b, "c1").unwrap();
+    let (_, p) = Plan::load(&b, "c1", &crate::edits::builtin(None)).unwrap();
     assert_eq!(
         p.seccomp.unwrap().archs,
         [chitin_arch::Arch::Sparc64],
@@ -114,7 +116,9 @@ fn bad_inputs_name_the_field() {
     std::fs::remove_dir_all(&b).unwrap();
 
     let b = std::env::temp_dir().join("chitin-plan-no-such-bundle");
-    let e = Plan::load(&b, "c1").unwrap_err().to_string();
+    let e = Plan::load(&b, "c1", &crate::edits::builtin(None))
+        .unwrap_err()
+        .to_string();
     assert!(
         e.starts_with("bundle ") && e.contains("No such file"),
         "{e}"
@@ -122,7 +126,9 @@ fn bad_inputs_name_the_field() {
 
     let b = bundle("json", base());
     std::fs::write(b.join("config.json"), "{\"ociVersion\": ").unwrap();
-    let e = Plan::load(&b, "c1").unwrap_err().to_string();
+    let e = Plan::load(&b, "c1", &crate::edits::builtin(None))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("config.json") && e.contains("EOF"), "{e}");
     std::fs::remove_dir_all(&b).unwrap();
 }
@@ -132,7 +138,7 @@ fn terminal_rules_follow_runc() {
     let mut c = base();
     c["process"]["terminal"] = true.into();
     let b = bundle("tty", c);
-    let (_, p) = Plan::load(&b, "c1").unwrap();
+    let (_, p) = Plan::load(&b, "c1", &crate::edits::builtin(None)).unwrap();
     let detached = RunOptions {
         detach: true,
         ..Default::default()

@@ -210,12 +210,14 @@ impl Tpm for Client {
     }
 }
 
-/// What is measured of a container: its id, the sha256 of the config it was created with, and
-/// its image's digest where an annotation gives it.
+/// What is measured of a container: its id, the sha256 of the config it was created with, its
+/// image's digest where an annotation gives it, and the files its actions name (the CDI specs
+/// whose edits it has), by their digests at create.
 pub fn content(
     id: &str,
     config: &[u8],
     annotations: &std::collections::BTreeMap<String, String>,
+    actions: &[chitin_devices::Action],
 ) -> serde_json::Value {
     let mut c = serde_json::json!({
         "event": "container-start",
@@ -224,6 +226,18 @@ pub fn content(
     });
     if let Some(image) = IMAGE_DIGEST.iter().find_map(|k| annotations.get(*k)) {
         c["image"] = image.clone().into();
+    }
+    let files: Vec<serde_json::Value> = actions
+        .iter()
+        .filter_map(|a| match a {
+            chitin_devices::Action::Digest { file, sha256 } => {
+                Some(serde_json::json!({"file": file, "sha256": sha256}))
+            }
+            chitin_devices::Action::Measure { .. } => None,
+        })
+        .collect();
+    if !files.is_empty() {
+        c["cdi"] = files.into();
     }
     c
 }
@@ -361,20 +375,28 @@ mod tests {
             "io.kubernetes.cri-o.ImageRef".to_string(),
             "sha256:abc".to_string(),
         )];
-        let c = content("c1", b"{}", &ann.into_iter().collect());
+        let cdi = [chitin_devices::Action::Digest {
+            file: "/etc/cdi/x.json".into(),
+            sha256: "ab".into(),
+        }];
+        let c = content("c1", b"{}", &ann.into_iter().collect(), &cdi);
         assert_eq!(c["image"], "sha256:abc");
+        assert_eq!(
+            c["cdi"],
+            serde_json::json!([{"file": "/etc/cdi/x.json", "sha256": "ab"}])
+        );
         assert_eq!(
             c["config"],
             "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
         );
         let mut log = Log::open(&root).unwrap();
         measure(&mut log, &mut tpm, 16, c).unwrap();
-        let c2 = content("c2", b"{ }", &Default::default());
+        let c2 = content("c2", b"{ }", &Default::default(), &[]);
         measure(&mut log, &mut tpm, 16, c2).unwrap();
         let logged = |log: &mut Log| log.records().unwrap();
         assert_eq!(verify(&logged(&mut log), &root, &mut tpm).unwrap()[0].2, 2);
         tpm.fail = true;
-        let c3 = content("c3", b"", &Default::default());
+        let c3 = content("c3", b"", &Default::default(), &[]);
         assert!(measure(&mut log, &mut tpm, 16, c3).is_err());
         assert_eq!(logged(&mut log).len(), 2, "taken back");
         // Something else extends the PCR: the log no longer accounts for it.

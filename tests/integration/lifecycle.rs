@@ -339,6 +339,8 @@ pub fn features_and_version() -> TestResult {
         f["potentiallyUnsafeConfigAnnotations"],
         serde_json::json!([
             "org.chitin.seccomp.skip-unsupported",
+            "org.chitin.devices.cdi",
+            "cdi.k8s.io/",
             "org.chitin.tpm.device"
         ])
     );
@@ -349,6 +351,10 @@ pub fn features_and_version() -> TestResult {
                 .is_some_and(|d| d.contains("true")),
             "{a}"
         );
+    }
+    for a in ["org.chitin.devices.cdi", "cdi.k8s.io/"] {
+        let what = f["annotations"][a].as_str().unwrap_or_default();
+        assert!(what.contains("CDI device names"), "{a}: {what}");
     }
     // Every guarantee features states is one the escape tests try.
     let tests = concat!(

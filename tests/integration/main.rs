@@ -4,6 +4,7 @@ mod apparmor;
 mod cgroups;
 mod clients;
 mod compare;
+mod devices;
 mod differential;
 mod errors;
 mod escapes;
@@ -107,6 +108,9 @@ fn main() {
         exec::follows_the_saved_config,
         tpm::measured_at_start_and_verified,
         tpm::bad_requests_fail_before_anything_is_made,
+        tpm::cdi_specs_are_measured,
+        devices::cdi_devices_reach_the_container,
+        devices::bad_cdi_requests_fail_before_anything_is_made,
         exec::terminal,
         seccomp::docker_default_profile,
         seccomp::actions_and_errnos,

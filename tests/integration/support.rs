@@ -172,11 +172,23 @@ impl Ctx {
     /// `create` with `extra` flags. The init keeps the stdio it is given until it exits, so
     /// stdout goes nowhere and stderr to a file. Returns (exit code, stderr).
     pub fn create(&self, b: &Bundle, id: &str, extra: &[&std::ffi::OsStr]) -> (i32, String) {
+        self.create_with(&[], b, id, extra)
+    }
+
+    /// `create` after the global flags `global`.
+    pub fn create_with(
+        &self,
+        global: &[&str],
+        b: &Bundle,
+        id: &str,
+        extra: &[&std::ffi::OsStr],
+    ) -> (i32, String) {
         b.save();
         let err_path = self.base.join(format!("create-{id}.err"));
         let err = std::fs::File::create(&err_path).unwrap();
         let st = self
             .cmd()
+            .args(global)
             .arg("create")
             .args(extra)
             .arg("-b")

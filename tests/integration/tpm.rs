@@ -220,6 +220,40 @@ pub fn measured_at_start_and_verified() -> TestResult {
     Ok(())
 }
 
+/// A container with CDI devices is measured with the digest of each spec file its edits came
+/// from (their hooks ran as root), as the file was at create.
+pub fn cdi_specs_are_measured() -> TestResult {
+    let ctx = Ctx::new("tpmcdi")?;
+    let (_swtpm, tcti) = swtpm(&ctx)?;
+    let (dirs, file) = crate::devices::spec_dir(&ctx);
+    let id = ctx.id();
+    let ask = json!({MEASURE: "true", "org.chitin.devices.cdi": "test.chitin.dev/dev=other"});
+    let b = crate::devices::bundle(&ctx, &id, ask, false);
+    let (code, err) = ctx.create(&b, &id, &[]);
+    assert_eq!(
+        code, 1,
+        "create without --cdi-spec-dirs finds no spec: {err}"
+    );
+    let (code, err) = ctx.create_with(&["--cdi-spec-dirs", &dirs], &b, &id, &[]);
+    assert_eq!(code, 0, "{err}");
+    let want = sha256_hex(&std::fs::read(&file).unwrap());
+    // Changed after create: the measurement keeps what the edits came from.
+    std::fs::write(&file, "changed").unwrap();
+    let out = chitin(&ctx, &tcti, &["start", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = log(&ctx, &tcti);
+    assert_eq!(
+        records[0]["content"]["cdi"],
+        json!([{"file": file.display().to_string(), "sha256": want}])
+    );
+    verified(&ctx, &tcti);
+    Ok(())
+}
+
 pub fn bad_requests_fail_before_anything_is_made() -> TestResult {
     let ctx = Ctx::new("tpmbad")?;
     // (The log quotes the message: its quotes come out escaped.)

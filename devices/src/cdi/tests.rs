@@ -1,0 +1,307 @@
+//! The CDI provider on fake hosts: spec files in JSON and YAML under fake /etc/cdi and
+//! /var/run/cdi, device nodes made with mknod.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::LinuxDeviceType;
+
+use super::*;
+use crate::HookPhase;
+
+struct Tree(PathBuf);
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Tree {
+    fn new(name: &str) -> Tree {
+        let root = std::env::temp_dir().join(format!("chitin-cdi-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for d in ["etc/cdi", "var/run/cdi", "dev"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        Tree(root)
+    }
+
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.0.join(rel);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        p
+    }
+
+    /// A character device node in the fake /dev.
+    fn node(&self, name: &str, major: u32, minor: u32) {
+        let p = std::ffi::CString::new(
+            self.0
+                .join("dev")
+                .join(name)
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap();
+        let dev = libc::makedev(major, minor);
+        assert_eq!(
+            unsafe { libc::mknod(p.as_ptr(), libc::S_IFCHR | 0o600, dev) },
+            0,
+            "mknod (tests run as root)"
+        );
+    }
+
+    fn host(&self) -> Host {
+        Host::at(&self.0)
+    }
+}
+
+fn ask(host: &Host, pairs: &[(&str, &str)], uid: u32) -> Result<Vec<Grant>, DeviceError> {
+    let a: BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    resolve(
+        host,
+        &Request {
+            annotations: &a,
+            uid,
+            gid: uid,
+        },
+    )
+}
+
+const GPU_JSON: &str = r#"{
+  "cdiVersion": "0.7.0",
+  "kind": "vendor.example/gpu",
+  "containerEdits": {
+    "env": ["GPU_DRIVER=1"],
+    "deviceNodes": [{"path": "/dev/gpuctl", "hostPath": "/dev/gpuctl"}],
+    "mounts": [{"hostPath": "/opt/gpu/lib", "containerPath": "/usr/lib/gpu", "options": ["ro", "bind"]}],
+    "hooks": [{"hookName": "createContainer", "path": "/usr/bin/gpu-hook", "args": ["gpu-hook", "ldcache"]}]
+  },
+  "devices": [
+    {"name": "0", "containerEdits": {"deviceNodes": [{"path": "/dev/gpu0", "permissions": "rw"}]}},
+    {"name": "1", "containerEdits": {"deviceNodes": [{"path": "/dev/gpu1", "type": "c", "major": 240, "minor": 1, "fileMode": 432}], "additionalGids": [0, 44]}}
+  ]
+}"#;
+
+const FPGA_YAML: &str = "cdiVersion: 1.1.0
+kind: vendor.example/fpga
+devices:
+- name: a
+  containerEdits:
+    env: [FPGA=a]
+    deviceNodes:
+    - path: /dev/fpga0
+      hostPath: /dev/fpga-a
+";
+
+#[test]
+fn json_and_yaml_specs_grant_nodes_rules_and_edits() {
+    let t = Tree::new("grant");
+    t.node("gpuctl", 240, 255);
+    t.node("gpu0", 240, 0);
+    t.node("fpga-a", 241, 7);
+    let gpu = t.write("etc/cdi/gpu.json", GPU_JSON);
+    let fpga = t.write("var/run/cdi/fpga.yaml", FPGA_YAML);
+    let host = t.host();
+    let grants = ask(
+        &host,
+        &[
+            (ANNOTATION, "vendor.example/gpu=0,vendor.example/fpga=a"),
+            ("cdi.k8s.io/plugin_gpu1", "vendor.example/gpu=1"),
+        ],
+        1000,
+    )
+    .unwrap();
+    let origins: Vec<&str> = grants.iter().map(|g| g.origin.as_str()).collect();
+    let gpu_s = gpu.display();
+    let fpga_s = fpga.display();
+    // The spec's own edits once, before its first device; the annotations in key order.
+    assert_eq!(
+        origins,
+        [
+            format!("CDI vendor.example/gpu ({gpu_s})"),
+            format!("CDI vendor.example/gpu=1 ({gpu_s})"),
+            format!("CDI vendor.example/gpu=0 ({gpu_s})"),
+            format!("CDI vendor.example/fpga ({fpga_s})"),
+            format!("CDI vendor.example/fpga=a ({fpga_s})"),
+        ]
+    );
+    let common = &grants[0];
+    assert_eq!(common.env, ["GPU_DRIVER=1"]);
+    let d = &common.devices[0];
+    assert_eq!(
+        (d.typ(), d.major(), d.minor()),
+        (LinuxDeviceType::C, 240, 255)
+    );
+    // The container's user owns the node unless the spec names one.
+    assert_eq!((d.uid(), d.gid()), (Some(1000), Some(1000)));
+    let r = &common.device_rules[0];
+    assert_eq!(
+        (r.major(), r.minor(), r.access().as_deref()),
+        (Some(240), Some(255), Some("rwm"))
+    );
+    let m = &common.mounts[0];
+    assert_eq!(m.destination(), Path::new("/usr/lib/gpu"));
+    assert_eq!(m.source().as_deref(), Some(Path::new("/opt/gpu/lib")));
+    assert_eq!(common.hooks[0].0, HookPhase::CreateContainer);
+    assert_eq!(common.hooks[0].1.path(), Path::new("/usr/bin/gpu-hook"));
+    let Action::Digest { file, sha256 } = &common.actions[0] else {
+        panic!("{:?}", common.actions)
+    };
+    assert_eq!(file, &gpu_s.to_string());
+    assert_eq!(sha256.len(), 64);
+    // Type and major given: nothing read from the host, the mode kept, gid 0 dropped.
+    let one = &grants[1];
+    assert_eq!(
+        (
+            one.devices[0].major(),
+            one.devices[0].minor(),
+            one.devices[0].file_mode()
+        ),
+        (240, 1, Some(0o660))
+    );
+    assert_eq!(one.additional_gids, [44]);
+    let fpga_dev = &grants[4].devices[0];
+    assert_eq!(
+        (
+            fpga_dev.path().as_path(),
+            fpga_dev.major(),
+            fpga_dev.minor()
+        ),
+        (Path::new("/dev/fpga0"), 241, 7)
+    );
+    let zero = &grants[2];
+    assert_eq!(zero.device_rules[0].access().as_deref(), Some("rw"));
+    // Nothing asked, nothing read.
+    assert!(ask(&host, &[], 0).unwrap().is_empty());
+}
+
+#[test]
+fn a_later_directory_wins_and_one_directory_twice_conflicts() {
+    let t = Tree::new("prio");
+    t.node("gpu0", 240, 0);
+    t.node("gpuctl", 240, 255);
+    t.write("etc/cdi/gpu.json", GPU_JSON);
+    let late = GPU_JSON.replace("\"name\": \"0\", \"containerEdits\": {\"deviceNodes\": [{\"path\": \"/dev/gpu0\"", "\"name\": \"0\", \"containerEdits\": {\"deviceNodes\": [{\"path\": \"/dev/gpu0-late\", \"hostPath\": \"/dev/gpu0\"");
+    t.write("var/run/cdi/gpu.json", &late);
+    let host = t.host();
+    let g = ask(&host, &[(ANNOTATION, "vendor.example/gpu=0")], 0).unwrap();
+    assert_eq!(g[1].devices[0].path(), Path::new("/dev/gpu0-late"));
+    assert!(
+        g[1].origin.contains("var/run/cdi/gpu.json"),
+        "{}",
+        g[1].origin
+    );
+    t.write("var/run/cdi/gpu-too.yaml", &late);
+    let e = ask(&host, &[(ANNOTATION, "vendor.example/gpu=0")], 0).unwrap_err();
+    assert_eq!(e.annotation, ANNOTATION);
+    assert!(
+        e.reason
+            .starts_with("CDI device vendor.example/gpu=0 is defined by both"),
+        "{}",
+        e.reason
+    );
+    assert!(e.reason.contains("gpu-too.yaml"), "{}", e.reason);
+    // --cdi-spec-dirs: only the directories given.
+    let only_etc = t.host().with_cdi_dirs(&[PathBuf::from("/etc/cdi")]);
+    let g = ask(&only_etc, &[(ANNOTATION, "vendor.example/gpu=0")], 0).unwrap();
+    assert_eq!(g[1].devices[0].path(), Path::new("/dev/gpu0"));
+}
+
+#[test]
+fn untrusted_or_bad_spec_files_are_refused_by_name() {
+    let t = Tree::new("refuse");
+    let p = t.write("etc/cdi/gpu.json", GPU_JSON);
+    let host = t.host();
+    let req = [(ANNOTATION, "vendor.example/gpu=1")];
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o646)).unwrap();
+    let e = ask(&host, &req, 0).unwrap_err().reason;
+    assert!(
+        e.starts_with("no CDI spec defines the device vendor.example/gpu=1 (refused: "),
+        "{e}"
+    );
+    assert!(e.contains("mode 646 lets others write it"), "{e}");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::chown(&p, Some(65534), None).unwrap();
+    let e = ask(&host, &req, 0).unwrap_err().reason;
+    assert!(e.contains("owned by uid 65534, not root"), "{e}");
+    std::fs::remove_file(&p).unwrap();
+    let cases = [
+        (
+            GPU_JSON.replace("0.7.0", "0.6.0"),
+            "cdiVersion \"0.6.0\" is too old for additionalGids, which needs 0.7.0",
+        ),
+        (
+            FPGA_YAML.replace("1.1.0", "0.4.0"),
+            "cdiVersion \"0.4.0\" is too old for deviceNodes[].hostPath, which needs 0.5.0",
+        ),
+        (
+            GPU_JSON.replace("0.7.0", "1.2.0"),
+            "cdiVersion \"1.2.0\" is not a CDI version (0.1.0 to 1.1.0)",
+        ),
+        (
+            GPU_JSON.replace("\"major\": 240", "\"majr\": 240"),
+            "unknown field `majr`",
+        ),
+        (
+            GPU_JSON.replace("createContainer", "preStart"),
+            "containerEdits.hooks[0].hookName: \"preStart\" is not one of",
+        ),
+        (
+            GPU_JSON.replace("\"rw\"", "\"rx\""),
+            "devices[0].containerEdits.deviceNodes[0].permissions: \"rx\" is not made of r, w and m",
+        ),
+        (
+            GPU_JSON.replace("GPU_DRIVER=1", "=1"),
+            "containerEdits.env[0]: \"=1\" is not NAME=VALUE",
+        ),
+    ];
+    for (text, want) in cases {
+        t.write("etc/cdi/gpu.yaml", &text);
+        let e = ask(&host, &req, 0).unwrap_err().reason;
+        assert!(e.contains(want), "{want:?} in {e}");
+        assert!(e.contains("etc/cdi/gpu.yaml: "), "{e}");
+    }
+}
+
+#[test]
+fn what_cannot_be_granted_names_the_file_and_field() {
+    let t = Tree::new("cannot");
+    let p = t.write("etc/cdi/gpu.json", GPU_JSON);
+    let host = t.host();
+    // /dev/gpuctl is not on this host.
+    let e = ask(&host, &[("cdi.k8s.io/x", "vendor.example/gpu=1")], 0).unwrap_err();
+    assert_eq!(e.annotation, "cdi.k8s.io/x");
+    let want = format!(
+        "CDI spec {} containerEdits.deviceNodes[0]: the host's /dev/gpuctl: No such file or directory",
+        p.display()
+    );
+    assert!(e.reason.starts_with(&want), "{}", e.reason);
+    std::fs::write(t.0.join("dev/gpuctl"), "").unwrap();
+    let e = ask(&host, &[("cdi.k8s.io/x", "vendor.example/gpu=1")], 0).unwrap_err();
+    assert!(
+        e.reason
+            .ends_with("the host's /dev/gpuctl is not a device node"),
+        "{}",
+        e.reason
+    );
+    let rdt = FPGA_YAML.replace("    env: [FPGA=a]\n", "    intelRdt: {closID: x}\n");
+    t.write("etc/cdi/fpga.yaml", &rdt);
+    let e = ask(&host, &[(ANNOTATION, "vendor.example/fpga=a")], 0).unwrap_err();
+    assert!(
+        e.reason
+            .ends_with("devices[0].containerEdits.intelRdt: Intel RDT is not supported"),
+        "{}",
+        e.reason
+    );
+    let e = ask(&host, &[(ANNOTATION, "vendor.example/fpga=b")], 0).unwrap_err();
+    assert_eq!(
+        e.reason,
+        "no CDI spec defines the device vendor.example/fpga=b"
+    );
+}

@@ -1,0 +1,202 @@
+//! Hardware from annotations: CDI devices named by `cdi.k8s.io/*` and `org.chitin.devices.cdi`,
+//! from spec files in a directory given with --cdi-spec-dirs (the host's /etc/cdi is left
+//! alone). The effects are read from inside the container, in the cgroup and on the host.
+
+use std::os::unix::fs::PermissionsExt;
+
+use serde_json::json;
+
+use crate::harness::{TestResult, skip};
+use crate::support::{Bundle, Ctx};
+
+/// A CDI spec directory in the test's directory, with a fuse node made for its hostPath and a
+/// spec (YAML) of two devices, the spec's own edits touching env, a mount, a hook and the
+/// groups. Returns the directory and the spec file.
+pub fn spec_dir(ctx: &Ctx) -> (String, std::path::PathBuf) {
+    let base = ctx.base.display().to_string();
+    let dir = ctx.base.join("cdi");
+    std::fs::create_dir_all(ctx.base.join("hostdev")).unwrap();
+    std::fs::create_dir_all(ctx.base.join("share")).unwrap();
+    std::fs::write(ctx.base.join("share/hello"), "from the host\n").unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    let node = ctx.base.join("hostdev/fuse");
+    let st = std::process::Command::new("mknod")
+        .arg(&node)
+        .args(["c", "10", "229"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "mknod");
+    let spec = format!(
+        "cdiVersion: 0.7.0
+kind: test.chitin.dev/dev
+containerEdits:
+  env: [CDI_TEST=spec-level]
+  mounts:
+  - {{hostPath: {base}/share, containerPath: /opt/share, options: [ro, rbind]}}
+  hooks:
+  - {{hookName: createRuntime, path: /bin/sh, args: [sh, -c, 'echo ran > {base}/hook-ran']}}
+  additionalGids: [44]
+devices:
+- name: fuse
+  containerEdits:
+    deviceNodes:
+    - {{path: /dev/cdi-fuse, hostPath: {base}/hostdev/fuse, permissions: rw, fileMode: 438}}
+- name: other
+  containerEdits:
+    deviceNodes: [{{path: /dev/other, type: c, major: 1, minor: 3}}]
+"
+    );
+    let file = dir.join("test.yaml");
+    std::fs::write(&file, spec).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    (dir.display().to_string(), file)
+}
+
+const SCRIPT: &str = "(exec 3<>/dev/cdi-fuse) 2>/dev/null && echo fuse-opened || echo fuse-denied; \
+     test -e /dev/other && echo other-present || echo other-absent; \
+     echo env=$CDI_TEST; cat /opt/share/hello; grep Groups /proc/self/status";
+
+/// A bundle that denies every device but the defaults, as Docker's configs do, with a node at
+/// /dev/cdi-fuse of its own when `own_node` (so that only the grant's rule differs).
+pub fn bundle(ctx: &Ctx, id: &str, annotations: serde_json::Value, own_node: bool) -> Bundle {
+    let mut b = ctx.bundle(SCRIPT);
+    b.config["linux"]["cgroupsPath"] = format!("/chitin-tests/{id}").into();
+    b.config["linux"]["resources"]["devices"] = json!([{"allow": false, "access": "rwm"}]);
+    if own_node {
+        b.config["linux"]["devices"] = json!([{"path": "/dev/cdi-fuse", "type": "c",
+                                               "major": 10, "minor": 229, "fileMode": 438}]);
+    }
+    b.config["annotations"] = annotations;
+    b
+}
+
+fn fuse_opens() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .is_ok()
+}
+
+/// `run` with CDI specs from `dirs`: exit code, stdout, stderr.
+fn run(ctx: &Ctx, dirs: &str, b: &Bundle, id: &str) -> (i32, String, String) {
+    b.save();
+    let out = ctx
+        .cmd()
+        .args(["--cdi-spec-dirs", dirs, "run", "-b"])
+        .arg(&b.dir)
+        .arg(id)
+        .output()
+        .unwrap();
+    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+/// A device of a CDI spec, asked for by a device plugin's annotation, opens in a container whose
+/// own rules deny it: the grant brings its node and its rule (seen in the v1 devices.list); the
+/// spec's other device stays out; the spec's own edits (env, a mount, a hook on the host, a
+/// group) are all there.
+pub fn cdi_devices_reach_the_container() -> TestResult {
+    let ctx = Ctx::new("cdi")?;
+    if !fuse_opens() {
+        return skip("/dev/fuse does not open on this host (no fuse driver)");
+    }
+    let (dirs, _) = spec_dir(&ctx);
+    let id = ctx.id();
+    let ask = json!({"cdi.k8s.io/test-plugin_fuse": "test.chitin.dev/dev=fuse"});
+    let mut b = bundle(&ctx, &id, ask, false);
+    let list = "; cat /sys/fs/cgroup/devices/devices.list 2>/dev/null || true";
+    b.config["process"]["args"][2] = format!("{SCRIPT}{list}").into();
+    let (code, out, err) = run(&ctx, &dirs, &b, &id);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("fuse-opened"), "{out}");
+    assert_eq!(lines.next(), Some("other-absent"), "{out}");
+    assert_eq!(lines.next(), Some("env=spec-level"), "{out}");
+    assert_eq!(lines.next(), Some("from the host"), "{out}");
+    let groups = lines.next().unwrap_or_default();
+    assert!(groups.split_whitespace().any(|g| g == "44"), "{groups}");
+    let rules: Vec<&str> = lines.collect();
+    if !rules.is_empty() {
+        assert!(rules.contains(&"c 10:229 rw"), "{rules:?}");
+    }
+    let hook = std::fs::read_to_string(ctx.base.join("hook-ran")).unwrap_or_default();
+    assert_eq!(hook, "ran\n", "the createRuntime hook ran on the host");
+
+    // The same node without the grant: the config's deny-all rule holds.
+    let id = ctx.id();
+    let mut b = bundle(&ctx, &id, json!({}), true);
+    b.config["process"]["args"][2] =
+        "(exec 3<>/dev/cdi-fuse) 2>/dev/null && echo fuse-opened || echo fuse-denied".into();
+    let (code, out, err) = run(&ctx, &dirs, &b, &id);
+    assert_eq!((code, out.as_str()), (0, "fuse-denied\n"), "{err}");
+    Ok(())
+}
+
+/// A request that cannot be granted fails create before anything is made, naming the
+/// annotation, and the spec file where it is at fault.
+pub fn bad_cdi_requests_fail_before_anything_is_made() -> TestResult {
+    let ctx = Ctx::new("cdibad")?;
+    let (dirs, file) = spec_dir(&ctx);
+    let f = file.display().to_string();
+    let ours = "org.chitin.devices.cdi";
+    let cases: Vec<(&str, &str, String, Option<u32>)> = vec![
+        (
+            ours,
+            "test.chitin.dev/dev=gpu",
+            "no CDI spec defines the device test.chitin.dev/dev=gpu".into(),
+            None,
+        ),
+        (
+            ours,
+            "test.chitin.dev/dev",
+            "a CDI device name is vendor.com/class=name".into(),
+            None,
+        ),
+        (
+            "cdi.k8s.io/-bad",
+            "test.chitin.dev/dev=fuse",
+            "after cdi.k8s.io/ is not letters and digits".into(),
+            None,
+        ),
+        // Others may write the spec: its hook would run as root.
+        (
+            ours,
+            "test.chitin.dev/dev=fuse",
+            format!("{f}: mode 646 lets others write it"),
+            Some(0o646),
+        ),
+    ];
+    for (key, value, want, mode) in cases {
+        if let Some(m) = mode {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(m)).unwrap();
+        }
+        let id = ctx.id();
+        let mut b = bundle(&ctx, &id, json!({key: value}), false);
+        b.config["process"]["args"][2] = "true".into();
+        let (code, out, err) = run(&ctx, &dirs, &b, &id);
+        assert_eq!(code, 1, "{out}{err}");
+        let named = format!("config.json: annotations[\\\"{key}\\\"]: ");
+        assert!(
+            err.contains(&named) && err.contains(&want),
+            "{want} in {err}"
+        );
+        assert!(!ctx.root.join(&id).exists(), "nothing left behind");
+        assert!(!ctx.base.join("hook-ran").exists(), "no hook ran");
+    }
+    // A host node that is not there names the file and its JSON path.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::remove_file(ctx.base.join("hostdev/fuse")).unwrap();
+    let id = ctx.id();
+    let mut b = bundle(&ctx, &id, json!({ours: "test.chitin.dev/dev=fuse"}), false);
+    b.config["process"]["args"][2] = "true".into();
+    let (code, _, err) = run(&ctx, &dirs, &b, &id);
+    assert_eq!(code, 1, "{err}");
+    let want = format!("CDI spec {f} devices[0].containerEdits.deviceNodes[0]: the host's ");
+    assert!(err.contains(&want), "{want} in {err}");
+    Ok(())
+}
