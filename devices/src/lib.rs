@@ -8,6 +8,7 @@
 //! fake trees shaped like real hosts. Nothing here changes the host.
 
 pub mod cdi;
+pub mod enclave;
 pub mod host;
 pub mod tpm;
 
@@ -18,11 +19,12 @@ use serde::{Deserialize, Serialize};
 
 pub use host::Host;
 
-/// What a provider may look at: the container's annotations and its process's ids.
+/// What a provider may look at: the container's annotations, its process's ids and its mounts.
 pub struct Request<'a> {
     pub annotations: &'a BTreeMap<String, String>,
     pub uid: u32,
     pub gid: u32,
+    pub mounts: &'a [Mount],
 }
 
 /// What the runtime is asked to do beyond the config.
@@ -61,6 +63,20 @@ pub struct Grant {
     pub actions: Vec<Action>,
 }
 
+impl Grant {
+    /// A character device node of root's at `path`, with the rule that lets the container read
+    /// and write it.
+    pub fn char_device(&mut self, path: &str, (major, minor): (i64, i64), mode: u32) {
+        self.devices.push(char_node(path, major, minor, mode));
+        self.device_rules.push(allow_rule(
+            LinuxDeviceType::C,
+            Some(major),
+            Some(minor),
+            "rw",
+        ));
+    }
+}
+
 /// A request that cannot be granted, by the annotation that asked for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceError {
@@ -95,6 +111,7 @@ pub fn annotations() -> Vec<Annotation> {
 /// Every provider's grant for `req`, in order.
 pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Vec<Grant>, DeviceError> {
     let mut grants = cdi::resolve(host, req)?;
+    grants.extend(enclave::resolve(host, req)?);
     grants.extend(tpm::resolve(host, req)?);
     Ok(grants)
 }

@@ -2,8 +2,6 @@
 //! starts (an action); `org.chitin.tpm.device` passes the kernel's resource manager, /dev/tpmrm0,
 //! into the container.
 
-use oci_spec::runtime::LinuxDeviceType;
-
 use super::{Action, Annotation, DeviceError, Grant, Host, Request};
 
 pub const MEASURE: &str = "org.chitin.tpm.measure";
@@ -81,15 +79,7 @@ pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Option<Grant>, DeviceEr
                 annotation: DEVICE.into(),
                 reason,
             })?;
-        grant
-            .devices
-            .push(super::char_node("/dev/tpmrm0", major, minor, 0o660));
-        grant.device_rules.push(super::allow_rule(
-            LinuxDeviceType::C,
-            Some(major),
-            Some(minor),
-            "rw",
-        ));
+        grant.char_device("/dev/tpmrm0", (major, minor), 0o660);
     }
     Ok(Some(grant))
 }
@@ -125,6 +115,7 @@ mod tests {
                     annotations: a,
                     uid: 0,
                     gid: 0,
+                    mounts: &[],
                 },
             )
         };
@@ -158,6 +149,7 @@ mod tests {
                 annotations: &a,
                 uid: 0,
                 gid: 0,
+                mounts: &[],
             },
         )
         .unwrap()
@@ -179,6 +171,7 @@ mod tests {
                 annotations: &a,
                 uid: 0,
                 gid: 0,
+                mounts: &[],
             },
         )
         .unwrap_err();

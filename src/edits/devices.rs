@@ -34,6 +34,7 @@ impl Provider for Devices {
             annotations: &annotations,
             uid: user.map_or(0, |u| u.uid()),
             gid: user.map_or(0, |u| u.gid()),
+            mounts: config.spec.mounts().as_deref().unwrap_or_default(),
         };
         let grants = chitin_devices::resolve(&self.host, &req).map_err(refused)?;
         let edit = |g: chitin_devices::Grant| Edit {

@@ -200,3 +200,50 @@ pub fn bad_cdi_requests_fail_before_anything_is_made() -> TestResult {
     assert!(err.contains(&want), "{want} in {err}");
     Ok(())
 }
+
+/// Enclave devices as this host has them: each one the host has is in the container and opens
+/// (the real part needs the hardware); each one it lacks fails create, naming the annotation,
+/// with nothing left behind. SGX is refused where the container's /dev is noexec.
+pub fn enclave_devices_as_the_host_has_them() -> TestResult {
+    let ctx = Ctx::new("enclave")?;
+    let key = "org.chitin.devices.enclave";
+    let named = format!("config.json: annotations[\\\"{key}\\\"]: ");
+    for (name, node) in [
+        ("sgx", "sgx_enclave"),
+        ("sgx-provision", "sgx_provision"),
+        ("sev", "sev"),
+        ("sev-guest", "sev-guest"),
+        ("tdx-guest", "tdx_guest"),
+        ("nitro", "nitro_enclaves"),
+    ] {
+        let id = ctx.id();
+        let mut b = bundle(&ctx, &id, json!({key: name}), false);
+        let open = format!("(exec 3<>/dev/{node}) && echo opened");
+        b.config["process"]["args"][2] = open.into();
+        let (code, out, err) = run(&ctx, "/nonexistent", &b, &id);
+        if std::path::Path::new("/sys/class/misc").join(node).exists() {
+            assert_eq!((code, out.as_str()), (0, "opened\n"), "{name}: {err}");
+            continue;
+        }
+        assert_eq!(code, 1, "{name}: {out}{err}");
+        let want = format!("no misc device {node} on this host");
+        assert!(
+            err.contains(&named) && err.contains(&want),
+            "{want} in {err}"
+        );
+        assert!(!ctx.root.join(&id).exists(), "nothing left behind");
+    }
+    let id = ctx.id();
+    let mut b = bundle(&ctx, &id, json!({key: "sgx"}), false);
+    let dev = b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|m| m["destination"] == "/dev")
+        .unwrap();
+    dev["options"].as_array_mut().unwrap().push("noexec".into());
+    let (code, _, err) = run(&ctx, "/nonexistent", &b, &id);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("/dev is mounted noexec"), "{err}");
+    Ok(())
+}

@@ -111,6 +111,7 @@ fn main() {
         tpm::cdi_specs_are_measured,
         devices::cdi_devices_reach_the_container,
         devices::bad_cdi_requests_fail_before_anything_is_made,
+        devices::enclave_devices_as_the_host_has_them,
         exec::terminal,
         seccomp::docker_default_profile,
         seccomp::actions_and_errnos,

@@ -69,6 +69,7 @@ fn ask(host: &Host, pairs: &[(&str, &str)], uid: u32) -> Result<Vec<Grant>, Devi
             annotations: &a,
             uid,
             gid: uid,
+            mounts: &[],
         },
     )
 }
