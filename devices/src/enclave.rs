@@ -107,42 +107,25 @@ fn tsm(host: &Host) -> Result<Vec<Mount>, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-
-    struct Tree(std::path::PathBuf);
-
-    impl Drop for Tree {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testing::{Tree, annotations, nodes, request};
 
     /// A host with SGX's two misc devices (minors as a 6.x kernel gives them) and configfs-tsm.
     fn tree() -> Tree {
-        let root =
-            std::env::temp_dir().join(format!("chitin-devices-enclave-{}", std::process::id()));
+        let t = Tree::new("enclave");
+        let root = t.0.clone();
         for (name, minor) in [("sgx_enclave", 125), ("sgx_provision", 126)] {
             let dir = root.join("sys/class/misc").join(name);
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join("dev"), format!("10:{minor}\n")).unwrap();
         }
         std::fs::create_dir_all(root.join("sys/kernel/config/tsm/report")).unwrap();
-        Tree(root)
+        t
     }
 
     fn ask(host: &Host, value: &str, mounts: &[Mount]) -> Result<Option<Grant>, DeviceError> {
-        let a: BTreeMap<String, String> = [(ANNOTATION.to_string(), value.to_string())].into();
-        resolve(
-            host,
-            &Request {
-                annotations: &a,
-                uid: 0,
-                gid: 0,
-                mounts,
-            },
-        )
+        let a = annotations(&[(ANNOTATION, value)]);
+        resolve(host, &request(&a, 0, mounts))
     }
 
     #[test]
@@ -150,13 +133,8 @@ mod tests {
         let t = tree();
         let host = Host::at(&t.0);
         let g = ask(&host, "sgx,sgx-provision,sgx", &[]).unwrap().unwrap();
-        let nodes: Vec<_> = g
-            .devices
-            .iter()
-            .map(|d| (d.path().display().to_string(), d.major(), d.minor()))
-            .collect();
         assert_eq!(
-            nodes,
+            nodes(&g),
             [
                 ("/dev/sgx_enclave".into(), 10, 125),
                 ("/dev/sgx_provision".into(), 10, 126)

@@ -4,12 +4,17 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use crate::vfio::Vfio;
+
 pub struct Host {
     root: PathBuf,
     pub sys: PathBuf,
     pub dev: PathBuf,
+    pub proc: PathBuf,
     /// In rising priority: a spec in a later directory wins over one of the same name before.
     pub cdi_dirs: Vec<PathBuf>,
+    /// What the VFIO driver says of a group (the kernel's answer, or a test's).
+    pub vfio: Box<dyn Vfio>,
 }
 
 /// CDI's directories: static specs, then the dynamic ones that drivers write at boot.
@@ -26,6 +31,8 @@ impl Host {
         Host {
             sys: root.join("sys"),
             dev: root.join("dev"),
+            proc: root.join("proc"),
+            vfio: Box::new(crate::vfio::Kernel),
             cdi_dirs: CDI_DIRS
                 .iter()
                 .map(|d| under(&root, Path::new(d)))
@@ -48,6 +55,30 @@ impl Host {
     /// The major and minor of the character device `name` of sysfs class `class`, from its
     /// `dev` file ("MAJOR:MINOR"), checked against the node /dev/`name` where there is one.
     pub fn char_dev(&self, class: &str, name: &str) -> Result<(i64, i64), String> {
+        self.char_dev_at(class, name, name)
+    }
+
+    /// The host's default huge page size as hugepageLimits names sizes ("2MB"), from
+    /// /proc/meminfo; None without huge pages.
+    pub fn default_hugepage_size(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.proc.join("meminfo")).ok()?;
+        let kb: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Hugepagesize:"))?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(match kb {
+            k if k >= 1 << 20 && k % (1 << 20) == 0 => format!("{}GB", k >> 20),
+            k if k >= 1 << 10 && k % (1 << 10) == 0 => format!("{}MB", k >> 10),
+            k => format!("{k}KB"),
+        })
+    }
+
+    /// As `char_dev`, with the node at /dev/`node`.
+    pub fn char_dev_at(&self, class: &str, name: &str, node: &str) -> Result<(i64, i64), String> {
         let file = self.sys.join("class").join(class).join(name).join("dev");
         let text = std::fs::read_to_string(&file).map_err(|e| {
             format!(
@@ -60,7 +91,7 @@ impl Host {
             .split_once(':')
             .and_then(|(a, b)| Some((a.parse::<i64>().ok()?, b.parse::<i64>().ok()?)))
             .ok_or_else(|| format!("{}: {text:?} is not MAJOR:MINOR", file.display()))?;
-        let node = self.dev.join(name);
+        let node = self.dev.join(node);
         if let Ok(m) = std::fs::metadata(&node) {
             let rdev = m.rdev();
             let (ma, mi) = (libc::major(rdev) as i64, libc::minor(rdev) as i64);

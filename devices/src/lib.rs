@@ -10,11 +10,16 @@
 pub mod cdi;
 pub mod enclave;
 pub mod host;
+#[cfg(test)]
+mod testing;
 pub mod tpm;
+pub mod vfio;
 
 use std::collections::BTreeMap;
 
-use oci_spec::runtime::{Hook, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, Mount};
+use oci_spec::runtime::{
+    Hook, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxHugepageLimit, Mount, PosixRlimit,
+};
 use serde::{Deserialize, Serialize};
 
 pub use host::Host;
@@ -49,10 +54,13 @@ pub enum HookPhase {
     Poststop,
 }
 
-/// A provider's answer, with where it came from ("TPM (org.chitin.tpm.device)").
+/// A provider's answer, with where it came from ("chitin's TPM provider").
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Grant {
     pub origin: String,
+    /// The config's own items at the same key stay (a mount at the same destination, an rlimit
+    /// of the same type); else the grant's replace them.
+    pub fallback: bool,
     pub devices: Vec<LinuxDevice>,
     pub device_rules: Vec<LinuxDeviceCgroup>,
     /// KEY=VALUE each.
@@ -60,6 +68,8 @@ pub struct Grant {
     pub mounts: Vec<Mount>,
     pub hooks: Vec<(HookPhase, Hook)>,
     pub additional_gids: Vec<u32>,
+    pub rlimits: Vec<PosixRlimit>,
+    pub hugepage_limits: Vec<LinuxHugepageLimit>,
     pub actions: Vec<Action>,
 }
 
@@ -104,6 +114,8 @@ pub struct Annotation {
 pub fn annotations() -> Vec<Annotation> {
     cdi::ANNOTATIONS
         .into_iter()
+        .chain(enclave::ANNOTATIONS)
+        .chain(vfio::ANNOTATIONS)
         .chain(tpm::ANNOTATIONS)
         .collect()
 }
@@ -112,6 +124,7 @@ pub fn annotations() -> Vec<Annotation> {
 pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Vec<Grant>, DeviceError> {
     let mut grants = cdi::resolve(host, req)?;
     grants.extend(enclave::resolve(host, req)?);
+    grants.extend(vfio::resolve(host, req)?);
     grants.extend(tpm::resolve(host, req)?);
     Ok(grants)
 }

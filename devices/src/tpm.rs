@@ -89,36 +89,21 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::testing::{Tree, annotations as req, request};
 
-    fn req(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn fake_host() -> (Host, std::path::PathBuf) {
-        let root = std::env::temp_dir().join(format!("chitin-devices-tpm-{}", std::process::id()));
-        let dir = root.join("sys/class/tpmrm/tpmrm0");
+    /// A host with the kernel's TPM resource manager.
+    fn fake_host(name: &str) -> (Host, Tree) {
+        let t = Tree::new(name);
+        let dir = t.0.join("sys/class/tpmrm/tpmrm0");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("dev"), "253:65536\n").unwrap();
-        (Host::at(&root), root)
+        (Host::at(&t.0), t)
     }
 
     #[test]
     fn measure_takes_true_or_the_pcr() {
-        let (host, root) = fake_host();
-        let grant = |a: &BTreeMap<String, String>| {
-            resolve(
-                &host,
-                &Request {
-                    annotations: a,
-                    uid: 0,
-                    gid: 0,
-                    mounts: &[],
-                },
-            )
-        };
+        let (host, _tree) = fake_host("tpm-measure");
+        let grant = |a: &BTreeMap<String, String>| resolve(&host, &request(a, 0, &[]));
         assert_eq!(grant(&req(&[])).unwrap(), None);
         assert_eq!(grant(&req(&[(MEASURE, "false")])).unwrap(), None);
         let g = grant(&req(&[(MEASURE, "true")])).unwrap().unwrap();
@@ -136,24 +121,13 @@ mod tests {
             e.contains("\"yes\" is not true, false or a PCR number"),
             "{e}"
         );
-        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
     fn the_device_comes_with_its_rule_or_names_what_is_missing() {
-        let (host, root) = fake_host();
+        let (host, tree) = fake_host("tpm-device");
         let a = req(&[(DEVICE, "true")]);
-        let g = resolve(
-            &host,
-            &Request {
-                annotations: &a,
-                uid: 0,
-                gid: 0,
-                mounts: &[],
-            },
-        )
-        .unwrap()
-        .unwrap();
+        let g = resolve(&host, &request(&a, 0, &[])).unwrap().unwrap();
         let d = &g.devices[0];
         assert_eq!(
             (d.path().to_str(), d.major(), d.minor()),
@@ -164,23 +138,13 @@ mod tests {
             (r.allow(), r.major(), r.minor(), r.access().as_deref()),
             (true, Some(253), Some(65536), Some("rw"))
         );
-        let none = Host::at(&root.join("nothing"));
-        let e = resolve(
-            &none,
-            &Request {
-                annotations: &a,
-                uid: 0,
-                gid: 0,
-                mounts: &[],
-            },
-        )
-        .unwrap_err();
+        let none = Host::at(&tree.0.join("nothing"));
+        let e = resolve(&none, &request(&a, 0, &[])).unwrap_err();
         assert_eq!(e.annotation, DEVICE);
         assert!(
             e.reason.starts_with("no tpmrm device tpmrm0 on this host"),
             "{}",
             e.reason
         );
-        std::fs::remove_dir_all(root).unwrap();
     }
 }

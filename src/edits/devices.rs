@@ -1,6 +1,6 @@
 //! The devices crate as a provider: what its providers grant (device nodes, their cgroup rules,
-//! actions) from the container's annotations, as edits that replace the config's own items at
-//! the same key.
+//! mounts, env, hooks, limits, actions) from the container's annotations, as edits that replace
+//! the config's own items at the same key, or yield to them where the grant says so.
 
 use super::{Edit, Edits, Origin, Precedence, Provider};
 use crate::plan::{Config, PlanError};
@@ -39,7 +39,11 @@ impl Provider for Devices {
         let grants = chitin_devices::resolve(&self.host, &req).map_err(refused)?;
         let edit = |g: chitin_devices::Grant| Edit {
             origin: Origin(g.origin),
-            precedence: Precedence::Replace,
+            precedence: if g.fallback {
+                Precedence::Fallback
+            } else {
+                Precedence::Replace
+            },
             edits: Edits {
                 devices: g.devices,
                 device_rules: g.device_rules,
@@ -47,6 +51,8 @@ impl Provider for Devices {
                 mounts: g.mounts,
                 hooks: g.hooks,
                 additional_gids: g.additional_gids,
+                rlimits: g.rlimits,
+                hugepage_limits: g.hugepage_limits,
                 actions: g.actions,
                 ..Edits::default()
             },

@@ -22,6 +22,9 @@ pub trait Host {
     fn read_in_rootfs(&self, rootfs: &Path, path: &Path) -> io::Result<String>;
     /// The uid and gid maps of the user namespace at `path`, read from a process in it.
     fn userns_maps(&self, path: &Path) -> Result<(Vec<IdMap>, Vec<IdMap>), String>;
+    /// The highest hard limit the runtime can give `resource`: its own, when it cannot raise it
+    /// (no CAP_SYS_RESOURCE); None when it can.
+    fn rlimit_ceiling(&self, resource: i32) -> Option<u64>;
 }
 
 /// Where the kernel answers "is this a valid context?": a write that fails with EINVAL if not.
@@ -86,6 +89,19 @@ impl Host for RealHost {
     fn userns_maps(&self, path: &Path) -> Result<(Vec<IdMap>, Vec<IdMap>), String> {
         super::userns::maps_of(path)
     }
+
+    fn rlimit_ceiling(&self, resource: i32) -> Option<u64> {
+        let sys_resource = caps::Capability::CAP_SYS_RESOURCE;
+        if caps::has_cap(None, caps::CapSet::Effective, sys_resource).unwrap_or(false) {
+            return None;
+        }
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the rlimit it is given.
+        (unsafe { libc::getrlimit(resource as _, &mut r) } == 0).then_some(r.rlim_max)
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +124,8 @@ mod fake {
         pub dirs: BTreeSet<PathBuf>,
         pub files: BTreeMap<PathBuf, String>,
         pub userns: BTreeMap<PathBuf, (Vec<IdMap>, Vec<IdMap>)>,
+        /// The hard limits the runtime cannot raise, by resource.
+        pub rlimit_ceilings: BTreeMap<i32, u64>,
     }
 
     impl FakeHost {
@@ -166,6 +184,10 @@ mod fake {
                 .get(path)
                 .cloned()
                 .ok_or_else(|| format!("no process is in the user namespace {}", path.display()))
+        }
+
+        fn rlimit_ceiling(&self, resource: i32) -> Option<u64> {
+            self.rlimit_ceilings.get(&resource).copied()
         }
     }
 }

@@ -82,7 +82,7 @@ pub fn plan(
         umask: user.umask(),
         additional_gids: user.additional_gids().clone().unwrap_or_default(),
         caps: capabilities(p.capabilities().as_ref())?,
-        rlimits: rlimits(p.rlimits().as_ref())?,
+        rlimits: rlimits(host, p.rlimits().as_ref())?,
         no_new_privs: p.no_new_privileges().unwrap_or(false),
         oom_score_adj: p.oom_score_adj(),
         terminal,
@@ -184,7 +184,7 @@ fn rlimit_resource(name: &str) -> Option<i32> {
     })
 }
 
-pub fn rlimits(list: Option<&Vec<PosixRlimit>>) -> Result<Vec<Rlimit>, PlanError> {
+pub fn rlimits(host: &dyn Host, list: Option<&Vec<PosixRlimit>>) -> Result<Vec<Rlimit>, PlanError> {
     let mut out: Vec<Rlimit> = Vec::new();
     for (i, r) in list.into_iter().flatten().enumerate() {
         let field = format!("process.rlimits[{i}]");
@@ -202,6 +202,21 @@ pub fn rlimits(list: Option<&Vec<PosixRlimit>>) -> Result<Vec<Rlimit>, PlanError
         }
         if out.iter().any(|o| o.resource == resource) {
             return Err(PlanError::field(&field, format!("{name} is given twice")));
+        }
+        // The init would fail to set it, after the container's namespaces and cgroup are made.
+        if let Some(ceiling) = host.rlimit_ceiling(resource).filter(|c| r.hard() > *c) {
+            let show = |v: u64| match v {
+                u64::MAX => "unlimited".to_owned(),
+                v => v.to_string(),
+            };
+            return Err(PlanError::field(
+                &field,
+                format!(
+                    "{name}'s hard limit {} is above this runtime's own, {}, which it cannot raise without CAP_SYS_RESOURCE",
+                    show(r.hard()),
+                    show(ceiling)
+                ),
+            ));
         }
         out.push(Rlimit {
             resource,

@@ -503,3 +503,23 @@ fn a_config_without_a_linux_section_has_no_namespaces() {
     assert_eq!(p.namespaces, Namespaces::default());
     assert!(p.masked_paths.is_empty() && p.readonly_paths.is_empty());
 }
+
+#[test]
+fn an_rlimit_above_what_the_runtime_can_raise_is_refused() {
+    let mut c = base();
+    c["process"]["rlimits"] = serde_json::json!([
+        {"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024},
+        {"type": "RLIMIT_MEMLOCK", "hard": u64::MAX, "soft": 65536}
+    ]);
+    let mut host = FakeHost::bundle();
+    assert_eq!(on(&host, c.clone()).unwrap().process.rlimits.len(), 2);
+    host.rlimit_ceilings
+        .insert(libc::RLIMIT_MEMLOCK as i32, 8 << 20);
+    fails(
+        &host,
+        c.clone(),
+        "process.rlimits[1]: RLIMIT_MEMLOCK's hard limit unlimited is above this runtime's own, 8388608, which it cannot raise without CAP_SYS_RESOURCE",
+    );
+    c["process"]["rlimits"][1]["hard"] = (8u64 << 20).into();
+    assert!(on(&host, c).is_ok(), "up to its own limit");
+}

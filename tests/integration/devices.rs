@@ -247,3 +247,84 @@ pub fn enclave_devices_as_the_host_has_them() -> TestResult {
     assert!(err.contains("/dev is mounted noexec"), "{err}");
     Ok(())
 }
+
+/// The PCI functions bound to vfio-pci on this host (the v2 VM binds QEMU's edu device).
+fn vfio_functions() -> Vec<String> {
+    let Ok(list) = std::fs::read_dir("/sys/bus/pci/drivers/vfio-pci") else {
+        return Vec::new();
+    };
+    let mut v: Vec<String> = list
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.matches(':').count() == 2)
+        .collect();
+    v.sort();
+    v
+}
+
+/// A PCI function on vfio-pci reaches a container whose own rules deny every device: the VFIO
+/// container node and its IOMMU group's node open, PCIDEVICE_ names the function, hugetlbfs is
+/// at /dev/hugepages, and memlock is unlimited. A group held open by that container is refused
+/// to the next, as in use. Where no function is bound, a request fails before anything is made.
+pub fn vfio_group_reaches_the_container() -> TestResult {
+    let ctx = Ctx::new("vfio")?;
+    let key = "org.chitin.devices.vfio";
+    let named = format!("config.json: annotations[\\\"{key}\\\"]: ");
+    let id = ctx.id();
+    let mut b = bundle(&ctx, &id, json!({key: "0000:7f:1f.7"}), false);
+    b.config["process"]["args"][2] = "true".into();
+    let (code, _, err) = run(&ctx, "/nonexistent", &b, &id);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&named) && err.contains("0000:7f:1f.7: no IOMMU group"),
+        "{err}"
+    );
+    assert!(!ctx.root.join(&id).exists(), "nothing left behind");
+    let Some(addr) = vfio_functions().into_iter().next() else {
+        return skip(
+            "no PCI function is bound to vfio-pci here (the v2 VM binds QEMU's edu device)",
+        );
+    };
+    let group = std::fs::read_link(format!("/sys/bus/pci/devices/{addr}/iommu_group")).unwrap();
+    let group = group.file_name().unwrap().to_string_lossy().into_owned();
+    let id = ctx.id();
+    let mut b = bundle(&ctx, &id, json!({key: addr}), false);
+    let script = format!(
+        "(exec 3<>/dev/vfio/vfio) && echo container-ok; (exec 3<>/dev/vfio/{group}) && echo group-ok; \
+         echo $PCIDEVICE_CHITIN_DEV_VFIO; grep -c ' /dev/hugepages hugetlbfs ' /proc/mounts; ulimit -l"
+    );
+    b.config["process"]["args"][2] = script.into();
+    let (code, out, err) = run(&ctx, "/nonexistent", &b, &id);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out,
+        format!("container-ok\ngroup-ok\n{addr}\n1\nunlimited\n"),
+        "{err}"
+    );
+
+    // Held open by one container, the group is not handed to another.
+    let holder = ctx.id();
+    let mut b = bundle(&ctx, &holder, json!({key: addr}), false);
+    b.config["process"]["args"][2] = format!("exec 3<>/dev/vfio/{group}; sleep 100").into();
+    let (code, err) = ctx.create_with(&[], &b, &holder, &[]);
+    assert_eq!(code, 0, "{err}");
+    ctx.chitin_ok(&["start", &holder]);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let second = loop {
+        let id = ctx.id();
+        let mut b = bundle(&ctx, &id, json!({key: addr}), false);
+        b.config["process"]["args"][2] = "true".into();
+        let (code, out, err) = run(&ctx, "/nonexistent", &b, &id);
+        if code != 0 || std::time::Instant::now() > until {
+            break (code, out, err);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(second.0, 1, "{second:?}");
+    assert!(
+        second.2.contains("is in use (open elsewhere)"),
+        "{}",
+        second.2
+    );
+    Ok(())
+}

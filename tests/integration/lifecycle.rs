@@ -341,6 +341,8 @@ pub fn features_and_version() -> TestResult {
             "org.chitin.seccomp.skip-unsupported",
             "org.chitin.devices.cdi",
             "cdi.k8s.io/",
+            "org.chitin.devices.enclave",
+            "org.chitin.devices.vfio",
             "org.chitin.tpm.device"
         ])
     );

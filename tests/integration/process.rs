@@ -369,3 +369,28 @@ pub fn created_init_holds_no_caller_fd() -> TestResult {
     assert_eq!(nix::unistd::read(r.as_fd(), &mut buf).unwrap(), 0);
     Ok(())
 }
+
+/// An rlimit whose hard limit is above the runtime's own: refused while planning, naming the
+/// field, where the runtime lacks CAP_SYS_RESOURCE to raise it (this host's bounding set drops
+/// it); set in the container where it has it (the VM). runc fails such a config in its init.
+pub fn rlimit_above_the_runtime_s_own() -> TestResult {
+    let ctx = Ctx::new("rlimitceil")?;
+    let mut b = ctx.bundle("ulimit -l");
+    b.config["process"]["rlimits"] =
+        json!([{"type": "RLIMIT_MEMLOCK", "hard": u64::MAX, "soft": u64::MAX}]);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let can_raise = cap_field(&status, "CapEff") & (1 << 24) != 0;
+    let id = ctx.id();
+    let (code, out, err) = ctx.run(&b, &id);
+    if can_raise {
+        assert_eq!((code, out.as_str()), (0, "unlimited\n"), "{err}");
+    } else {
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(
+            err.contains("process.rlimits[0]: RLIMIT_MEMLOCK's hard limit unlimited is above this runtime's own"),
+            "{err}"
+        );
+        assert!(!ctx.root.join(&id).exists(), "nothing left behind");
+    }
+    Ok(())
+}

@@ -55,8 +55,9 @@ for lib in $(ldd target/debug/chitin "$testbin" "${extra[@]}" | awk '/=>/ {print
   mkdir -p "$root$(dirname "$lib")"
   cp -L "$lib" "$root$lib"
 done
-# tun and fuse, for the device tests; Debian ships them as modules, maybe compressed.
-for mod in tun fuse; do
+# tun and fuse, for the device tests, and VFIO's modules (in load order), for the edu device;
+# Debian ships them as modules, maybe compressed.
+for mod in tun fuse irqbypass vfio vfio_virqfd vfio_iommu_type1 vfio-pci-core vfio-pci; do
   ko=$(find "/lib/modules/$kver" -name "$mod.ko*" | head -n 1)
   case "$ko" in
     *.xz) xz -dc "$ko" > "$root/lib/modules/$mod.ko" ;;
@@ -96,7 +97,13 @@ if [ -d /sys/fs/selinux ]; then
   cat /etc/selinux.policy > /sys/fs/selinux/load
   echo "selinux: test policy loaded ($?)"
 fi
-for m in tun fuse; do insmod /lib/modules/$m.ko 2>/dev/null; done
+for m in tun fuse irqbypass vfio vfio_virqfd vfio_iommu_type1 vfio-pci-core vfio-pci; do
+  insmod /lib/modules/$m.ko 2>/dev/null
+done
+# QEMU's edu device (1234:11e8), behind the emulated IOMMU, on vfio-pci: a real IOMMU group.
+echo 1234 11e8 > /sys/bus/pci/drivers/vfio-pci/new_id 2>/dev/null
+echo "vfio: $(ls /sys/bus/pci/drivers/vfio-pci 2>/dev/null | grep -c :) bound, groups $(ls /dev/vfio 2>/dev/null | tr '\n' ' ')"
+echo 8 > /proc/sys/vm/nr_hugepages
 echo "cgroup-layout: $(cat /sys/fs/cgroup/cgroup.controllers)"
 set -- $(cat /proc/cmdline)
 filter=""
@@ -121,9 +128,12 @@ lsm=${selinux:+lsm=landlock,lockdown,yama,integrity,selinux,bpf}
 log=$work/console.log
 # softlockup_panic: a guest kernel soft lockup (seen once in CI, not reproduced) ends the VM at
 # once, its trace in the log, instead of waiting for the timeout.
+# q35 with an emulated VT-d and QEMU's edu device: a PCI function in an IOMMU group of its own,
+# for the VFIO test.
 timeout 1500 qemu-system-x86_64 -accel tcg -m 2048 -smp 2 -nographic -no-reboot \
+  -machine q35 -device intel-iommu -device edu \
   -kernel "$kernel" -initrd "$work/initramfs.gz" \
-  -append "console=ttyS0 quiet panic=-1 softlockup_panic=1 $lsm chitin.filter=$filter chitin.must=$must" | tee "$log" | grep -A"${CHITIN_VM_CONTEXT:-3}" -E '^(test |integration:|cgroup-layout:|selinux:|vm-exit=|thread |  left|  right|assertion)' || true
+  -append "console=ttyS0 quiet panic=-1 softlockup_panic=1 intel_iommu=on $lsm chitin.filter=$filter chitin.must=$must" | tee "$log" | grep -A"${CHITIN_VM_CONTEXT:-3}" -E '^(test |integration:|cgroup-layout:|selinux:|vfio:|vm-exit=|thread |  left|  right|assertion)' || true
 code=$(sed -n 's/^vm-exit=\([0-9]*\).*/\1/p' "$log" | tail -n 1)
 if [ -z "$code" ]; then
   echo "the VM did not finish the tests; last lines:" >&2

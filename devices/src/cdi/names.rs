@@ -116,13 +116,7 @@ fn token(s: &str, first: fn(char) -> bool, inside: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn a(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::testing::annotations as a;
 
     #[test]
     fn names_come_from_both_annotations_each_once() {

@@ -1,7 +1,6 @@
 //! The CDI provider on fake hosts: spec files in JSON and YAML under fake /etc/cdi and
 //! /var/run/cdi, device nodes made with mknod.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -9,25 +8,24 @@ use oci_spec::runtime::LinuxDeviceType;
 
 use super::*;
 use crate::HookPhase;
+use crate::testing::{Tree, annotations, request};
 
-struct Tree(PathBuf);
-
-impl Drop for Tree {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+/// A host with empty CDI directories and /dev.
+fn tree(name: &str) -> Tree {
+    let t = Tree::new(&format!("cdi-{name}"));
+    for d in ["etc/cdi", "var/run/cdi", "dev"] {
+        std::fs::create_dir_all(t.0.join(d)).unwrap();
     }
+    t
 }
 
-impl Tree {
-    fn new(name: &str) -> Tree {
-        let root = std::env::temp_dir().join(format!("chitin-cdi-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        for d in ["etc/cdi", "var/run/cdi", "dev"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        Tree(root)
-    }
+trait Fake {
+    fn write(&self, rel: &str, text: &str) -> PathBuf;
+    fn node(&self, name: &str, major: u32, minor: u32);
+    fn host(&self) -> Host;
+}
 
+impl Fake for Tree {
     fn write(&self, rel: &str, text: &str) -> PathBuf {
         let p = self.0.join(rel);
         std::fs::write(&p, text).unwrap();
@@ -59,19 +57,8 @@ impl Tree {
 }
 
 fn ask(host: &Host, pairs: &[(&str, &str)], uid: u32) -> Result<Vec<Grant>, DeviceError> {
-    let a: BTreeMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    resolve(
-        host,
-        &Request {
-            annotations: &a,
-            uid,
-            gid: uid,
-            mounts: &[],
-        },
-    )
+    let a = annotations(pairs);
+    resolve(host, &request(&a, uid, &[]))
 }
 
 const GPU_JSON: &str = r#"{
@@ -102,7 +89,7 @@ devices:
 
 #[test]
 fn json_and_yaml_specs_grant_nodes_rules_and_edits() {
-    let t = Tree::new("grant");
+    let t = tree("grant");
     t.node("gpuctl", 240, 255);
     t.node("gpu0", 240, 0);
     t.node("fpga-a", 241, 7);
@@ -184,7 +171,7 @@ fn json_and_yaml_specs_grant_nodes_rules_and_edits() {
 
 #[test]
 fn a_later_directory_wins_and_one_directory_twice_conflicts() {
-    let t = Tree::new("prio");
+    let t = tree("prio");
     t.node("gpu0", 240, 0);
     t.node("gpuctl", 240, 255);
     t.write("etc/cdi/gpu.json", GPU_JSON);
@@ -216,7 +203,7 @@ fn a_later_directory_wins_and_one_directory_twice_conflicts() {
 
 #[test]
 fn untrusted_or_bad_spec_files_are_refused_by_name() {
-    let t = Tree::new("refuse");
+    let t = tree("refuse");
     let p = t.write("etc/cdi/gpu.json", GPU_JSON);
     let host = t.host();
     let req = [(ANNOTATION, "vendor.example/gpu=1")];
@@ -272,7 +259,7 @@ fn untrusted_or_bad_spec_files_are_refused_by_name() {
 
 #[test]
 fn what_cannot_be_granted_names_the_file_and_field() {
-    let t = Tree::new("cannot");
+    let t = tree("cannot");
     let p = t.write("etc/cdi/gpu.json", GPU_JSON);
     let host = t.host();
     // /dev/gpuctl is not on this host.

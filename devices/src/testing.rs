@@ -1,0 +1,52 @@
+//! What the providers' tests share: fake host trees in temp directories, and requests.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use oci_spec::runtime::Mount;
+
+use crate::Request;
+
+/// A temp directory for a fake host, fresh, removed when dropped.
+pub struct Tree(pub PathBuf);
+
+impl Tree {
+    pub fn new(name: &str) -> Tree {
+        let root =
+            std::env::temp_dir().join(format!("chitin-devices-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        Tree(root)
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A grant's nodes as (path, major, minor).
+pub fn nodes(g: &crate::Grant) -> Vec<(String, i64, i64)> {
+    g.devices
+        .iter()
+        .map(|d| (d.path().display().to_string(), d.major(), d.minor()))
+        .collect()
+}
+
+pub fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A request with these annotations, for a process of uid and gid `id`, with `mounts`.
+pub fn request<'a>(a: &'a BTreeMap<String, String>, id: u32, mounts: &'a [Mount]) -> Request<'a> {
+    Request {
+        annotations: a,
+        uid: id,
+        gid: id,
+        mounts,
+    }
+}
