@@ -152,9 +152,12 @@ fn main() {
         docker::interactive_terminal,
         docker::pause_update_top_stats,
         docker::stop_signal_and_sub_cgroups,
+        docker::cdi_device_by_annotation,
         docker_userns::userns_remap_and_network_container,
         ctr::run_exec_kill_rm,
+        ctr::cdi_device_by_annotation,
         podman::run_exec_stop_pause_ps,
         podman::read_only_tmpfs_and_a_pod,
+        podman::cdi_device_by_annotation,
     ]);
 }

@@ -154,3 +154,20 @@ pub fn run_exec_kill_rm() -> TestResult {
     assert_ne!(r.code, 0, "state after rm: {}", r.out);
     Ok(())
 }
+
+/// A CDI device asked for by `ctr run --annotation`, resolved by chitin under containerd's shim:
+/// the node opens, with the spec's variable; without the annotation, neither.
+pub fn cdi_device_by_annotation() -> TestResult {
+    let c = containerd()?;
+    super::cdi_spec()?;
+    let script = ["/bin/sh", "-c", super::CDI_SCRIPT];
+    let out = ok(&mut c.ctr_run(
+        "cdi",
+        &["--rm", "--annotation", super::CDI_ANNOTATION],
+        &script,
+    ));
+    assert_eq!(out, "fuse-opened\nenv=spec-level\n");
+    let out = ok(&mut c.ctr_run("nocdi", &["--rm"], &script));
+    assert_eq!(out, "fuse-absent\nenv=\n");
+    Ok(())
+}

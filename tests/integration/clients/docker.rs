@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 use super::{Sandbox, cgroup_read_script, need, ok, run, runtime, runtime_status, sandbox};
-use crate::harness::{TestResult, at_exit};
+use crate::harness::{TestResult, at_exit, skip};
 use crate::support::cap_field;
 use crate::tty::Tmux;
 
@@ -577,5 +577,53 @@ pub fn stop_signal_and_sub_cgroups() -> TestResult {
     assert!(dirs.iter().any(|d| d.join("sub").is_dir()), "{dirs:?}");
     ok(d.cli().args(["rm", "-f", &id]));
     super::wait_until(10, "the cgroups gone", || dirs.iter().all(|d| !d.exists()));
+    Ok(())
+}
+
+/// A CDI device asked for by annotation, which dockerd passes on and chitin resolves: the node
+/// opens despite Docker's deny-all device rules, with the spec's variable; without the
+/// annotation there is neither. Debian's docker CLI has no --annotation, so the container is
+/// made through the Engine API's HostConfig.Annotations (API 1.43), as Compose's `annotations`.
+pub fn cdi_device_by_annotation() -> TestResult {
+    let d = docker()?;
+    super::cdi_spec()?;
+    let api = ok(d.cli().args(["version", "-f", "{{.Server.APIVersion}}"]));
+    let api = api.trim();
+    let minor: u32 = api
+        .strip_prefix("1.")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if minor < 43 {
+        return skip(format!(
+            "dockerd's API is {api}: annotations reach the runtime from API 1.43 (Docker 24) on"
+        ));
+    }
+    let (key, value) = super::CDI_ANNOTATION.split_once('=').unwrap();
+    for (name, annotations, want) in [
+        (
+            "cdi",
+            serde_json::json!({key: value}),
+            "fuse-opened\nenv=spec-level\n",
+        ),
+        ("nocdi", serde_json::json!({}), "fuse-absent\nenv=\n"),
+    ] {
+        let body = serde_json::json!({
+            "Image": IMAGE,
+            "Cmd": ["sh", "-c", super::CDI_SCRIPT],
+            "HostConfig": {"Annotations": annotations},
+        });
+        let made = ok(Command::new("curl")
+            .args(["-sS", "--fail-with-body", "--unix-socket"])
+            .arg(d.dir.join("sock"))
+            .args(["-H", "Content-Type: application/json", "-d"])
+            .arg(body.to_string())
+            .arg(format!(
+                "http://localhost/v1.43/containers/create?name={name}"
+            )));
+        assert!(made.contains("\"Id\""), "{made}");
+        let out = ok(d.cli().args(["start", "-a", name]));
+        ok(d.cli().args(["rm", name]));
+        assert_eq!(out, want, "{name}");
+    }
     Ok(())
 }

@@ -285,3 +285,45 @@ pub fn runtime_status(root: &Path, id: &str) -> String {
 pub fn cgroup_read_script(v1: &str, v2: &str) -> String {
     format!("cat /sys/fs/cgroup/{v1} 2>/dev/null || cat /sys/fs/cgroup/{v2}")
 }
+
+/// The annotation a device plugin would write for the CDI device of `cdi_spec`.
+pub const CDI_ANNOTATION: &str = "cdi.k8s.io/chitin-test_fuse=test.chitin.dev/dev=fuse";
+
+/// What a container prints of that device: whether its node is there and opens (`<>` would make
+/// a file where there is none), and the spec's variable.
+pub const CDI_SCRIPT: &str = "if [ -c /dev/cdi-fuse ]; then (exec 3<>/dev/cdi-fuse) 2>/dev/null \
+     && echo fuse-opened || echo fuse-denied; else echo fuse-absent; fi; echo env=$CDI_TEST";
+
+/// A CDI spec in the sandbox's /run/cdi (CDI's dynamic directory, on the sandbox's own tmpfs)
+/// with one device, test.chitin.dev/dev=fuse: a fuse node at /dev/cdi-fuse and a variable.
+/// Skips where fuse does not open, and where the runtime is not chitin: runc reads no CDI
+/// annotations (the engines pass them on without resolving them).
+pub fn cdi_spec() -> Result<(), Outcome> {
+    if runtime() != Path::new(bin()) {
+        return skip("the runtime under test is not chitin: runc does not resolve CDI annotations");
+    }
+    if fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .is_err()
+    {
+        return skip("/dev/fuse does not open on this host (no fuse driver)");
+    }
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let sb = sandbox();
+        let node = sb.dir.join("cdi-fuse");
+        ok(Command::new("mknod").arg(&node).args(["c", "10", "229"]));
+        let spec = format!(
+            "cdiVersion: 0.5.0\nkind: test.chitin.dev/dev\ncontainerEdits:\n  env: [CDI_TEST=spec-level]\n\
+             devices:\n- name: fuse\n  containerEdits:\n    deviceNodes:\n    - {{path: /dev/cdi-fuse, hostPath: {}, permissions: rw}}\n",
+            node.display()
+        );
+        let file = sb.dir.join("chitin-test.yaml");
+        fs::write(&file, spec).unwrap();
+        ok(sb.cmd("mkdir").args(["-p", "/run/cdi"]));
+        ok(sb.cmd("install").args(["-m", "644"]).arg(&file).arg("/run/cdi/"));
+    });
+    Ok(())
+}

@@ -186,3 +186,24 @@ pub fn read_only_tmpfs_and_a_pod() -> TestResult {
     ok(p.podman().args(["pod", "rm", "-f", "-t", "0", &pod]));
     Ok(())
 }
+
+/// A CDI device asked for by `podman run --annotation`, resolved by chitin: the node opens
+/// within podman's device rules, with the spec's variable; without the annotation, neither.
+pub fn cdi_device_by_annotation() -> TestResult {
+    let p = podman()?;
+    super::cdi_spec()?;
+    let script = ["sh", "-c", super::CDI_SCRIPT];
+    let out = ok(p
+        .podman()
+        .args(p.run_flags())
+        .args(["--rm", "--annotation", super::CDI_ANNOTATION, IMAGE])
+        .args(script));
+    assert_eq!(out, "fuse-opened\nenv=spec-level\n");
+    let out = ok(p
+        .podman()
+        .args(p.run_flags())
+        .args(["--rm", IMAGE])
+        .args(script));
+    assert_eq!(out, "fuse-absent\nenv=\n");
+    Ok(())
+}
