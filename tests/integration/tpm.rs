@@ -294,3 +294,33 @@ pub fn bad_requests_fail_before_anything_is_made() -> TestResult {
     assert_eq!(ctx.state(&id)["status"], "created");
     Ok(())
 }
+
+/// The kernel's TPM, where the host has one (the v2 VM has QEMU's TIS device, backed by a
+/// swtpm): `org.chitin.tpm.device` puts /dev/tpmrm0 in a container whose own rules deny every
+/// device, and it opens there; `org.chitin.tpm.measure` through the default TCTI
+/// (device:/dev/tpmrm0) extends PCR 16, which `tpm verify` replays the log to.
+pub fn kernel_tpm_in_the_container_and_measured() -> TestResult {
+    let ctx = Ctx::new("ktpm")?;
+    let Ok(dev) = std::fs::read_to_string("/sys/class/tpmrm/tpmrm0/dev") else {
+        return skip("no TPM on this host (the v2 VM has QEMU's, backed by swtpm)");
+    };
+    let mut b =
+        ctx.bundle("[ -c /dev/tpmrm0 ] && (exec 3<>/dev/tpmrm0) && echo opened; ls -l /dev/tpmrm0");
+    b.config["linux"]["resources"]["devices"] = json!([{"allow": false, "access": "rwm"}]);
+    b.config["annotations"] = json!({MEASURE: "true", "org.chitin.tpm.device": "true"});
+    let out = ctx.run_ok(&b);
+    let (major, minor) = dev.trim().split_once(':').unwrap();
+    assert!(out.starts_with("opened\ncrw-rw----"), "{out}");
+    assert!(
+        out.contains(&format!(" {major}, {minor:>3} "))
+            || out.contains(&format!(" {major}, {minor} ")),
+        "{out}"
+    );
+    let out = ctx.chitin_ok(&["tpm", "verify"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("PCR 16: sha256 ") && text.contains("as the log's 1 records replay"),
+        "{text}"
+    );
+    Ok(())
+}

@@ -11,6 +11,7 @@ if [ "${1:-}" = --selinux ]; then selinux=1; shift; fi
 need=()
 command -v checkpolicy >/dev/null || need+=(checkpolicy)
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v swtpm >/dev/null || need+=(swtpm)
 compgen -G '/boot/vmlinuz-*' >/dev/null || need+=(linux-image-amd64)
 command -v cpio >/dev/null || need+=(cpio)
 command -v apparmor_parser >/dev/null || need+=(apparmor)
@@ -128,10 +129,16 @@ lsm=${selinux:+lsm=landlock,lockdown,yama,integrity,selinux,bpf}
 log=$work/console.log
 # softlockup_panic: a guest kernel soft lockup (seen once in CI, not reproduced) ends the VM at
 # once, its trace in the log, instead of waiting for the timeout.
+# The guest's TPM: QEMU's TIS device, backed by a swtpm of this run's.
+swtpm socket --tpm2 --tpmstate dir="$work" --ctrl type=unixio,path="$work/swtpm.sock" \
+  --daemon --pid file="$work/swtpm.pid"
+trap 'kill "$(cat "$work/swtpm.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$work"' EXIT
 # q35 with an emulated VT-d and QEMU's edu device: a PCI function in an IOMMU group of its own,
 # for the VFIO test.
 timeout 1500 qemu-system-x86_64 -accel tcg -m 2048 -smp 2 -nographic -no-reboot \
   -machine q35 -device intel-iommu -device edu \
+  -chardev socket,id=tpm,path="$work/swtpm.sock" -tpmdev emulator,id=tpm0,chardev=tpm \
+  -device tpm-tis,tpmdev=tpm0 \
   -kernel "$kernel" -initrd "$work/initramfs.gz" \
   -append "console=ttyS0 quiet panic=-1 softlockup_panic=1 intel_iommu=on $lsm chitin.filter=$filter chitin.must=$must" | tee "$log" | grep -A"${CHITIN_VM_CONTEXT:-3}" -E '^(test |integration:|cgroup-layout:|selinux:|vfio:|vm-exit=|thread |  left|  right|assertion)' || true
 code=$(sed -n 's/^vm-exit=\([0-9]*\).*/\1/p' "$log" | tail -n 1)
