@@ -70,6 +70,8 @@ pub struct Grant {
     pub additional_gids: Vec<u32>,
     pub rlimits: Vec<PosixRlimit>,
     pub hugepage_limits: Vec<LinuxHugepageLimit>,
+    /// The cpus and memory nodes to pin the container to (linux.resources.cpu's cpus, mems).
+    pub cpuset: Option<(String, String)>,
     pub actions: Vec<Action>,
 }
 

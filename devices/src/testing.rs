@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use oci_spec::runtime::Mount;
 
@@ -11,9 +12,12 @@ use crate::Request;
 pub struct Tree(pub PathBuf);
 
 impl Tree {
+    /// One of its own: tests run in parallel.
     pub fn new(name: &str) -> Tree {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
         let root =
-            std::env::temp_dir().join(format!("chitin-devices-{name}-{}", std::process::id()));
+            std::env::temp_dir().join(format!("chitin-devices-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
         Tree(root)

@@ -53,6 +53,7 @@ impl Provider for Devices {
                 additional_gids: g.additional_gids,
                 rlimits: g.rlimits,
                 hugepage_limits: g.hugepage_limits,
+                cpuset: g.cpuset,
                 actions: g.actions,
                 ..Edits::default()
             },

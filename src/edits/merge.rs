@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use oci_spec::runtime::{Hooks, Linux, LinuxResources, Process, Spec};
+use oci_spec::runtime::{Hooks, Linux, LinuxCpu, LinuxResources, Process, Spec};
 
-use super::{Edit, HookPhase, Origin, Precedence, Provenance};
+use super::{Edit, Edits, HookPhase, Origin, Precedence, Provenance};
 use crate::plan::PlanError;
 use crate::plan::config::empty;
 
@@ -18,51 +18,16 @@ type Source = (Rc<Origin>, Precedence);
 pub(super) struct Merge {
     lists: BTreeMap<String, Vec<Option<Source>>>,
     maps: BTreeMap<&'static str, BTreeMap<String, Source>>,
+    /// Single values (linux.resources.cpu.cpus), by path.
+    values: BTreeMap<&'static str, Source>,
 }
 
 impl Merge {
     pub(super) fn add(&mut self, spec: &mut Spec, edit: Edit) -> Result<(), PlanError> {
         let src: Source = (Rc::new(edit.origin), edit.precedence);
-        let e = edit.edits;
+        let mut e = edit.edits;
         let mut linux = spec.linux().clone().unwrap_or_else(empty::<Linux>);
-        let mut res = linux
-            .resources()
-            .clone()
-            .unwrap_or_else(empty::<LinuxResources>);
-        let mut v = linux.devices().clone().unwrap_or_default();
-        self.list(
-            "linux.devices",
-            &mut v,
-            e.devices,
-            |d| Some(d.path().clone()),
-            &src,
-        )?;
-        linux.set_devices(Some(v).filter(|v| !v.is_empty()));
-        let mut v = res.devices().clone().unwrap_or_default();
-        self.list(
-            "linux.resources.devices",
-            &mut v,
-            e.device_rules,
-            |_| None::<()>,
-            &src,
-        )?;
-        res.set_devices(Some(v).filter(|v| !v.is_empty()));
-        let mut v = res.hugepage_limits().clone().unwrap_or_default();
-        let key = |l: &oci_spec::runtime::LinuxHugepageLimit| Some(l.page_size().clone());
-        self.list(
-            "linux.resources.hugepageLimits",
-            &mut v,
-            e.hugepage_limits,
-            key,
-            &src,
-        )?;
-        res.set_hugepage_limits(Some(v).filter(|v| !v.is_empty()));
-        if res != empty() || linux.resources().is_some() {
-            linux.set_resources(Some(res));
-        }
-        let mut m = linux.net_devices().clone().unwrap_or_default();
-        self.map("linux.netDevices", &mut m, e.net_devices, &src)?;
-        linux.set_net_devices(Some(m).filter(|m| !m.is_empty()));
+        self.linux(&mut linux, &mut e, &src)?;
         if linux != empty() || spec.linux().is_some() {
             spec.set_linux(Some(linux));
         }
@@ -85,6 +50,65 @@ impl Merge {
             self.process(&mut p, e.env, e.rlimits, e.additional_gids, &src)?;
             spec.set_process(Some(p));
         }
+        Ok(())
+    }
+
+    /// The edits of the `linux` section (devices, their rules, resources, network devices),
+    /// taken out of `e`.
+    fn linux(&mut self, linux: &mut Linux, e: &mut Edits, src: &Source) -> Result<(), PlanError> {
+        let mut res = linux
+            .resources()
+            .clone()
+            .unwrap_or_else(empty::<LinuxResources>);
+        let mut v = linux.devices().clone().unwrap_or_default();
+        self.list(
+            "linux.devices",
+            &mut v,
+            std::mem::take(&mut e.devices),
+            |d| Some(d.path().clone()),
+            src,
+        )?;
+        linux.set_devices(Some(v).filter(|v| !v.is_empty()));
+        let mut v = res.devices().clone().unwrap_or_default();
+        self.list(
+            "linux.resources.devices",
+            &mut v,
+            std::mem::take(&mut e.device_rules),
+            |_| None::<()>,
+            src,
+        )?;
+        res.set_devices(Some(v).filter(|v| !v.is_empty()));
+        let mut v = res.hugepage_limits().clone().unwrap_or_default();
+        let key = |l: &oci_spec::runtime::LinuxHugepageLimit| Some(l.page_size().clone());
+        self.list(
+            "linux.resources.hugepageLimits",
+            &mut v,
+            std::mem::take(&mut e.hugepage_limits),
+            key,
+            src,
+        )?;
+        res.set_hugepage_limits(Some(v).filter(|v| !v.is_empty()));
+        if let Some((cpus, mems)) = e.cpuset.take() {
+            let mut cpu = res.cpu().clone().unwrap_or_else(empty::<LinuxCpu>);
+            let mut v = cpu.cpus().clone();
+            self.value("linux.resources.cpu.cpus", &mut v, cpus, src)?;
+            cpu.set_cpus(v);
+            let mut v = cpu.mems().clone();
+            self.value("linux.resources.cpu.mems", &mut v, mems, src)?;
+            cpu.set_mems(v);
+            res.set_cpu(Some(cpu));
+        }
+        if res != empty() || linux.resources().is_some() {
+            linux.set_resources(Some(res));
+        }
+        let mut m = linux.net_devices().clone().unwrap_or_default();
+        self.map(
+            "linux.netDevices",
+            &mut m,
+            std::mem::take(&mut e.net_devices),
+            src,
+        )?;
+        linux.set_net_devices(Some(m).filter(|m| !m.is_empty()));
         Ok(())
     }
 
@@ -224,6 +248,27 @@ impl Merge {
         Ok(())
     }
 
+    /// A single value: the same rules, its path the key.
+    fn value(
+        &mut self,
+        path: &'static str,
+        current: &mut Option<String>,
+        new: String,
+        src: &Source,
+    ) -> Result<(), PlanError> {
+        match (current.as_ref(), self.values.get(path)) {
+            (Some(_), _) if src.1 == Precedence::Fallback => return Ok(()),
+            (Some(old), Some((_, Precedence::Replace))) if *old == new => return Ok(()),
+            (Some(_), Some((other, Precedence::Replace))) => {
+                return Err(conflict(path, other, &src.0));
+            }
+            _ => {}
+        }
+        *current = Some(new);
+        self.values.insert(path, src.clone());
+        Ok(())
+    }
+
     pub(super) fn finish(self) -> Provenance {
         let mut entries = Vec::new();
         for (path, origins) in &self.lists {
@@ -237,6 +282,9 @@ impl Merge {
             for (k, (origin, _)) in sources {
                 entries.push((format!("{path}[{k:?}]"), origin.clone()));
             }
+        }
+        for (path, (origin, _)) in &self.values {
+            entries.push((path.to_string(), origin.clone()));
         }
         Provenance { entries }
     }

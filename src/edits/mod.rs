@@ -9,7 +9,8 @@
 //!   providers, then security profiles.
 //! - An item goes at the end of its list. Items with a key (a device node's path, a mount's
 //!   destination, an environment variable's name, an rlimit's type, a hugepage size, an
-//!   annotation's key, a network device's host name) may meet one already there:
+//!   annotation's key, a network device's host name; the cpuset's `cpus` and `mems`, one value
+//!   each) may meet one already there:
 //!   - a `Fallback` edit yields: the item already there stays (chitin's default devices yield
 //!     to the config's nodes at the same path);
 //!   - a `Replace` edit takes the place of an item of config.json or of a `Fallback` edit, in
@@ -73,6 +74,9 @@ pub struct Edits {
     /// By the device's name on the host.
     pub net_devices: Vec<(String, LinuxNetDevice)>,
     pub annotations: Vec<(String, String)>,
+    /// The cpus and memory nodes to pin the container to: linux.resources.cpu's `cpus` and
+    /// `mems`, each a key of its own.
+    pub cpuset: Option<(String, String)>,
     /// What the runtime is to do that is not config (a measurement); the same action twice is
     /// done once.
     pub actions: Vec<Action>,

@@ -349,3 +349,51 @@ fn rules_that_grant_nothing_bring_no_default_rules() {
         "the device cgroup is left alone"
     );
 }
+
+fn cpu_of(c: &Config) -> oci_spec::runtime::LinuxCpu {
+    let linux = c.spec.linux().as_ref().unwrap();
+    linux.resources().as_ref().unwrap().cpu().clone().unwrap()
+}
+
+#[test]
+fn a_cpuset_replaces_the_config_s_and_two_that_differ_conflict() {
+    let pin = |name: &str, cpus: &str, p| {
+        let e = Edits {
+            cpuset: Some((cpus.to_owned(), "0".to_owned())),
+            ..Edits::default()
+        };
+        cdi(name, p, e)
+    };
+    let mut v = base();
+    v["linux"]["resources"]["cpu"] = json!({"cpus": "0-7", "shares": 512});
+    let mut c = config(v.clone());
+    let prov = apply(&mut c, &[pin("a", "0-3", Precedence::Replace)])
+        .unwrap()
+        .provenance;
+    let cpu = cpu_of(&c);
+    assert_eq!(
+        (cpu.cpus().as_deref(), cpu.mems().as_deref(), cpu.shares()),
+        (Some("0-3"), Some("0"), Some(512))
+    );
+    assert_eq!(
+        prov.origin_of("linux.resources.cpu.cpus")
+            .map(|o| o.0.as_str()),
+        Some("CDI a, /etc/cdi/vendor.json")
+    );
+    // A fallback yields to the config's own; two replacements that differ are an error.
+    let mut c = config(v.clone());
+    apply(&mut c, &[pin("b", "4-7", Precedence::Fallback)]).unwrap();
+    let cpu = cpu_of(&c);
+    assert_eq!(cpu.cpus().as_deref(), Some("0-7"));
+    let mut c = config(v);
+    let e = apply(
+        &mut c,
+        &[
+            pin("a", "0-3", Precedence::Replace),
+            pin("b", "4-7", Precedence::Replace),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("linux.resources.cpu.cpus: set by CDI a"), "{e}");
+}

@@ -16,11 +16,12 @@ pub use group::{Kernel, Status, Vfio};
 pub const ANNOTATION: &str = "org.chitin.devices.vfio";
 pub const RESOURCE: &str = "org.chitin.devices.vfio.resource";
 pub const HUGEPAGES: &str = "org.chitin.devices.vfio.hugepages";
+pub const NUMA: &str = "org.chitin.devices.vfio.numa";
 
 /// The resource name `PCIDEVICE_` is made of when the config names none.
 const DEFAULT_RESOURCE: &str = "chitin.dev/vfio";
 
-pub const ANNOTATIONS: [Annotation; 3] = [
+pub const ANNOTATIONS: [Annotation; 4] = [
     Annotation {
         key: ANNOTATION,
         what: "PCI addresses (0000:03:02.1), comma-separated, of functions bound to vfio-pci: /dev/vfio/vfio and each IOMMU group's node, with their rules; PCIDEVICE_<RESOURCE>; a hugetlbfs mount at /dev/hugepages and an unlimited memlock rlimit unless the config has its own",
@@ -36,6 +37,11 @@ pub const ANNOTATIONS: [Annotation; 3] = [
         what: "PAGESIZE:LIMIT (2MB:1073741824): the hugetlbfs mount's page size and the container's hugepage limit in bytes",
         unsafe_: false,
     },
+    Annotation {
+        key: NUMA,
+        what: "\"true\": the container's cpus and mems are those of the devices' NUMA node (replacing the config's)",
+        unsafe_: false,
+    },
 ];
 
 fn refuse(key: &str) -> impl Fn(String) -> DeviceError + '_ {
@@ -47,7 +53,7 @@ fn refuse(key: &str) -> impl Fn(String) -> DeviceError + '_ {
 
 pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Vec<Grant>, DeviceError> {
     let Some(value) = req.annotations.get(ANNOTATION) else {
-        for key in [RESOURCE, HUGEPAGES] {
+        for key in [RESOURCE, HUGEPAGES, NUMA] {
             if req.annotations.contains_key(key) {
                 return Err(refuse(key)(format!("needs {ANNOTATION}")));
             }
@@ -95,6 +101,7 @@ pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Vec<Grant>, DeviceError
         env_name(resource).map_err(refuse(RESOURCE))?,
         addrs.join(",")
     ));
+    devices.cpuset = numa(host, req, &addrs).map_err(refuse(NUMA))?;
     let mut memory = Grant {
         origin: "chitin's VFIO devices (the config's own first)".into(),
         fallback: true,
@@ -131,6 +138,50 @@ fn viable(host: &Host, node: &str, g: &str, addr: &str) -> Result<(), String> {
         )),
         Err(e) => Err(format!("IOMMU group {g} of {addr}: {e}")),
     }
+}
+
+/// With `org.chitin.devices.vfio.numa`, the cpus and the node of the devices' NUMA node.
+fn numa(
+    host: &Host,
+    req: &Request<'_>,
+    addrs: &[&str],
+) -> Result<Option<(String, String)>, String> {
+    match req.annotations.get(NUMA).map(String::as_str) {
+        None | Some("false") => return Ok(None),
+        Some("true") => {}
+        Some(v) => return Err(format!("{v:?} is not true or false")),
+    }
+    let mut node: Option<(i64, &str)> = None;
+    for addr in addrs {
+        let file = host
+            .sys
+            .join("bus/pci/devices")
+            .join(addr)
+            .join("numa_node");
+        let n: i64 = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .ok_or_else(|| format!("{}: no NUMA node number", file.display()))?;
+        if n < 0 {
+            return Err(format!(
+                "{addr} is on no NUMA node (numa_node is {n}): nothing to pin to"
+            ));
+        }
+        match node {
+            Some((m, other)) if m != n => {
+                return Err(format!(
+                    "{other} is on NUMA node {m} and {addr} on {n}: one node cannot hold both"
+                ));
+            }
+            _ => node = Some((n, addr)),
+        }
+    }
+    let n = node.expect("at least one address").0;
+    let list = host
+        .sys
+        .join(format!("devices/system/node/node{n}/cpulist"));
+    let cpus = std::fs::read_to_string(&list).map_err(|e| format!("{}: {e}", list.display()))?;
+    Ok(Some((cpus.trim().to_owned(), n.to_string())))
 }
 
 /// `DDDD:BB:SS.F` in hex, as sysfs names PCI functions.

@@ -144,3 +144,26 @@ fn a_group_not_wholly_ours_or_not_viable_is_refused() {
     let e = refused(&h, &[(ANNOTATION, "0000:03:02.2")]);
     assert_eq!(e, "0000:03:02.2 is bound to ixgbevf, not vfio-pci");
 }
+
+#[test]
+fn numa_pins_to_the_devices_node() {
+    let t = tree("numa");
+    let h = host(&t, Status::Viable);
+    let ask_numa = |h: &Host| ask(h, &[(ANNOTATION, VF), (NUMA, "true")]);
+    let node = t.0.join("sys/bus/pci/devices").join(VF).join("numa_node");
+    std::fs::write(&node, "-1\n").unwrap();
+    let e = ask_numa(&h).unwrap_err();
+    assert_eq!(e.annotation, NUMA);
+    assert!(
+        e.reason.contains("is on no NUMA node (numa_node is -1)"),
+        "{}",
+        e.reason
+    );
+    std::fs::write(&node, "1\n").unwrap();
+    let cpus = t.0.join("sys/devices/system/node/node1");
+    std::fs::create_dir_all(&cpus).unwrap();
+    std::fs::write(cpus.join("cpulist"), "8-15\n").unwrap();
+    let g = ask_numa(&h).unwrap();
+    assert_eq!(g[0].cpuset, Some(("8-15".into(), "1".into())));
+    assert_eq!(ask(&h, &[(ANNOTATION, VF)]).unwrap()[0].cpuset, None);
+}
