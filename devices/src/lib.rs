@@ -41,6 +41,8 @@ pub enum Action {
     /// A file that a measurement of the container covers besides its config, by the digest it
     /// had when the container was created: a CDI spec, whose hooks run as root.
     Digest { file: String, sha256: String },
+    /// With `Measure`: the measurement covers the digest of the rootfs tree, taken at start.
+    MeasureRootfs,
 }
 
 /// When a hook runs, by the runtime-spec's names.

@@ -6,6 +6,7 @@ use super::{Action, Annotation, DeviceError, Grant, Host, Request};
 
 pub const MEASURE: &str = "org.chitin.tpm.measure";
 pub const DEVICE: &str = "org.chitin.tpm.device";
+pub const ROOTFS: &str = "org.chitin.tpm.rootfs";
 
 /// The PCR a measurement goes to by default: the debug PCR, which no boot component uses, and
 /// which systemd and the UAPI PCR registry leave alone.
@@ -16,10 +17,15 @@ pub const DEFAULT_PCR: u32 = 16;
 /// PCR, and 23, the application's.
 const PCRS: [u32; 2] = [16, 23];
 
-pub const ANNOTATIONS: [Annotation; 2] = [
+pub const ANNOTATIONS: [Annotation; 3] = [
     Annotation {
         key: MEASURE,
         what: "\"true\" or a PCR number (16, the default, or 23): before start, extend the PCR with the digest of the container's effective config and image, logged under --root",
+        unsafe_: false,
+    },
+    Annotation {
+        key: ROOTFS,
+        what: "\"true\", with org.chitin.tpm.measure: the measurement covers a digest of the rootfs tree (names, kinds, modes, owners, contents, link targets), taken at start",
         unsafe_: false,
     },
     Annotation {
@@ -62,6 +68,13 @@ fn pcr(req: &Request<'_>) -> Result<Option<u32>, DeviceError> {
 pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Option<Grant>, DeviceError> {
     let measure = pcr(req)?;
     let device = flag(req, DEVICE)?;
+    let rootfs = flag(req, ROOTFS)?;
+    if rootfs && measure.is_none() {
+        return Err(DeviceError {
+            annotation: ROOTFS.into(),
+            reason: format!("needs {MEASURE}"),
+        });
+    }
     if measure.is_none() && !device {
         return Ok(None);
     }
@@ -71,6 +84,9 @@ pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Option<Grant>, DeviceEr
     };
     if let Some(pcr) = measure {
         grant.actions.push(Action::Measure { pcr });
+    }
+    if rootfs {
+        grant.actions.push(Action::MeasureRootfs);
     }
     if device {
         let (major, minor) = host

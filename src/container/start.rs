@@ -90,7 +90,14 @@ fn run_actions(dir: &StateDir, r: &Record, tcti: &str) -> Result<(), ContainerEr
             chitin_devices::Action::Measure { pcr } => {
                 let path = dir.path.join(crate::state::CONFIG_FILE);
                 let config = std::fs::read(&path).map_err(io_ctx(path.display().to_string()))?;
-                let content = crate::tpm::content(&r.id, &config, &r.annotations, &r.actions);
+                let mut content = crate::tpm::content(&r.id, &config, &r.annotations, &r.actions);
+                if r.actions.contains(&chitin_devices::Action::MeasureRootfs) {
+                    let d = crate::tpm::rootfs::digest(&r.rootfs).map_err(io_ctx(format!(
+                        "measuring the rootfs {}",
+                        r.rootfs.display()
+                    )))?;
+                    content["rootfs"] = d.into();
+                }
                 let root = dir
                     .path
                     .parent()
@@ -98,8 +105,8 @@ fn run_actions(dir: &StateDir, r: &Record, tcti: &str) -> Result<(), ContainerEr
                 crate::tpm::measure_at(root, tcti, pcr, content)?;
                 crate::logger::trace!("start: {} measured into PCR {pcr}", r.id);
             }
-            // Part of the measurement's content.
-            chitin_devices::Action::Digest { .. } => {}
+            // Parts of the measurement's content.
+            chitin_devices::Action::Digest { .. } | chitin_devices::Action::MeasureRootfs => {}
         }
     }
     Ok(())

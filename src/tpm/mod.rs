@@ -9,6 +9,7 @@
 //! why not tss-esapi. It is only used in `start` (and `run`'s start), after the clone.
 
 pub mod log;
+pub mod rootfs;
 mod wire;
 
 use std::path::{Path, PathBuf};
@@ -233,7 +234,7 @@ pub fn content(
             chitin_devices::Action::Digest { file, sha256 } => {
                 Some(serde_json::json!({"file": file, "sha256": sha256}))
             }
-            chitin_devices::Action::Measure { .. } => None,
+            _ => None,
         })
         .collect();
     if !files.is_empty() {

@@ -110,6 +110,7 @@ fn main() {
         tpm::measured_at_start_and_verified,
         tpm::bad_requests_fail_before_anything_is_made,
         tpm::cdi_specs_are_measured,
+        tpm::rootfs_is_measured_when_asked,
         tpm::kernel_tpm_in_the_container_and_measured,
         devices::cdi_devices_reach_the_container,
         devices::bad_cdi_requests_fail_before_anything_is_made,

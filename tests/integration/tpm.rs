@@ -324,3 +324,44 @@ pub fn kernel_tpm_in_the_container_and_measured() -> TestResult {
     );
     Ok(())
 }
+
+/// `org.chitin.tpm.rootfs`: the record also holds a digest of the rootfs tree, taken at start:
+/// two bundles made alike have the same, a changed file gives another. Without a measurement
+/// it is refused, naming the annotation.
+pub fn rootfs_is_measured_when_asked() -> TestResult {
+    let ctx = Ctx::new("tpmrootfs")?;
+    let (_swtpm, tcti) = swtpm(&ctx)?;
+    let rootfs_of = |b: &Bundle| {
+        let (id, _) = create_and_start(&ctx, &tcti, b);
+        let records = log(&ctx, &tcti);
+        let r = records
+            .iter()
+            .find(|r| r["content"]["id"] == id.as_str())
+            .unwrap();
+        r["content"]["rootfs"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let ask = json!({MEASURE: "true", "org.chitin.tpm.rootfs": "true"});
+    let mut a = ctx.bundle("true");
+    a.config["annotations"] = ask.clone();
+    let mut b = ctx.bundle("true");
+    b.config["annotations"] = ask;
+    let first = rootfs_of(&a);
+    assert!(first.starts_with("sha256:") && first.len() == 71, "{first}");
+    assert_eq!(rootfs_of(&b), first, "alike trees");
+    std::fs::write(b.rootfs().join("etc/passwd"), "root:x:0:0::/:/bin/sh\n").unwrap();
+    assert_ne!(rootfs_of(&b), first, "a changed file");
+    verified(&ctx, &tcti);
+    let mut c = ctx.bundle("true");
+    c.config["annotations"] = json!({"org.chitin.tpm.rootfs": "true"});
+    let id = ctx.id();
+    let (code, err) = ctx.create(&c, &id, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("org.chitin.tpm.rootfs") && err.contains("needs org.chitin.tpm.measure"),
+        "{err}"
+    );
+    Ok(())
+}
