@@ -158,8 +158,8 @@ pub fn run_exec_kill_rm() -> TestResult {
 /// A CDI device asked for by `ctr run --annotation`, resolved by chitin under containerd's shim:
 /// the node opens, with the spec's variable; without the annotation, neither.
 pub fn cdi_device_by_annotation() -> TestResult {
-    let c = containerd()?;
     super::cdi_spec()?;
+    let c = containerd()?;
     let script = ["/bin/sh", "-c", super::CDI_SCRIPT];
     let out = ok(&mut c.ctr_run(
         "cdi",

@@ -24,7 +24,7 @@ pub(super) fn docker() -> Result<&'static Docker, crate::harness::Outcome> {
     )?;
     static D: OnceLock<Docker> = OnceLock::new();
     Ok(D.get_or_init(|| {
-        let d = Docker::start(sandbox(), "docker", &[]);
+        let d = Docker::start(sandbox(), "dockerd", "docker", &[]);
         at_exit(|| {
             if let Ok(d) = docker() {
                 d.stop();
@@ -35,7 +35,8 @@ pub(super) fn docker() -> Result<&'static Docker, crate::harness::Outcome> {
 }
 
 impl Docker {
-    pub(super) fn start(sb: &Sandbox, name: &str, extra: &[&str]) -> Docker {
+    /// `dockerd` (a path, or Debian's in PATH) with its state under the sandbox's `name`.
+    pub(super) fn start(sb: &Sandbox, dockerd: &str, name: &str, extra: &[&str]) -> Docker {
         let dir = sb.dir.join(name);
         std::fs::create_dir_all(dir.join("cli")).unwrap();
         let config = serde_json::json!({
@@ -45,7 +46,7 @@ impl Docker {
             "deprecated-key-path": dir.join("key.json"),
         });
         std::fs::write(dir.join("daemon.json"), config.to_string()).unwrap();
-        let mut c = sb.cmd("dockerd");
+        let mut c = sb.cmd(dockerd);
         c.arg("--config-file")
             .arg(dir.join("daemon.json"))
             .arg("--data-root")
@@ -580,24 +581,55 @@ pub fn stop_signal_and_sub_cgroups() -> TestResult {
     Ok(())
 }
 
-/// A CDI device asked for by annotation, which dockerd passes on and chitin resolves: the node
-/// opens despite Docker's deny-all device rules, with the spec's variable; without the
-/// annotation there is neither. Debian's docker CLI has no --annotation, so the container is
-/// made through the Engine API's HostConfig.Annotations (API 1.43), as Compose's `annotations`.
-pub fn cdi_device_by_annotation() -> TestResult {
+/// A dockerd whose Engine API carries annotations to the runtime (1.43, Docker 24, on): the
+/// run's own where it is that new, else Debian 13's, which tests/fetch-dockerd.sh fetches
+/// (CHITIN_NEWER_DOCKERD names it); Debian 12's 20.10 (1.41) passes none.
+fn annotating() -> Result<&'static Docker, crate::harness::Outcome> {
     let d = docker()?;
-    super::cdi_spec()?;
+    if api_minor(d) >= 43 {
+        return Ok(d);
+    }
+    let Some(newer) = std::env::var("CHITIN_NEWER_DOCKERD")
+        .ok()
+        .filter(|p| Path::new(p).is_file())
+    else {
+        return skip(format!(
+            "dockerd's API is 1.{}: annotations reach the runtime from 1.43 on, and CHITIN_NEWER_DOCKERD names no newer dockerd (tests/fetch-dockerd.sh fetches Debian 13's)",
+            api_minor(d)
+        ));
+    };
+    static D: OnceLock<Docker> = OnceLock::new();
+    Ok(D.get_or_init(|| {
+        let d = Docker::start(
+            sandbox(),
+            &newer,
+            "docker-newer",
+            &["--userland-proxy=false"],
+        );
+        at_exit(|| {
+            if let Ok(d) = annotating() {
+                d.stop();
+            }
+        });
+        d
+    }))
+}
+
+fn api_minor(d: &Docker) -> u32 {
     let api = ok(d.cli().args(["version", "-f", "{{.Server.APIVersion}}"]));
-    let api = api.trim();
-    let minor: u32 = api
+    api.trim()
         .strip_prefix("1.")
         .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
-    if minor < 43 {
-        return skip(format!(
-            "dockerd's API is {api}: annotations reach the runtime from API 1.43 (Docker 24) on"
-        ));
-    }
+        .unwrap_or(0)
+}
+
+/// A CDI device asked for by annotation, which dockerd passes on and chitin resolves: the node
+/// opens despite Docker's deny-all device rules, with the spec's variable; without the
+/// annotation there is neither. The CLI of Debian 12 has no --annotation, so the container is
+/// made through the Engine API's HostConfig.Annotations, as Compose's `annotations` make it.
+pub fn cdi_device_by_annotation() -> TestResult {
+    super::cdi_spec()?;
+    let d = annotating()?;
     let (key, value) = super::CDI_ANNOTATION.split_once('=').unwrap();
     for (name, annotations, want) in [
         (

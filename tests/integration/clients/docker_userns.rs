@@ -23,7 +23,7 @@ fn docker_userns() -> Result<&'static Docker, crate::harness::Outcome> {
                 .arg(&ours)
                 .arg(format!("/etc/{f}")));
         }
-        let d = Docker::start(sb, "docker-userns", &["--userns-remap=daemon"]);
+        let d = Docker::start(sb, "dockerd", "docker-userns", &["--userns-remap=daemon"]);
         at_exit(|| {
             if let Ok(d) = docker_userns() {
                 d.stop();

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Fetches the dockerd of Debian 13 (trixie), whose Engine API (1.45) carries annotations to the
+# runtime, unlike Debian 12's 20.10 (1.41): the tests that pass CDI requests through Docker use
+# it. Each step is checked as apt would check it: the suite's InRelease against Debian's keyring,
+# Packages.xz against the Release, the package against Packages. Unpacked under target/, never
+# installed; prints the path of dockerd.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dest=$PWD/target/dockerd-trixie
+if [ -x "$dest/root/usr/sbin/dockerd" ]; then echo "$dest/root/usr/sbin/dockerd"; exit 0; fi
+mirror=http://deb.debian.org/debian
+tmp=$(mktemp -d /tmp/chitin-dockerd.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp"
+curl -sSf -o InRelease "$mirror/dists/trixie/InRelease"
+gpgv --keyring /usr/share/keyrings/debian-archive-keyring.gpg --output Release InRelease 2>/dev/null
+sum=$(awk '/^SHA256:/ {s = 1; next} /^[^ ]/ {s = 0} s && $3 == "main/binary-amd64/Packages.xz" {print $1}' Release)
+curl -sSf -o Packages.xz "$mirror/dists/trixie/main/binary-amd64/Packages.xz"
+echo "$sum  Packages.xz" | sha256sum -c --quiet -
+entry=$(xz -dc Packages.xz | awk -v RS= '/^Package: docker.io\n/')
+file=$(sed -n 's/^Filename: //p' <<<"$entry")
+sum=$(sed -n 's/^SHA256: //p' <<<"$entry")
+curl -sSf -o docker.deb "$mirror/$file"
+echo "$sum  docker.deb" | sha256sum -c --quiet -
+rm -rf "$dest" && mkdir -p "$dest"
+dpkg-deb -x docker.deb "$dest/root"
+echo "$dest/root/usr/sbin/dockerd"
