@@ -9,11 +9,14 @@ cd "$(dirname "$0")/.."
 dest=$PWD/target/dockerd-trixie
 if [ -x "$dest/root/usr/sbin/dockerd" ]; then echo "$dest/root/usr/sbin/dockerd"; exit 0; fi
 mirror=http://deb.debian.org/debian
-tmp=$(mktemp -d /tmp/chitin-dockerd.XXXXXX)
+# Beside its destination, so that the last step is a rename.
+mkdir -p target
+tmp=$(mktemp -d "$PWD/target/.dockerd-trixie.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
 curl -sSf -o InRelease "$mirror/dists/trixie/InRelease"
-gpgv --keyring /usr/share/keyrings/debian-archive-keyring.gpg --output Release InRelease 2>/dev/null
+gpgv --keyring /usr/share/keyrings/debian-archive-keyring.gpg --output Release InRelease 2>gpgv.err \
+  || { cat gpgv.err >&2; exit 1; }
 sum=$(awk '/^SHA256:/ {s = 1; next} /^[^ ]/ {s = 0} s && $3 == "main/binary-amd64/Packages.xz" {print $1}' Release)
 curl -sSf -o Packages.xz "$mirror/dists/trixie/main/binary-amd64/Packages.xz"
 echo "$sum  Packages.xz" | sha256sum -c --quiet -
@@ -22,6 +25,8 @@ file=$(sed -n 's/^Filename: //p' <<<"$entry")
 sum=$(sed -n 's/^SHA256: //p' <<<"$entry")
 curl -sSf -o docker.deb "$mirror/$file"
 echo "$sum  docker.deb" | sha256sum -c --quiet -
-rm -rf "$dest" && mkdir -p "$dest"
-dpkg-deb -x docker.deb "$dest/root"
+# Unpacked beside, then renamed: an interrupted run leaves no partial tree to be trusted later.
+mkdir "$tmp/dest"
+dpkg-deb -x docker.deb "$tmp/dest/root"
+rm -rf "$dest" && mv "$tmp/dest" "$dest"
 echo "$dest/root/usr/sbin/dockerd"

@@ -48,35 +48,37 @@ pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Option<Grant>, DeviceEr
             let names: Vec<&str> = NODES.iter().map(|(n, _)| *n).chain(["tsm"]).collect();
             return Err(bad(format!("{name:?} is not one of {}", names.join(", "))));
         };
-        if name == "sgx" && dev_noexec(req.mounts) {
-            return Err(bad(
-                "an SGX enclave is mapped executable from /dev/sgx_enclave, and this container's /dev is mounted noexec (mounts[\"/dev\"].options)".into(),
-            ));
+        if let Some(i) = dev_noexec(req.mounts).filter(|_| name == "sgx") {
+            return Err(bad(format!(
+                "an SGX enclave is mapped executable from /dev/sgx_enclave, and this container's /dev is mounted noexec (mounts[{i}].options)"
+            )));
         }
-        let (major, minor) = host.char_dev("misc", misc).map_err(bad)?;
+        let node = host.char_dev("misc", misc).map_err(bad)?;
         let path = format!("/dev/{misc}");
         if !grant
             .devices
             .iter()
             .any(|d| d.path().to_str() == Some(&path))
         {
-            grant.char_device(&path, (major, minor), 0o666);
+            grant.char_device(&path, &node);
         }
     }
     Ok(Some(grant))
 }
 
-fn dev_noexec(mounts: &[Mount]) -> bool {
-    mounts
+/// The index of the mount that makes the container's /dev noexec, if one does.
+fn dev_noexec(mounts: &[Mount]) -> Option<usize> {
+    let i = mounts
         .iter()
-        .rfind(|m| m.destination().to_str() == Some("/dev"))
-        .and_then(|m| m.options().as_ref())
-        .is_some_and(|o| o.iter().any(|o| o == "noexec"))
+        .rposition(|m| m.destination().to_str() == Some("/dev"))?;
+    let noexec = mounts[i].options().as_ref()?.iter().any(|o| o == "noexec");
+    noexec.then_some(i)
 }
 
 /// The host's report directory bound into the container, over a tmpfs at /sys/kernel/config
 /// (the container's sysfs has only the empty directory configfs mounts on, and the rest of
-/// configfs stays the host's).
+/// configfs stays the host's). configfs-tsm has no namespaces: containers given it share its
+/// report entries with each other and the host.
 fn tsm(host: &Host) -> Result<Vec<Mount>, String> {
     let report = host.path(std::path::Path::new(TSM_REPORT));
     if !report.is_dir() {

@@ -52,9 +52,10 @@ impl Host {
         under(&self.root, path)
     }
 
-    /// The major and minor of the character device `name` of sysfs class `class`, from its
-    /// `dev` file ("MAJOR:MINOR"), checked against the node /dev/`name` where there is one.
-    pub fn char_dev(&self, class: &str, name: &str) -> Result<(i64, i64), String> {
+    /// The character device `name` of sysfs class `class`: its major and minor from its `dev`
+    /// file ("MAJOR:MINOR"), checked against the node /dev/`name` where there is one, whose
+    /// mode and owner it keeps (else root's, 0600).
+    pub fn char_dev(&self, class: &str, name: &str) -> Result<HostNode, String> {
         self.char_dev_at(class, name, name)
     }
 
@@ -78,7 +79,7 @@ impl Host {
     }
 
     /// As `char_dev`, with the node at /dev/`node`.
-    pub fn char_dev_at(&self, class: &str, name: &str, node: &str) -> Result<(i64, i64), String> {
+    pub fn char_dev_at(&self, class: &str, name: &str, node: &str) -> Result<HostNode, String> {
         let file = self.sys.join("class").join(class).join(name).join("dev");
         let text = std::fs::read_to_string(&file).map_err(|e| {
             format!(
@@ -92,6 +93,13 @@ impl Host {
             .and_then(|(a, b)| Some((a.parse::<i64>().ok()?, b.parse::<i64>().ok()?)))
             .ok_or_else(|| format!("{}: {text:?} is not MAJOR:MINOR", file.display()))?;
         let node = self.dev.join(node);
+        let mut found = HostNode {
+            major,
+            minor,
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+        };
         if let Ok(m) = std::fs::metadata(&node) {
             let rdev = m.rdev();
             let (ma, mi) = (libc::major(rdev) as i64, libc::minor(rdev) as i64);
@@ -101,9 +109,21 @@ impl Host {
                     node.display()
                 ));
             }
+            (found.mode, found.uid, found.gid) = (m.mode() & 0o777, m.uid(), m.gid());
         }
-        Ok((major, minor))
+        Ok(found)
     }
+}
+
+/// A character device of the host: its numbers, and the mode and owner of its node (which the
+/// container's keeps: the host knows who may use it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostNode {
+    pub major: i64,
+    pub minor: i64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 fn under(root: &Path, path: &Path) -> PathBuf {
@@ -123,7 +143,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("dev"), "253:65536\n").unwrap();
         let host = Host::at(&root);
-        assert_eq!(host.char_dev("tpmrm", "tpmrm0").unwrap(), (253, 65536));
+        let n = host.char_dev("tpmrm", "tpmrm0").unwrap();
+        assert_eq!((n.major, n.minor, n.mode, n.uid), (253, 65536, 0o600, 0));
         let e = host.char_dev("tpmrm", "tpmrm1").unwrap_err();
         assert!(e.starts_with("no tpmrm device tpmrm1 on this host"), "{e}");
         // A node that is not the device sysfs names (here a plain file) is refused.

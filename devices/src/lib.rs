@@ -22,7 +22,7 @@ use oci_spec::runtime::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use host::Host;
+pub use host::{Host, HostNode};
 
 /// What a provider may look at: the container's annotations, its process's ids and its mounts.
 pub struct Request<'a> {
@@ -78,14 +78,17 @@ pub struct Grant {
 }
 
 impl Grant {
-    /// A character device node of root's at `path`, with the rule that lets the container read
-    /// and write it.
-    pub fn char_device(&mut self, path: &str, (major, minor): (i64, i64), mode: u32) {
-        self.devices.push(char_node(path, major, minor, mode));
+    /// The host's character device `n` at `path`, its mode and owner the host node's, with the
+    /// rule that lets the container read and write it.
+    pub fn char_device(&mut self, path: &str, n: &HostNode) {
+        let mut d = char_node(path, n.major, n.minor, n.mode);
+        d.set_uid(Some(n.uid));
+        d.set_gid(Some(n.gid));
+        self.devices.push(d);
         self.device_rules.push(allow_rule(
             LinuxDeviceType::C,
-            Some(major),
-            Some(minor),
+            Some(n.major),
+            Some(n.minor),
             "rw",
         ));
     }

@@ -89,13 +89,13 @@ pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Option<Grant>, DeviceEr
         grant.actions.push(Action::MeasureRootfs);
     }
     if device {
-        let (major, minor) = host
+        let node = host
             .char_dev("tpmrm", "tpmrm0")
             .map_err(|reason| DeviceError {
                 annotation: DEVICE.into(),
                 reason,
             })?;
-        grant.char_device("/dev/tpmrm0", (major, minor), 0o660);
+        grant.char_device("/dev/tpmrm0", &node);
     }
     Ok(Some(grant))
 }

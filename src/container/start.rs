@@ -92,7 +92,9 @@ fn run_actions(dir: &StateDir, r: &Record, tcti: &str) -> Result<(), ContainerEr
                 let config = std::fs::read(&path).map_err(io_ctx(path.display().to_string()))?;
                 let mut content = crate::tpm::content(&r.id, &config, &r.annotations, &r.actions);
                 if r.actions.contains(&chitin_devices::Action::MeasureRootfs) {
-                    let d = crate::tpm::rootfs::digest(&r.rootfs).map_err(io_ctx(format!(
+                    // The init's root, whatever the bundle's path names now.
+                    let root = std::path::PathBuf::from(format!("/proc/{}/root", r.pid));
+                    let d = crate::tpm::rootfs::digest(&root).map_err(io_ctx(format!(
                         "measuring the rootfs {}",
                         r.rootfs.display()
                     )))?;

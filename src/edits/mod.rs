@@ -1,4 +1,4 @@
-//! The edit seam: what providers (chitin's defaults now; devices, profiles later) add to a
+//! The edit seam: what providers (chitin's defaults, the devices crate's; profiles later) add to a
 //! container, as typed edits in the runtime-spec's vocabulary, merged into the config after it is
 //! read and before it is planned. Injected items then go through the planner's checks like the
 //! user's own, and each keeps its origin, so that an error about one names both the field and

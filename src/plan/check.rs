@@ -10,6 +10,7 @@ use super::{Namespaces, NsKind, OCI_MAJOR, Plan, PlanError};
 /// Every cross-field rule of a plan.
 pub fn plan(p: &Plan, host: &dyn Host) -> Result<(), PlanError> {
     namespaces(p, host)?;
+    rlimits(p, host)?;
     for (field, set) in [("hostname", &p.hostname), ("domainname", &p.domainname)] {
         if set.is_some() && !p.namespaces.is_private(NsKind::Uts) {
             return Err(PlanError::field(
@@ -33,6 +34,40 @@ pub fn plan(p: &Plan, host: &dyn Host) -> Result<(), PlanError> {
     }
     for (k, _) in &p.sysctls {
         sysctl(k, &p.namespaces)?;
+    }
+    Ok(())
+}
+
+/// Hard limits the init could not set: raising one needs CAP_SYS_RESOURCE in the initial user
+/// namespace, which the runtime may lack (this machine's bounding set drops it) and the init has
+/// not once it is in the container's user namespace. Refused here, before anything is made,
+/// instead of failing in the init.
+fn rlimits(p: &Plan, host: &dyn Host) -> Result<(), PlanError> {
+    let userns = p.namespaces.is_new(NsKind::User) || p.namespaces.joined(NsKind::User).is_some();
+    for (i, r) in p.process.rlimits.iter().enumerate() {
+        let Some(ceiling) = host
+            .rlimit_ceiling(r.resource, userns)
+            .filter(|c| r.hard > *c)
+        else {
+            continue;
+        };
+        let show = |v: u64| match v {
+            u64::MAX => "unlimited".to_owned(),
+            v => v.to_string(),
+        };
+        let why = match userns {
+            true => "which the init cannot raise inside a user namespace",
+            false => "which it cannot raise without CAP_SYS_RESOURCE",
+        };
+        return Err(PlanError::field(
+            &format!("process.rlimits[{i}]"),
+            format!(
+                "{}'s hard limit {} is above this runtime's own, {}, {why}",
+                super::process::rlimit_name(r.resource),
+                show(r.hard),
+                show(ceiling)
+            ),
+        ));
     }
     Ok(())
 }

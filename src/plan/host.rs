@@ -22,9 +22,10 @@ pub trait Host {
     fn read_in_rootfs(&self, rootfs: &Path, path: &Path) -> io::Result<String>;
     /// The uid and gid maps of the user namespace at `path`, read from a process in it.
     fn userns_maps(&self, path: &Path) -> Result<(Vec<IdMap>, Vec<IdMap>), String>;
-    /// The highest hard limit the runtime can give `resource`: its own, when it cannot raise it
-    /// (no CAP_SYS_RESOURCE); None when it can.
-    fn rlimit_ceiling(&self, resource: i32) -> Option<u64>;
+    /// The highest hard limit the init can give `resource`: the runtime's own, when it cannot
+    /// raise it (no CAP_SYS_RESOURCE, or `in_userns`: the init sets it from inside the
+    /// container's user namespace); None when it can.
+    fn rlimit_ceiling(&self, resource: i32, in_userns: bool) -> Option<u64>;
 }
 
 /// Where the kernel answers "is this a valid context?": a write that fails with EINVAL if not.
@@ -90,9 +91,10 @@ impl Host for RealHost {
         super::userns::maps_of(path)
     }
 
-    fn rlimit_ceiling(&self, resource: i32) -> Option<u64> {
+    fn rlimit_ceiling(&self, resource: i32, in_userns: bool) -> Option<u64> {
         let sys_resource = caps::Capability::CAP_SYS_RESOURCE;
-        if caps::has_cap(None, caps::CapSet::Effective, sys_resource).unwrap_or(false) {
+        if !in_userns && caps::has_cap(None, caps::CapSet::Effective, sys_resource).unwrap_or(false)
+        {
             return None;
         }
         let mut r = libc::rlimit {
@@ -186,7 +188,7 @@ mod fake {
                 .ok_or_else(|| format!("no process is in the user namespace {}", path.display()))
         }
 
-        fn rlimit_ceiling(&self, resource: i32) -> Option<u64> {
+        fn rlimit_ceiling(&self, resource: i32, _: bool) -> Option<u64> {
             self.rlimit_ceilings.get(&resource).copied()
         }
     }

@@ -82,7 +82,7 @@ pub fn plan(
         umask: user.umask(),
         additional_gids: user.additional_gids().clone().unwrap_or_default(),
         caps: capabilities(p.capabilities().as_ref())?,
-        rlimits: rlimits(host, p.rlimits().as_ref())?,
+        rlimits: rlimits(p.rlimits().as_ref())?,
         no_new_privs: p.no_new_privileges().unwrap_or(false),
         oom_score_adj: p.oom_score_adj(),
         terminal,
@@ -162,29 +162,39 @@ pub fn capabilities(c: Option<&LinuxCapabilities>) -> Result<CapSets, PlanError>
     Ok(sets)
 }
 
+/// The rlimits by their runtime-spec names.
+const RLIMITS: [(&str, i32); 16] = [
+    ("RLIMIT_CPU", libc::RLIMIT_CPU as i32),
+    ("RLIMIT_FSIZE", libc::RLIMIT_FSIZE as i32),
+    ("RLIMIT_DATA", libc::RLIMIT_DATA as i32),
+    ("RLIMIT_STACK", libc::RLIMIT_STACK as i32),
+    ("RLIMIT_CORE", libc::RLIMIT_CORE as i32),
+    ("RLIMIT_RSS", libc::RLIMIT_RSS as i32),
+    ("RLIMIT_NPROC", libc::RLIMIT_NPROC as i32),
+    ("RLIMIT_NOFILE", libc::RLIMIT_NOFILE as i32),
+    ("RLIMIT_MEMLOCK", libc::RLIMIT_MEMLOCK as i32),
+    ("RLIMIT_AS", libc::RLIMIT_AS as i32),
+    ("RLIMIT_LOCKS", libc::RLIMIT_LOCKS as i32),
+    ("RLIMIT_SIGPENDING", libc::RLIMIT_SIGPENDING as i32),
+    ("RLIMIT_MSGQUEUE", libc::RLIMIT_MSGQUEUE as i32),
+    ("RLIMIT_NICE", libc::RLIMIT_NICE as i32),
+    ("RLIMIT_RTPRIO", libc::RLIMIT_RTPRIO as i32),
+    ("RLIMIT_RTTIME", libc::RLIMIT_RTTIME as i32),
+];
+
 fn rlimit_resource(name: &str) -> Option<i32> {
-    Some(match name {
-        "RLIMIT_CPU" => libc::RLIMIT_CPU as i32,
-        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE as i32,
-        "RLIMIT_DATA" => libc::RLIMIT_DATA as i32,
-        "RLIMIT_STACK" => libc::RLIMIT_STACK as i32,
-        "RLIMIT_CORE" => libc::RLIMIT_CORE as i32,
-        "RLIMIT_RSS" => libc::RLIMIT_RSS as i32,
-        "RLIMIT_NPROC" => libc::RLIMIT_NPROC as i32,
-        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE as i32,
-        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK as i32,
-        "RLIMIT_AS" => libc::RLIMIT_AS as i32,
-        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS as i32,
-        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING as i32,
-        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE as i32,
-        "RLIMIT_NICE" => libc::RLIMIT_NICE as i32,
-        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO as i32,
-        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME as i32,
-        _ => return None,
-    })
+    RLIMITS.iter().find(|(n, _)| *n == name).map(|(_, r)| *r)
 }
 
-pub fn rlimits(host: &dyn Host, list: Option<&Vec<PosixRlimit>>) -> Result<Vec<Rlimit>, PlanError> {
+/// The runtime-spec's name of `resource`.
+pub fn rlimit_name(resource: i32) -> &'static str {
+    RLIMITS
+        .iter()
+        .find(|(_, r)| *r == resource)
+        .map_or("an rlimit", |(n, _)| n)
+}
+
+pub fn rlimits(list: Option<&Vec<PosixRlimit>>) -> Result<Vec<Rlimit>, PlanError> {
     let mut out: Vec<Rlimit> = Vec::new();
     for (i, r) in list.into_iter().flatten().enumerate() {
         let field = format!("process.rlimits[{i}]");
@@ -202,21 +212,6 @@ pub fn rlimits(host: &dyn Host, list: Option<&Vec<PosixRlimit>>) -> Result<Vec<R
         }
         if out.iter().any(|o| o.resource == resource) {
             return Err(PlanError::field(&field, format!("{name} is given twice")));
-        }
-        // The init would fail to set it, after the container's namespaces and cgroup are made.
-        if let Some(ceiling) = host.rlimit_ceiling(resource).filter(|c| r.hard() > *c) {
-            let show = |v: u64| match v {
-                u64::MAX => "unlimited".to_owned(),
-                v => v.to_string(),
-            };
-            return Err(PlanError::field(
-                &field,
-                format!(
-                    "{name}'s hard limit {} is above this runtime's own, {}, which it cannot raise without CAP_SYS_RESOURCE",
-                    show(r.hard()),
-                    show(ceiling)
-                ),
-            ));
         }
         out.push(Rlimit {
             resource,

@@ -1,12 +1,14 @@
 //! A digest of a container's rootfs tree, for a measurement that covers the image as the
-//! container will run it (`org.chitin.tpm.rootfs`). By fd throughout, as copyup walks an image:
-//! nothing is followed, each file is hashed as the fd opened shows it, and the walk stays on the
-//! rootfs's own file system (what is mounted inside it is not the image's).
+//! container will run it (`org.chitin.tpm.rootfs`): walked from the init's own root
+//! (/proc/PID/root), so a bundle path pointed elsewhere after create changes nothing. By fd
+//! throughout, as copyup walks an image: nothing is followed, each file and directory is taken
+//! as the fd opened shows it, and the walk stays on the root's own file system (what is mounted
+//! inside it, /proc or a bound file, is listed but not read: it is not the image's).
 //!
 //! The digest is the sha256 of one line per entry, depth first in byte order of names:
 //! `PATH\0KIND\0MODE\0UID\0GID\0EXTRA\n`, KIND one of `d f l c b p s`, MODE the permission bits
 //! in octal, EXTRA the sha256 of a file's contents, a symlink's target, a device's MAJOR:MINOR,
-//! or empty.
+//! `mount` for what another file system holds there, or empty.
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -47,10 +49,12 @@ fn level(
     }
     let mut names: Vec<std::ffi::CString> = Dir::from_fd(dir.try_clone_to_owned()?)?
         .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| !matches!(e.file_name().to_bytes(), b"." | b".."))
-        .map(|e| e.file_name().to_owned())
-        .collect();
+        .map(|e| e.map(|e| e.file_name().to_owned()))
+        .filter(|n| {
+            !n.as_ref()
+                .is_ok_and(|n| matches!(n.to_bytes(), b"." | b".."))
+        })
+        .collect::<Result<_, _>>()?;
     names.sort();
     for name in names {
         let mut p = path.to_vec();
@@ -59,7 +63,8 @@ fn level(
         let st = fstatat(dir, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
         let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
         let (letter, extra, descend) = match kind {
-            SFlag::S_IFDIR => ('d', Vec::new(), st.st_dev == dev),
+            _ if st.st_dev != dev => (kind_letter(kind), b"mount".to_vec(), false),
+            SFlag::S_IFDIR => ('d', Vec::new(), true),
             SFlag::S_IFREG => {
                 let flags =
                     OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
@@ -72,12 +77,10 @@ fn level(
                 false,
             ),
             SFlag::S_IFCHR | SFlag::S_IFBLK => {
-                let letter = if kind == SFlag::S_IFCHR { 'c' } else { 'b' };
                 let (ma, mi) = (libc::major(st.st_rdev), libc::minor(st.st_rdev));
-                (letter, format!("{ma}:{mi}").into_bytes(), false)
+                (kind_letter(kind), format!("{ma}:{mi}").into_bytes(), false)
             }
-            SFlag::S_IFIFO => ('p', Vec::new(), false),
-            _ => ('s', Vec::new(), false),
+            _ => (kind_letter(kind), Vec::new(), false),
         };
         h.update(&p);
         h.update(format!(
@@ -91,20 +94,37 @@ fn level(
         if descend {
             let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
             let sub = openat(dir, name.as_c_str(), flags, Mode::empty())?;
+            same(&sub, &st)?;
             level(sub.as_fd(), &p, dev, depth + 1, h)?;
         }
     }
     Ok(())
 }
 
-/// The sha256 of a regular file's contents, in hex; it must still be the file listed.
-fn contents(f: OwnedFd, listed: &FileStat) -> io::Result<String> {
+fn kind_letter(kind: SFlag) -> char {
+    match kind {
+        SFlag::S_IFDIR => 'd',
+        SFlag::S_IFREG => 'f',
+        SFlag::S_IFLNK => 'l',
+        SFlag::S_IFCHR => 'c',
+        SFlag::S_IFBLK => 'b',
+        SFlag::S_IFIFO => 'p',
+        _ => 's',
+    }
+}
+
+/// The fd opened is still the entry listed.
+fn same(f: &OwnedFd, listed: &FileStat) -> io::Result<()> {
     let st = fstat(f.as_fd())?;
     if (st.st_dev, st.st_ino) != (listed.st_dev, listed.st_ino) {
-        return Err(io::Error::other(
-            "a file changed while the rootfs was measured",
-        ));
+        return Err(io::Error::other("the rootfs changed while it was measured"));
     }
+    Ok(())
+}
+
+/// The sha256 of a regular file's contents, in hex; it must still be the file listed.
+fn contents(f: OwnedFd, listed: &FileStat) -> io::Result<String> {
+    same(&f, listed)?;
     let mut file = std::fs::File::from(f);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];

@@ -244,7 +244,11 @@ pub fn enclave_devices_as_the_host_has_them() -> TestResult {
     dev["options"].as_array_mut().unwrap().push("noexec".into());
     let (code, _, err) = run(&ctx, "/nonexistent", &b, &id);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("/dev is mounted noexec"), "{err}");
+    assert!(
+        err.contains(&named) && err.contains("/dev is mounted noexec (mounts["),
+        "{err}"
+    );
+    assert!(!ctx.root.join(&id).exists(), "nothing left behind");
     Ok(())
 }
 

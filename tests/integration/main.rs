@@ -23,7 +23,7 @@ mod terminal;
 mod tpm;
 mod tty;
 
-use clients::{ctr, docker, docker_userns, podman};
+use clients::{ctr, docker, docker_cdi, docker_userns, podman};
 use harness::Test;
 
 macro_rules! tests {
@@ -154,7 +154,7 @@ fn main() {
         docker::interactive_terminal,
         docker::pause_update_top_stats,
         docker::stop_signal_and_sub_cgroups,
-        docker::cdi_device_by_annotation,
+        docker_cdi::cdi_device_by_annotation,
         docker_userns::userns_remap_and_network_container,
         ctr::run_exec_kill_rm,
         ctr::cdi_device_by_annotation,

@@ -372,7 +372,8 @@ pub fn created_init_holds_no_caller_fd() -> TestResult {
 
 /// An rlimit whose hard limit is above the runtime's own: refused while planning, naming the
 /// field, where the runtime lacks CAP_SYS_RESOURCE to raise it (this host's bounding set drops
-/// it); set in the container where it has it (the VM). runc fails such a config in its init.
+/// it), and for a container with a user namespace, inside which the init cannot raise it; set in
+/// the container where the runtime can (the VM).
 pub fn rlimit_above_the_runtime_s_own() -> TestResult {
     let ctx = Ctx::new("rlimitceil")?;
     let mut b = ctx.bundle("ulimit -l");
@@ -392,5 +393,22 @@ pub fn rlimit_above_the_runtime_s_own() -> TestResult {
         );
         assert!(!ctx.root.join(&id).exists(), "nothing left behind");
     }
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["uidMappings"] = map.clone();
+    b.config["linux"]["gidMappings"] = map;
+    let id = ctx.id();
+    let (code, out, err) = ctx.run(&b, &id);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(
+            "process.rlimits[0]: RLIMIT_MEMLOCK's hard limit unlimited is above this runtime's own"
+        ) && err.contains("which the init cannot raise inside a user namespace"),
+        "{err}"
+    );
+    assert!(!ctx.root.join(&id).exists(), "nothing left behind");
     Ok(())
 }

@@ -116,7 +116,8 @@ for a in "$@"; do
   esac
 done
 # Emulated, a soak cycle takes ~0.8 s: a short soak here (the host run does 200).
-CHITIN_MUST_RUN=$must CHITIN_SOAK_CYCLES=20 CHITIN_BIN=/bin/chitin CHITIN_RECVTTY=/bin/chitin-recvtty TMPDIR=/tmp /bin/integration $filter
+# The VM's TPM (QEMU's, on this run's swtpm) is the tests' to extend.
+CHITIN_KERNEL_TPM=1 CHITIN_MUST_RUN=$must CHITIN_SOAK_CYCLES=20 CHITIN_BIN=/bin/chitin CHITIN_RECVTTY=/bin/chitin-recvtty TMPDIR=/tmp /bin/integration $filter
 echo "vm-exit=$?"
 poweroff -f
 INIT

@@ -70,7 +70,9 @@ pub fn grant(
     for m in &e.mounts {
         g.mounts.push(mount(m));
     }
-    for h in &e.hooks {
+    for (i, h) in e.hooks.iter().enumerate() {
+        super::trust::check_program(&host.path(Path::new(&h.path)))
+            .map_err(|why| at.err(&format!(".hooks[{i}].path"), format!("{}: {why}", h.path)))?;
         g.hooks.push((phase(&h.hook_name), hook(h)));
     }
     Ok(g)

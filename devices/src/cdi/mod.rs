@@ -7,6 +7,7 @@ mod edits;
 mod names;
 mod registry;
 mod spec;
+mod trust;
 mod validate;
 mod version;
 

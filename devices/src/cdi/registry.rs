@@ -4,18 +4,22 @@
 //! As in the reference library: only `.json` and `.yaml` files directly in a directory are read
 //! (both through the YAML parser, as JSON is YAML), a missing directory is skipped, a device of
 //! a later directory replaces one of an earlier, and one defined by two files of the same
-//! directory is a conflict. chitin also refuses a file or directory that is not root's or that
-//! others may write: the hooks a spec names run as root on the host.
+//! directory is a conflict. chitin also refuses a file or directory that is not root's alone
+//! (trust.rs): the hooks a spec names run as root on the host.
 
 use std::collections::BTreeMap;
+use std::ffi::{CStr, CString};
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use nix::dir::{Dir, Type};
 
 use sha2::{Digest, Sha256};
 
 use super::spec::Spec;
-use super::{names, validate, version};
+use super::{names, trust, validate, version};
 
 /// A spec file as read: its path, the digest of its bytes, and the spec.
 pub struct SpecFile {
@@ -45,44 +49,28 @@ impl Registry {
     pub fn load(dirs: &[PathBuf]) -> Registry {
         let mut r = Registry::default();
         for (priority, dir) in dirs.iter().enumerate() {
-            for path in r.spec_paths(dir) {
-                match read(&path) {
+            let listed = trust::open_dir(dir).and_then(|fd| match fd {
+                Some(fd) => spec_names(&fd).map(|names| Some((fd, names))),
+                None => Ok(None),
+            });
+            let (fd, names) = match listed {
+                Ok(Some(l)) => l,
+                // A directory that is not there has no specs.
+                Ok(None) => continue,
+                Err(why) => {
+                    r.refused.push((dir.clone(), why));
+                    continue;
+                }
+            };
+            for name in names {
+                let path = dir.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+                match read(&fd, &name, &path) {
                     Ok(f) => r.add(priority, f),
                     Err(why) => r.refused.push((path, why)),
                 }
             }
         }
         r
-    }
-
-    /// The spec files of `dir`, by name; a directory that is not there has none.
-    fn spec_paths(&mut self, dir: &Path) -> Vec<PathBuf> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
-            Err(e) => {
-                self.refused.push((dir.into(), e.to_string()));
-                return Vec::new();
-            }
-        };
-        if let Err(why) = std::fs::metadata(dir)
-            .map_err(|e| e.to_string())
-            .and_then(|m| trusted(&m))
-        {
-            self.refused.push((dir.into(), why));
-            return Vec::new();
-        }
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                matches!(
-                    p.extension().and_then(|e| e.to_str()),
-                    Some("json" | "yaml")
-                ) && !p.is_dir()
-            })
-            .collect();
-        paths.sort();
-        paths
     }
 
     /// Adds the devices of `f`, read from the directory of index `priority` (rising).
@@ -135,28 +123,27 @@ impl Registry {
     }
 }
 
-/// Root's, and not writable by others (nor by a group other than root's).
-fn trusted(m: &std::fs::Metadata) -> Result<(), String> {
-    if m.uid() != 0 {
-        return Err(format!(
-            "owned by uid {}, not root: a CDI spec's hooks run as root",
-            m.uid()
-        ));
+/// The names of `dir`'s spec files (`.json`, `.yaml`), sorted; directories are not read into.
+fn spec_names(dir: &OwnedFd) -> Result<Vec<CString>, String> {
+    let fd = dir.try_clone().map_err(|e| e.to_string())?;
+    let mut names = Vec::new();
+    for e in Dir::from_fd(fd).map_err(|e| e.to_string())?.into_iter() {
+        let e = e.map_err(|e| format!("reading the directory: {e}"))?;
+        let name = e.file_name();
+        let spec = [b".json".as_slice(), b".yaml"]
+            .iter()
+            .any(|x| name.to_bytes().ends_with(x));
+        if spec && e.file_type() != Some(Type::Directory) {
+            names.push(name.to_owned());
+        }
     }
-    let mode = m.mode();
-    if mode & 0o002 != 0 || (mode & 0o020 != 0 && m.gid() != 0) {
-        return Err(format!(
-            "mode {:o} lets others write it: a CDI spec's hooks run as root",
-            mode & 0o7777
-        ));
-    }
-    Ok(())
+    names.sort();
+    Ok(names)
 }
 
-/// One spec file, checked on the descriptor it is read through.
-fn read(path: &Path) -> Result<SpecFile, String> {
-    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    trusted(&file.metadata().map_err(|e| e.to_string())?)?;
+/// The spec file `name` of `dir` (at `path`), checked on the descriptor it is read through.
+fn read(dir: &OwnedFd, name: &CStr, path: &Path) -> Result<SpecFile, String> {
+    let mut file = trust::open_file(dir.as_fd(), name)?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
     let text = std::str::from_utf8(&bytes).map_err(|_| "not UTF-8".to_string())?;

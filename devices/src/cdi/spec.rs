@@ -46,6 +46,18 @@ pub struct ContainerEdits {
     pub net_devices: Vec<NetDevice>,
 }
 
+impl ContainerEdits {
+    pub fn is_empty(&self) -> bool {
+        self.env.is_empty()
+            && self.device_nodes.is_empty()
+            && self.hooks.is_empty()
+            && self.mounts.is_empty()
+            && self.intel_rdt.is_none()
+            && self.additional_gids.is_empty()
+            && self.net_devices.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DeviceNode {

@@ -10,12 +10,15 @@ use super::*;
 use crate::HookPhase;
 use crate::testing::{Tree, annotations, request};
 
-/// A host with empty CDI directories and /dev.
+/// A host with empty CDI directories, /dev, and the program GPU_JSON's hook runs.
 fn tree(name: &str) -> Tree {
     let t = Tree::new(&format!("cdi-{name}"));
-    for d in ["etc/cdi", "var/run/cdi", "dev"] {
+    for d in ["etc/cdi", "var/run/cdi", "dev", "usr/bin"] {
         std::fs::create_dir_all(t.0.join(d)).unwrap();
     }
+    let hook = t.0.join("usr/bin/gpu-hook");
+    std::fs::write(&hook, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
     t
 }
 
@@ -222,11 +225,11 @@ fn untrusted_or_bad_spec_files_are_refused_by_name() {
     let cases = [
         (
             GPU_JSON.replace("0.7.0", "0.6.0"),
-            "cdiVersion \"0.6.0\" is too old for additionalGids, which needs 0.7.0",
+            "cdiVersion \"0.6.0\" is too old for devices[1].containerEdits.additionalGids, which needs 0.7.0",
         ),
         (
             FPGA_YAML.replace("1.1.0", "0.4.0"),
-            "cdiVersion \"0.4.0\" is too old for deviceNodes[].hostPath, which needs 0.5.0",
+            "cdiVersion \"0.4.0\" is too old for devices[0].containerEdits.deviceNodes[0].hostPath, which needs 0.5.0",
         ),
         (
             GPU_JSON.replace("0.7.0", "1.2.0"),
@@ -291,5 +294,99 @@ fn what_cannot_be_granted_names_the_file_and_field() {
     assert_eq!(
         e.reason,
         "no CDI spec defines the device vendor.example/fpga=b"
+    );
+}
+
+#[test]
+fn trust_is_checked_on_what_is_opened_and_above_it() {
+    let t = tree("trust");
+    let p = t.write("etc/cdi/gpu.json", GPU_JSON);
+    let host = t.host();
+    let req = [(ANNOTATION, "vendor.example/gpu=1")];
+    let refused = |want: &str| {
+        let e = ask(&host, &req, 0).unwrap_err().reason;
+        assert!(e.contains(want), "{want:?} in {e}");
+    };
+    // Group write, even for root's group: an ACL's mask shows as the group bits.
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o664)).unwrap();
+    refused("mode 664 lets others write it");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // An access ACL, written as the kernel takes it (version 2; user::rw, user:65534:r,
+    // group::r, mask::r, other::r): the mode stays 644, and the ACL is refused all the same.
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (1u16, 6u16, u32::MAX),
+        (2, 4, 65534),
+        (4, 4, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 4, u32::MAX),
+    ] {
+        acl.extend(tag.to_le_bytes());
+        acl.extend(perm.to_le_bytes());
+        acl.extend(id.to_le_bytes());
+    }
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a path and a buffer of the length given.
+    let set = unsafe {
+        libc::setxattr(
+            c.as_ptr(),
+            c"system.posix_acl_access".as_ptr(),
+            acl.as_ptr().cast(),
+            acl.len(),
+            0,
+        )
+    };
+    if set == 0 {
+        refused("given others by an access ACL");
+        // SAFETY: a path and a name.
+        unsafe { libc::removexattr(c.as_ptr(), c"system.posix_acl_access".as_ptr()) };
+    }
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // A directory above the spec directory that others may write (and is not sticky).
+    let etc = t.0.join("etc");
+    std::fs::set_permissions(&etc, std::fs::Permissions::from_mode(0o777)).unwrap();
+    refused("a directory above it is mode 777 lets others write it");
+    std::fs::set_permissions(&etc, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    // Sticky, as /tmp is: the spec is read (and its device wants a node this host lacks).
+    let e = ask(&host, &req, 0).unwrap_err().reason;
+    assert!(e.contains("the host's /dev/gpuctl"), "{e}");
+    std::fs::set_permissions(&etc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A FIFO named as a spec does not hang the read.
+    let fifo = std::ffi::CString::new(
+        t.0.join("etc/cdi/a.yaml")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap();
+    // SAFETY: a path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let e = ask(&host, &[(ANNOTATION, "vendor.example/gpu=none")], 0)
+        .unwrap_err()
+        .reason;
+    assert!(e.contains("a.yaml: not a regular file"), "{e}");
+}
+
+#[test]
+fn a_hook_s_program_must_be_root_s_alone() {
+    let t = tree("hook");
+    t.node("gpuctl", 240, 255);
+    t.write("etc/cdi/gpu.json", GPU_JSON);
+    let host = t.host();
+    let req = [(ANNOTATION, "vendor.example/gpu=1")];
+    assert!(ask(&host, &req, 0).is_ok());
+    let hook = t.0.join("usr/bin/gpu-hook");
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o757)).unwrap();
+    let e = ask(&host, &req, 0).unwrap_err().reason;
+    assert!(
+        e.contains(
+            "containerEdits.hooks[0].path: /usr/bin/gpu-hook: mode 757 lets others write it"
+        ),
+        "{e}"
+    );
+    std::fs::remove_file(&hook).unwrap();
+    let e = ask(&host, &req, 0).unwrap_err().reason;
+    assert!(
+        e.contains("containerEdits.hooks[0].path: /usr/bin/gpu-hook: "),
+        "{e}"
     );
 }

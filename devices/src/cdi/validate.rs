@@ -16,6 +16,9 @@ pub fn spec(spec: &Spec) -> Result<(), String> {
         if spec.devices[..i].iter().any(|o| o.name == d.name) {
             return Err(format!("{at}.name: {:?} is defined twice", d.name));
         }
+        if d.container_edits.is_empty() {
+            return Err(format!("{at}.containerEdits: a device edits something"));
+        }
         edits(&d.container_edits, &format!("{at}.containerEdits"))?;
     }
     Ok(())
@@ -64,8 +67,12 @@ fn edits(e: &ContainerEdits, at: &str) -> Result<(), String> {
                 n.permissions
             ));
         }
-        if n.major < 0 || n.minor < 0 {
-            return Err(format!("{at}: a major or minor is not negative"));
+        for (field, v) in [("major", n.major), ("minor", n.minor)] {
+            if v < 0 {
+                return Err(format!(
+                    "{at}.{field}: {v} is negative (a wildcard, not a device)"
+                ));
+            }
         }
     }
     for (i, h) in e.hooks.iter().enumerate() {

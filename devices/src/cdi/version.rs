@@ -13,55 +13,62 @@ fn index(v: &str) -> Option<usize> {
     KNOWN.iter().position(|k| *k == v)
 }
 
-/// The least version whose fields `spec` uses, with the field that needs it.
-fn needed(spec: &Spec) -> (usize, &'static str) {
-    let mut need = (index("0.3.0").unwrap(), "");
-    let mut at_least = |v: &str, why: &'static str| {
-        let i = index(v).unwrap();
+/// The least version whose fields `spec` uses, with the first field that needs it. The
+/// reference library computes 0.3.0 at least, yet takes a spec that declares 0.1.0 or 0.2.0 and
+/// needs nothing newer: so does chitin.
+fn needed(spec: &Spec) -> (usize, String) {
+    let mut need = (0, String::new());
+    let mut at_least = |v: &str, why: String| {
+        let i = index(v).expect("a known version");
         if i > need.0 {
             need = (i, why);
         }
     };
-    let edits = std::iter::once(&spec.container_edits)
-        .chain(spec.devices.iter().map(|d| &d.container_edits));
-    for e in edits {
-        edits_need(e, &mut at_least);
+    edits_need(&spec.container_edits, "containerEdits", &mut at_least);
+    for (i, d) in spec.devices.iter().enumerate() {
+        edits_need(
+            &d.container_edits,
+            &format!("devices[{i}].containerEdits"),
+            &mut at_least,
+        );
+        if d.name.starts_with(|c: char| c.is_ascii_digit()) {
+            at_least(
+                "0.5.0",
+                format!("devices[{i}].name, which starts with a digit"),
+            );
+        }
+        if !d.annotations.is_empty() {
+            at_least("0.6.0", format!("devices[{i}].annotations"));
+        }
     }
-    if spec
-        .devices
-        .iter()
-        .any(|d| d.name.starts_with(|c: char| c.is_ascii_digit()))
-    {
-        at_least("0.5.0", "a device name that starts with a digit");
-    }
-    if !spec.annotations.is_empty() || spec.devices.iter().any(|d| !d.annotations.is_empty()) {
-        at_least("0.6.0", "annotations");
+    if !spec.annotations.is_empty() {
+        at_least("0.6.0", "annotations".into());
     }
     if spec
         .kind
         .split_once('/')
         .is_some_and(|(_, class)| class.contains('.'))
     {
-        at_least("0.6.0", "a dot in the kind's class");
+        at_least("0.6.0", "kind, whose class has a dot".into());
     }
     need
 }
 
-fn edits_need(e: &ContainerEdits, at_least: &mut impl FnMut(&str, &'static str)) {
-    if e.mounts.iter().any(|m| !m.typ.is_empty()) {
-        at_least("0.4.0", "mounts[].type");
+fn edits_need(e: &ContainerEdits, at: &str, at_least: &mut impl FnMut(&str, String)) {
+    if let Some(i) = e.mounts.iter().position(|m| !m.typ.is_empty()) {
+        at_least("0.4.0", format!("{at}.mounts[{i}].type"));
     }
-    if e.device_nodes.iter().any(|d| !d.host_path.is_empty()) {
-        at_least("0.5.0", "deviceNodes[].hostPath");
+    if let Some(i) = e.device_nodes.iter().position(|d| !d.host_path.is_empty()) {
+        at_least("0.5.0", format!("{at}.deviceNodes[{i}].hostPath"));
     }
     if e.intel_rdt.is_some() {
-        at_least("0.7.0", "intelRdt");
+        at_least("0.7.0", format!("{at}.intelRdt"));
     }
     if !e.additional_gids.is_empty() {
-        at_least("0.7.0", "additionalGids");
+        at_least("0.7.0", format!("{at}.additionalGids"));
     }
     if !e.net_devices.is_empty() {
-        at_least("1.1.0", "netDevices");
+        at_least("1.1.0", format!("{at}.netDevices"));
     }
 }
 

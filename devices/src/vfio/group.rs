@@ -12,7 +12,9 @@ use crate::Host;
 /// The PCI class of a bridge (0x0604xx): it may stay with its own driver in a group.
 const BRIDGE_CLASS: &str = "0x0604";
 
-/// The group of PCI function `addr`, once every member is checked to be ours to hand over.
+/// The group of PCI function `addr`, once every member is checked to be ours to hand over: a
+/// clearer refusal than the driver's "not viable", which the status check still has the last
+/// word on.
 pub fn of(host: &Host, addr: &str) -> Result<String, String> {
     let dev = host.sys.join("bus/pci/devices").join(addr);
     let link = std::fs::read_link(dev.join("iommu_group")).map_err(|e| {
@@ -38,12 +40,14 @@ pub fn of(host: &Host, addr: &str) -> Result<String, String> {
     for m in list {
         let m = m.map_err(|e| e.to_string())?;
         let name = m.file_name().to_string_lossy().into_owned();
-        let dev = host.sys.join("bus/pci/devices").join(&name);
+        // The group's own link, which also finds members that are not PCI functions.
+        let dev = m.path();
         let bridge =
             std::fs::read_to_string(dev.join("class")).is_ok_and(|c| c.starts_with(BRIDGE_CLASS));
         match driver(&dev) {
             None => {}
-            Some(d) if d == "vfio-pci" => {}
+            // pci-stub parks a device so that no host driver takes it, as the kernel allows.
+            Some(d) if d == "vfio-pci" || d == "pci-stub" => {}
             Some(_) if bridge => {}
             Some(d) => {
                 return Err(format!(

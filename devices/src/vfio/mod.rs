@@ -79,19 +79,17 @@ pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Vec<Grant>, DeviceError
         let g = group::of(host, addr).map_err(&bad)?;
         if !groups.contains(&g) {
             let node = format!("vfio/{g}");
-            let numbers = host.char_dev_at("vfio", &g, &node).map_err(&bad)?;
+            let group_node = host.char_dev_at("vfio", &g, &node).map_err(&bad)?;
             viable(host, &node, &g, addr).map_err(&bad)?;
-            devices.char_device(&format!("/dev/{node}"), numbers, 0o666);
+            devices.char_device(&format!("/dev/{node}"), &group_node);
             groups.push(g);
         }
     }
     // The VFIO container, which every group is used through.
-    devices.char_device(
-        "/dev/vfio/vfio",
-        host.char_dev_at("misc", "vfio", "vfio/vfio")
-            .map_err(&bad)?,
-        0o666,
-    );
+    let container = host
+        .char_dev_at("misc", "vfio", "vfio/vfio")
+        .map_err(&bad)?;
+    devices.char_device("/dev/vfio/vfio", &container);
     let resource = req
         .annotations
         .get(RESOURCE)
@@ -181,6 +179,10 @@ fn numa(
         .sys
         .join(format!("devices/system/node/node{n}/cpulist"));
     let cpus = std::fs::read_to_string(&list).map_err(|e| format!("{}: {e}", list.display()))?;
+    if cpus.trim().is_empty() {
+        // A node of memory alone (CXL, HBM): pinning to it would leave no cpu.
+        return Err(format!("NUMA node {n} has no cpus"));
+    }
     Ok(Some((cpus.trim().to_owned(), n.to_string())))
 }
 
@@ -226,7 +228,9 @@ fn hugepages(host: &Host, req: &Request<'_>) -> Result<(String, Option<u64>), St
                 .ok_or_else(|| format!("{v:?} is not PAGESIZE:LIMIT"))?;
             let l = l
                 .parse::<u64>()
-                .map_err(|_| format!("{l:?} is not a number of bytes"))?;
+                .ok()
+                .filter(|l| *l <= i64::MAX as u64)
+                .ok_or_else(|| format!("{l:?} is not a number of bytes"))?;
             (p.to_owned(), Some(l))
         }
         None => (

@@ -158,8 +158,9 @@ pub fn run_exec_kill_rm() -> TestResult {
 /// A CDI device asked for by `ctr run --annotation`, resolved by chitin under containerd's shim:
 /// the node opens, with the spec's variable; without the annotation, neither.
 pub fn cdi_device_by_annotation() -> TestResult {
-    super::cdi_spec()?;
+    super::runtime_resolves_cdi()?;
     let c = containerd()?;
+    super::cdi_spec()?;
     let script = ["/bin/sh", "-c", super::CDI_SCRIPT];
     let out = ok(&mut c.ctr_run(
         "cdi",

@@ -8,6 +8,7 @@
 
 pub mod ctr;
 pub mod docker;
+pub mod docker_cdi;
 pub mod docker_userns;
 pub mod podman;
 
@@ -294,14 +295,19 @@ pub const CDI_ANNOTATION: &str = "cdi.k8s.io/chitin-test_fuse=test.chitin.dev/de
 pub const CDI_SCRIPT: &str = "if [ -c /dev/cdi-fuse ]; then (exec 3<>/dev/cdi-fuse) 2>/dev/null \
      && echo fuse-opened || echo fuse-denied; else echo fuse-absent; fi; echo env=$CDI_TEST";
 
-/// A CDI spec in the sandbox's /run/cdi (CDI's dynamic directory, on the sandbox's own tmpfs)
-/// with one device, test.chitin.dev/dev=fuse: a fuse node at /dev/cdi-fuse and a variable.
-/// Skips where fuse does not open, and where the runtime is not chitin: runc reads no CDI
-/// annotations (the engines pass them on without resolving them).
-pub fn cdi_spec() -> Result<(), Outcome> {
+/// Skips where the runtime is not chitin: runc reads no CDI annotations (the engines pass them
+/// on without resolving them). Asked before a client is started for nothing.
+pub fn runtime_resolves_cdi() -> Result<(), Outcome> {
     if runtime() != Path::new(bin()) {
         return skip("the runtime under test is not chitin: runc does not resolve CDI annotations");
     }
+    Ok(())
+}
+
+/// A CDI spec in the sandbox's /run/cdi (CDI's dynamic directory, on the sandbox's own tmpfs)
+/// with one device, test.chitin.dev/dev=fuse: a fuse node at /dev/cdi-fuse and a variable.
+/// Skips where fuse does not open.
+pub fn cdi_spec() -> Result<(), Outcome> {
     if fs::OpenOptions::new()
         .read(true)
         .write(true)

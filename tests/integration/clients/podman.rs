@@ -190,8 +190,9 @@ pub fn read_only_tmpfs_and_a_pod() -> TestResult {
 /// A CDI device asked for by `podman run --annotation`, resolved by chitin: the node opens
 /// within podman's device rules, with the spec's variable; without the annotation, neither.
 pub fn cdi_device_by_annotation() -> TestResult {
-    super::cdi_spec()?;
+    super::runtime_resolves_cdi()?;
     let p = podman()?;
+    super::cdi_spec()?;
     let script = ["sh", "-c", super::CDI_SCRIPT];
     let out = ok(p
         .podman()

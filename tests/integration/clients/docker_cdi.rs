@@ -1,0 +1,90 @@
+//! CDI devices through Docker by annotation: dockerd passes `HostConfig.Annotations` (Engine API
+//! 1.43, Docker 24, on) to the runtime, which resolves them.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use super::docker::{Docker, IMAGE, docker};
+use super::{ok, sandbox};
+use crate::harness::{Outcome, TestResult, at_exit, skip};
+
+/// A dockerd whose Engine API carries annotations to the runtime (1.43, Docker 24, on): the
+/// run's own where it is that new, else Debian 13's, which tests/fetch-dockerd.sh fetches
+/// (CHITIN_NEWER_DOCKERD names it); Debian 12's 20.10 (1.41) passes none.
+fn annotating() -> Result<&'static Docker, Outcome> {
+    let d = docker()?;
+    if api_minor(d) >= 43 {
+        return Ok(d);
+    }
+    let Some(newer) = std::env::var("CHITIN_NEWER_DOCKERD")
+        .ok()
+        .filter(|p| Path::new(p).is_file())
+    else {
+        return skip(format!(
+            "dockerd's API is 1.{}: annotations reach the runtime from 1.43 on, and CHITIN_NEWER_DOCKERD names no newer dockerd (tests/fetch-dockerd.sh fetches Debian 13's)",
+            api_minor(d)
+        ));
+    };
+    static D: OnceLock<Docker> = OnceLock::new();
+    Ok(D.get_or_init(|| {
+        let d = Docker::start(
+            sandbox(),
+            &newer,
+            "docker-newer",
+            &["--userland-proxy=false"],
+        );
+        at_exit(|| {
+            if let Ok(d) = annotating() {
+                d.stop();
+            }
+        });
+        d
+    }))
+}
+
+fn api_minor(d: &Docker) -> u32 {
+    let api = ok(d.cli().args(["version", "-f", "{{.Server.APIVersion}}"]));
+    api.trim()
+        .strip_prefix("1.")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A CDI device asked for by annotation, which dockerd passes on and chitin resolves: the node
+/// opens despite Docker's deny-all device rules, with the spec's variable; without the
+/// annotation there is neither. The CLI of Debian 12 has no --annotation, so the container is
+/// made through the Engine API's HostConfig.Annotations, as Compose's `annotations` make it.
+pub fn cdi_device_by_annotation() -> TestResult {
+    super::runtime_resolves_cdi()?;
+    let d = annotating()?;
+    super::cdi_spec()?;
+    let (key, value) = super::CDI_ANNOTATION.split_once('=').unwrap();
+    for (name, annotations, want) in [
+        (
+            "cdi",
+            serde_json::json!({key: value}),
+            "fuse-opened\nenv=spec-level\n",
+        ),
+        ("nocdi", serde_json::json!({}), "fuse-absent\nenv=\n"),
+    ] {
+        let body = serde_json::json!({
+            "Image": IMAGE,
+            "Cmd": ["sh", "-c", super::CDI_SCRIPT],
+            "HostConfig": {"Annotations": annotations},
+        });
+        let made = ok(Command::new("curl")
+            .args(["-sS", "--fail-with-body", "--unix-socket"])
+            .arg(d.dir.join("sock"))
+            .args(["-H", "Content-Type: application/json", "-d"])
+            .arg(body.to_string())
+            .arg(format!(
+                "http://localhost/v1.43/containers/create?name={name}"
+            )));
+        assert!(made.contains("\"Id\""), "{made}");
+        let out = ok(d.cli().args(["start", "-a", name]));
+        ok(d.cli().args(["rm", name]));
+        assert_eq!(out, want, "{name}");
+    }
+    Ok(())
+}
