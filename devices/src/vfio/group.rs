@@ -81,9 +81,13 @@ pub trait Vfio {
 
 pub struct Kernel;
 
-/// VFIO_GROUP_GET_STATUS, _IO(VFIO_TYPE, VFIO_BASE + 3).
-const GET_STATUS: libc::c_ulong =
-    ((VFIO_TYPE as libc::c_ulong) << 8) | (VFIO_BASE as libc::c_ulong + 3);
+// VFIO_GROUP_GET_STATUS is _IO(VFIO_TYPE, VFIO_BASE + 3) though it takes a pointer: a "bad"
+// ioctl, whose number does not encode its argument.
+nix::ioctl_readwrite_bad!(
+    group_get_status,
+    nix::request_code_none!(VFIO_TYPE, VFIO_BASE + 3),
+    vfio_group_status
+);
 
 impl Vfio for Kernel {
     fn status(&self, node: &Path) -> Result<Status, String> {
@@ -101,12 +105,8 @@ impl Vfio for Kernel {
             flags: 0,
         };
         // SAFETY: the ioctl writes a vfio_group_status of the size argsz gives.
-        if unsafe { libc::ioctl(f.as_raw_fd(), GET_STATUS, &mut st) } < 0 {
-            return Err(format!(
-                "VFIO_GROUP_GET_STATUS: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
+        unsafe { group_get_status(f.as_raw_fd(), &mut st) }
+            .map_err(|e| format!("VFIO_GROUP_GET_STATUS: {e}"))?;
         Ok(if st.flags & VFIO_GROUP_FLAGS_VIABLE != 0 {
             Status::Viable
         } else {
