@@ -117,6 +117,18 @@ pub struct Annotation {
     pub unsafe_: bool,
 }
 
+/// A true-or-false annotation; absent is false.
+pub(crate) fn flag(req: &Request<'_>, key: &str) -> Result<bool, DeviceError> {
+    match req.annotations.get(key).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(v) => Err(DeviceError {
+            annotation: key.into(),
+            reason: format!("{v:?} is not true or false"),
+        }),
+    }
+}
+
 /// Every annotation of every provider.
 pub fn annotations() -> Vec<Annotation> {
     cdi::ANNOTATIONS

@@ -2,7 +2,7 @@
 //! starts (an action); `org.chitin.tpm.device` passes the kernel's resource manager, /dev/tpmrm0,
 //! into the container.
 
-use super::{Action, Annotation, DeviceError, Grant, Host, Request};
+use super::{Action, Annotation, DeviceError, Grant, Host, Request, flag};
 
 pub const MEASURE: &str = "org.chitin.tpm.measure";
 pub const DEVICE: &str = "org.chitin.tpm.device";
@@ -34,17 +34,6 @@ pub const ANNOTATIONS: [Annotation; 3] = [
         unsafe_: true,
     },
 ];
-
-fn flag(req: &Request<'_>, key: &str) -> Result<bool, DeviceError> {
-    match req.annotations.get(key).map(String::as_str) {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(v) => Err(DeviceError {
-            annotation: key.into(),
-            reason: format!("{v:?} is not true or false"),
-        }),
-    }
-}
 
 /// The PCR `org.chitin.tpm.measure` names, if any.
 fn pcr(req: &Request<'_>) -> Result<Option<u32>, DeviceError> {

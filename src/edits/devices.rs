@@ -27,8 +27,13 @@ fn refused(e: chitin_devices::DeviceError) -> PlanError {
 
 impl Provider for Devices {
     fn edits(&self, config: &Config) -> Result<Vec<Edit>, PlanError> {
-        let annotations = config.spec.annotations().clone().unwrap_or_default();
-        let annotations = annotations.into_iter().collect();
+        let annotations = config
+            .spec
+            .annotations()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let user = config.spec.process().as_ref().map(|p| p.user());
         let req = chitin_devices::Request {
             annotations: &annotations,

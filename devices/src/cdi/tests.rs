@@ -336,11 +336,15 @@ fn trust_is_checked_on_what_is_opened_and_above_it() {
             0,
         )
     };
-    if set == 0 {
-        refused("given others by an access ACL");
-        // SAFETY: a path and a name.
-        unsafe { libc::removexattr(c.as_ptr(), c"system.posix_acl_access".as_ptr()) };
-    }
+    assert_eq!(
+        set,
+        0,
+        "setting an ACL: {}",
+        std::io::Error::last_os_error()
+    );
+    refused("given others by an access ACL");
+    // SAFETY: a path and a name.
+    unsafe { libc::removexattr(c.as_ptr(), c"system.posix_acl_access".as_ptr()) };
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
     // A directory above the spec directory that others may write (and is not sticky).
     let etc = t.0.join("etc");

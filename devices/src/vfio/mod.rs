@@ -99,7 +99,7 @@ pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Vec<Grant>, DeviceError
         env_name(resource).map_err(refuse(RESOURCE))?,
         addrs.join(",")
     ));
-    devices.cpuset = numa(host, req, &addrs).map_err(refuse(NUMA))?;
+    devices.cpuset = numa(host, req, &addrs)?;
     let mut memory = Grant {
         origin: "chitin's VFIO devices (the config's own first)".into(),
         fallback: true,
@@ -143,12 +143,15 @@ fn numa(
     host: &Host,
     req: &Request<'_>,
     addrs: &[&str],
-) -> Result<Option<(String, String)>, String> {
-    match req.annotations.get(NUMA).map(String::as_str) {
-        None | Some("false") => return Ok(None),
-        Some("true") => {}
-        Some(v) => return Err(format!("{v:?} is not true or false")),
+) -> Result<Option<(String, String)>, DeviceError> {
+    if !crate::flag(req, NUMA)? {
+        return Ok(None);
     }
+    numa_node(host, addrs).map(Some).map_err(refuse(NUMA))
+}
+
+/// The cpus and the number of the one NUMA node that `addrs` are on.
+fn numa_node(host: &Host, addrs: &[&str]) -> Result<(String, String), String> {
     let mut node: Option<(i64, &str)> = None;
     for addr in addrs {
         let file = host
@@ -183,7 +186,7 @@ fn numa(
         // A node of memory alone (CXL, HBM): pinning to it would leave no cpu.
         return Err(format!("NUMA node {n} has no cpus"));
     }
-    Ok(Some((cpus.trim().to_owned(), n.to_string())))
+    Ok((cpus.trim().to_owned(), n.to_string()))
 }
 
 /// `DDDD:BB:SS.F` in hex, as sysfs names PCI functions.
