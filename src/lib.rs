@@ -15,6 +15,7 @@ pub mod fuzzing;
 pub mod hooks;
 pub mod init;
 pub mod logger;
+pub mod netdev;
 pub mod plan;
 pub mod profiles;
 pub mod pty;

@@ -19,6 +19,10 @@ pub enum Msg {
     /// Init → parent: write my uid_map and gid_map.
     MapIds,
     IdsMapped,
+    /// Init → parent: my network namespace is made; move linux.netDevices into it.
+    NetReady,
+    /// Parent → init: the devices are in.
+    NetMoved,
     /// Init → parent: namespaces and mounts are ready; run prestart and createRuntime hooks.
     RunHooks,
     /// Parent → init: hooks done; the states for createContainer ("creating") and

@@ -39,7 +39,8 @@ pub fn features() -> Value {
             "apparmor": {"enabled": true},
             "selinux": {"enabled": true},
             "intelRdt": {"enabled": false},
-            "mountExtensions": {"idmap": {"enabled": false}}
+            "mountExtensions": {"idmap": {"enabled": false}},
+            "netDevices": {"enabled": true}
         },
         "annotations": annotations(),
         "potentiallyUnsafeConfigAnnotations": unsafe_annotations(),

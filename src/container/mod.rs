@@ -35,6 +35,8 @@ pub enum ContainerError {
     Seccomp(#[from] crate::seccomp::SeccompError),
     #[error(transparent)]
     Tpm(#[from] crate::tpm::TpmError),
+    #[error(transparent)]
+    NetDev(#[from] crate::netdev::NetDevError),
     #[error("container init: {0}")]
     Init(#[from] crate::sync::ExpectError),
     #[error("{what}: {source}")]

@@ -143,10 +143,6 @@ pub fn unsupported(spec: &Spec) -> Result<(), PlanError> {
             ("linux.intelRdt", l.intel_rdt().is_some()),
             ("linux.personality", l.personality().is_some()),
             ("linux.memoryPolicy", l.memory_policy().is_some()),
-            (
-                "linux.netDevices",
-                l.net_devices().as_ref().is_some_and(|v| !v.is_empty()),
-            ),
         ];
         if let Some((f, _)) = checks.iter().find(|(_, set)| *set) {
             return Err(PlanError::unsupported(f));

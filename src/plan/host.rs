@@ -26,6 +26,10 @@ pub trait Host {
     /// raise it (no CAP_SYS_RESOURCE, or `in_userns`: the init sets it from inside the
     /// container's user namespace); None when it can.
     fn rlimit_ceiling(&self, resource: i32, in_userns: bool) -> Option<u64>;
+    /// The runtime runs as root (not rootless).
+    fn is_root(&self) -> bool;
+    /// The index of a network interface in the runtime's network namespace.
+    fn interface_index(&self, name: &str) -> Option<u32>;
 }
 
 /// Where the kernel answers "is this a valid context?": a write that fails with EINVAL if not.
@@ -104,6 +108,17 @@ impl Host for RealHost {
         // SAFETY: getrlimit writes the rlimit it is given.
         (unsafe { libc::getrlimit(resource as _, &mut r) } == 0).then_some(r.rlim_max)
     }
+
+    fn is_root(&self) -> bool {
+        nix::unistd::geteuid().is_root()
+    }
+
+    fn interface_index(&self, name: &str) -> Option<u32> {
+        // Not /sys/class/net, which shows the network namespace of whoever mounted sysfs.
+        let name = std::ffi::CString::new(name).ok()?;
+        // SAFETY: a NUL-terminated name that outlives the call.
+        Some(unsafe { libc::if_nametoindex(name.as_ptr()) }).filter(|i| *i != 0)
+    }
 }
 
 #[cfg(test)]
@@ -128,6 +143,8 @@ mod fake {
         pub userns: BTreeMap<PathBuf, (Vec<IdMap>, Vec<IdMap>)>,
         /// The hard limits the runtime cannot raise, by resource.
         pub rlimit_ceilings: BTreeMap<i32, u64>,
+        pub rootless: bool,
+        pub interfaces: BTreeSet<String>,
     }
 
     impl FakeHost {
@@ -190,6 +207,13 @@ mod fake {
 
         fn rlimit_ceiling(&self, resource: i32, _: bool) -> Option<u64> {
             self.rlimit_ceilings.get(&resource).copied()
+        }
+        fn is_root(&self) -> bool {
+            !self.rootless
+        }
+        fn interface_index(&self, name: &str) -> Option<u32> {
+            let i = self.interfaces.iter().position(|n| n == name)?;
+            Some(i as u32 + 2)
         }
     }
 }

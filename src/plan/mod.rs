@@ -19,6 +19,7 @@ pub mod lsm;
 pub mod mount_options;
 mod mounts;
 mod namespaces;
+pub mod net_devices;
 mod options;
 pub mod process;
 pub mod resources;
@@ -37,6 +38,7 @@ pub use idmap::{IdMap, id_map_text};
 pub use mount_options::MountOptions;
 pub use mounts::MountPlan;
 pub use namespaces::{Namespaces, NsKind, TimeOffset};
+pub use net_devices::NetDevice;
 pub use options::RunOptions;
 pub use process::{CapSets, ProcessPlan, Rlimit};
 
@@ -107,6 +109,8 @@ pub struct Plan {
     pub mounts: Vec<MountPlan>,
     pub rootfs_propagation: MsFlags,
     pub devices: Vec<Device>,
+    /// Host interfaces moved into the container's network namespace (by `create`'s parent).
+    pub net_devices: Vec<NetDevice>,
     pub masked_paths: Vec<PathBuf>,
     /// The SELinux context of the filesystems mounted for the container (context=).
     pub mount_label: Option<String>,
@@ -211,6 +215,7 @@ impl Plan {
             .as_ref()
             .ok_or_else(|| PlanError::field("process", "missing"))?;
         let (cgroups_path, cgroups_path_default) = cgroups::path(&linux, id)?;
+        let namespaces = namespaces::plan(&linux, host)?;
         let plan = Plan {
             id: id.to_owned(),
             bundle: bundle.to_path_buf(),
@@ -225,7 +230,8 @@ impl Plan {
                 .collect(),
             hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
             domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
-            namespaces: namespaces::plan(&linux, host)?,
+            net_devices: net_devices::plan(&linux, &namespaces, host)?,
+            namespaces,
             uid_map,
             gid_map,
             time_offsets: namespaces::time_offsets(&linux)?,

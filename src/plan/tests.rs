@@ -18,7 +18,7 @@ fn bundle(tag: &str, config: serde_json::Value) -> PathBuf {
     dir
 }
 
-fn base() -> serde_json::Value {
+pub(super) fn base() -> serde_json::Value {
     let mut v = crate::commands::spec::default_spec(false);
     v["process"]["terminal"] = false.into();
     v
@@ -166,7 +166,7 @@ fn ids_are_checked() {
 }
 
 /// The plan of `config` on a fake host (the bundle /b), or its error as text.
-fn on(host: &FakeHost, config: serde_json::Value) -> Result<Plan, String> {
+pub(super) fn on(host: &FakeHost, config: serde_json::Value) -> Result<Plan, String> {
     let config = config::parse(
         &serde_json::to_vec(&config).unwrap(),
         Path::new("/b/config.json"),
@@ -175,7 +175,7 @@ fn on(host: &FakeHost, config: serde_json::Value) -> Result<Plan, String> {
     Plan::new(&config, Path::new("/b"), "c1", host).map_err(|e| e.to_string())
 }
 
-fn fails(host: &FakeHost, config: serde_json::Value, want: &str) {
+pub(super) fn fails(host: &FakeHost, config: serde_json::Value, want: &str) {
     let e = on(host, config).expect_err(want);
     assert!(e.contains(want), "{e}\nwanted: {want}");
 }

@@ -31,10 +31,13 @@ struct Undo {
     dir: Option<StateDir>,
     placement: Option<Placement>,
     pid: Option<i32>,
+    /// Host interfaces moved in, which go back on drop.
+    net: Option<crate::netdev::Attached>,
 }
 
 impl Drop for Undo {
     fn drop(&mut self) {
+        drop(self.net.take());
         if let Some(pid) = self.pid.take() {
             let pid = nix::unistd::Pid::from_raw(pid);
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
@@ -102,6 +105,7 @@ fn prepare(
         dir: Some(StateDir::create(root, &plan.id)?),
         placement: None,
         pid: None,
+        net: None,
     };
     let dir = undo.dir.as_ref().expect("just set");
     // The record, with the cgroup to be made, comes first: `delete -f` can then clean up after
@@ -243,6 +247,9 @@ fn finish(
     trace!("created {}: init {pid} waits for start", p.record.id);
     p.undo.pid = None;
     p.undo.placement = None;
+    if let Some(net) = p.undo.net.take() {
+        net.keep();
+    }
     let dir = p.undo.dir.take().expect("state dir");
     Ok(Created {
         dir,

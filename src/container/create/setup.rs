@@ -41,6 +41,13 @@ pub(super) fn setup(
         write_id_map(pid, "gid_map", &plan.gid_map)?;
         send(&Msg::IdsMapped)?;
     }
+    if !plan.net_devices.is_empty() {
+        expect(sync, "making its network namespace", |m| {
+            *m == Msg::NetReady
+        })?;
+        p.undo.net = Some(move_net_devices(pid, plan)?);
+        send(&Msg::NetMoved)?;
+    }
     expect(sync, "making its namespaces and mounts", |m| {
         *m == Msg::RunHooks
     })?;
@@ -86,6 +93,19 @@ fn run_hooks(p: &Prepared, plan: &Plan) -> Result<Msg, ContainerError> {
         creating: state,
         created: p.record.oci_state(Status::Created),
     })
+}
+
+/// linux.netDevices, into the namespace the init just made.
+fn move_net_devices(pid: i32, plan: &Plan) -> Result<crate::netdev::Attached, ContainerError> {
+    let path = format!("/proc/{pid}/ns/net");
+    let ns = std::fs::File::open(&path).map_err(io_ctx(&path))?;
+    let nl = crate::netdev::Rtnl::open(ns.into()).map_err(io_ctx("rtnetlink"))?;
+    let attached = crate::netdev::attach(Box::new(nl), &plan.net_devices)?;
+    trace!(
+        "moved {} interfaces into the container",
+        plan.net_devices.len()
+    );
+    Ok(attached)
 }
 
 fn write_id_map(pid: i32, file: &str, maps: &[crate::plan::IdMap]) -> Result<(), ContainerError> {

@@ -1,0 +1,328 @@
+//! The real `Netlink`: one rtnetlink socket in each namespace, the messages built and read by
+//! netlink-packet-route. The container's socket is made from inside its namespace (a socket
+//! stays in the namespace it was made in), entered and left again at once: the runtime is
+//! single-threaded, and setns applies to the calling thread only.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use netlink_packet_core::{
+    ErrorMessage, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use nix::sched::CloneFlags;
+use nix::sys::socket::{MsgFlags, SockFlag, SockProtocol, SockType};
+
+use super::netlink::{Address, Link, Netlink, Side};
+
+/// The IFA_F_* flags RTM_NEWADDR takes from userspace; the rest are the kernel's state.
+const SETTABLE: u32 = libc::IFA_F_NODAD
+    | libc::IFA_F_HOMEADDRESS
+    | libc::IFA_F_MANAGETEMPADDR
+    | libc::IFA_F_NOPREFIXROUTE
+    | libc::IFA_F_MCAUTOJOIN
+    | libc::IFA_F_OPTIMISTIC;
+
+pub struct Rtnl {
+    host: OwnedFd,
+    container: OwnedFd,
+    host_ns: OwnedFd,
+    /// The container's namespace: kept open, it outlives an init that dies, so the devices in
+    /// it can still be put back.
+    container_ns: OwnedFd,
+    seq: u32,
+}
+
+impl Rtnl {
+    /// Sockets in this process's network namespace and in `container_ns`.
+    pub fn open(container_ns: OwnedFd) -> io::Result<Rtnl> {
+        let host_ns = std::fs::File::open("/proc/thread-self/ns/net")?.into();
+        let host = socket()?;
+        nix::sched::setns(container_ns.as_fd(), CloneFlags::CLONE_NEWNET)?;
+        let container = socket();
+        nix::sched::setns(&host_ns, CloneFlags::CLONE_NEWNET)?;
+        Ok(Rtnl {
+            host,
+            container: container?,
+            host_ns,
+            container_ns,
+            seq: 0,
+        })
+    }
+
+    /// Sends one request and reads its answer: the messages of a dump (up to NLMSG_DONE), or
+    /// those before the ACK (which NLM_F_ACK asks for, so that every request has an end).
+    fn request(
+        &mut self,
+        side: Side,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        let sock = match side {
+            Side::Host => self.host.as_fd(),
+            Side::Container => self.container.as_fd(),
+        };
+        self.seq += 1;
+        let mut packet = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(msg));
+        // NLM_F_DUMP shares a bit with NLM_F_EXCL: only the whole of it is a dump.
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        packet.header.flags = NLM_F_REQUEST | flags | if dump { 0 } else { NLM_F_ACK };
+        packet.header.sequence_number = self.seq;
+        packet.finalize();
+        let mut buf = vec![0; packet.buffer_len()];
+        packet.serialize(&mut buf);
+        nix::sys::socket::send(sock.as_raw_fd(), &buf, MsgFlags::empty())?;
+        let mut out = Vec::new();
+        loop {
+            let datagram = recv(sock)?;
+            let mut rest = &datagram[..];
+            while !rest.is_empty() {
+                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(rest)
+                    .map_err(|e| io::Error::other(format!("netlink: {e}")))?;
+                let len = (m.header.length as usize).next_multiple_of(4);
+                rest = rest.get(len.max(1)..).unwrap_or_default();
+                if m.header.sequence_number != self.seq {
+                    continue;
+                }
+                match m.payload {
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::Error(e) => match e.code {
+                        Some(_) => return Err(refusal(&e, m.header.flags)),
+                        None => return Ok(out),
+                    },
+                    NetlinkPayload::InnerMessage(m) => out.push(m),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// The kernel's errno, with the reason it gives in an extended ACK ("The interface netns is
+/// immutable" says more than EINVAL); the kind is the errno's, for callers that match on it.
+fn refusal(e: &ErrorMessage, flags: u16) -> io::Error {
+    let errno = e.raw_code().abs();
+    let plain = io::Error::from_raw_os_error(errno);
+    match extack_message(&e.header, flags) {
+        Some(why) => io::Error::new(plain.kind(), Refused { errno, why }),
+        None => plain,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{why}: {}", io::Error::from_raw_os_error(*.errno))]
+struct Refused {
+    errno: i32,
+    why: String,
+}
+
+/// The errno of a refusal, with a reason or without.
+fn errno_of(e: &io::Error) -> Option<i32> {
+    let refused = e.get_ref().and_then(|r| r.downcast_ref::<Refused>());
+    e.raw_os_error().or(refused.map(|r| r.errno))
+}
+
+/// NLMSGERR_ATTR_MSG of an error's TLVs, which follow the request it quotes: its header only
+/// when capped, else the whole request (whose length is its header's first word).
+fn extack_message(quoted: &[u8], flags: u16) -> Option<String> {
+    const CAPPED: u16 = 0x100;
+    const ACK_TLVS: u16 = 0x200;
+    const ATTR_MSG: u16 = 1;
+    if flags & ACK_TLVS == 0 {
+        return None;
+    }
+    let mut at = match flags & CAPPED {
+        0 => u32::from_ne_bytes(quoted.get(..4)?.try_into().ok()?) as usize,
+        _ => 16,
+    };
+    while let Some(head) = quoted.get(at..at + 4) {
+        let len = u16::from_ne_bytes([head[0], head[1]]) as usize;
+        let kind = u16::from_ne_bytes([head[2], head[3]]);
+        let value = quoted.get(at + 4..at + len.max(4))?;
+        if kind == ATTR_MSG {
+            let text = value.split(|b| *b == 0).next()?;
+            return Some(
+                String::from_utf8_lossy(text)
+                    .trim_end_matches('.')
+                    .to_owned(),
+            );
+        }
+        at += len.max(4).next_multiple_of(4);
+    }
+    None
+}
+
+/// A route socket that asks for extended ACKs.
+fn socket() -> io::Result<OwnedFd> {
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )?;
+    let on: libc::c_int = 1;
+    // SAFETY: an int option of the size given. Kernels before 4.12 refuse it: errors stay bare.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_NETLINK,
+            libc::NETLINK_EXT_ACK,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    Ok(sock)
+}
+
+/// One datagram, whole: its size is asked first (MSG_PEEK | MSG_TRUNC), as a dump's parts can
+/// be larger than a page.
+fn recv(sock: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec<u8>> {
+    let recv_with = |buf: &mut [u8], flags: MsgFlags| loop {
+        match nix::sys::socket::recv(sock.as_raw_fd(), buf, flags) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => break r,
+        }
+    };
+    let size = recv_with(&mut [0u8; 1], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC)?;
+    let mut buf = vec![0u8; size];
+    let n = recv_with(&mut buf, MsgFlags::empty())?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+fn link_of(m: LinkMessage) -> Link {
+    let name = m.attributes.into_iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n),
+        _ => None,
+    });
+    Link {
+        index: m.header.index,
+        name: name.unwrap_or_default(),
+        up: m.header.flags.contains(LinkFlags::Up),
+    }
+}
+
+fn address_of(m: AddressMessage) -> Address {
+    let mut a = Address {
+        family: m.header.family.into(),
+        prefix_len: m.header.prefix_len,
+        scope: m.header.scope.into(),
+        flags: m.header.flags.bits() as u32,
+        local: None,
+        address: None,
+        broadcast: None,
+        label: None,
+    };
+    for attr in m.attributes {
+        match attr {
+            AddressAttribute::Local(ip) => a.local = Some(ip),
+            AddressAttribute::Address(ip) => a.address = Some(ip),
+            AddressAttribute::Broadcast(ip) => a.broadcast = Some(ip),
+            AddressAttribute::Label(l) => a.label = Some(l),
+            AddressAttribute::Flags(f) => a.flags = f.bits(),
+            _ => {}
+        }
+    }
+    a
+}
+
+fn link_message(index: u32) -> LinkMessage {
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    m
+}
+
+impl Netlink for Rtnl {
+    fn link(&mut self, side: Side, name: &str) -> io::Result<Option<Link>> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        match self.request(side, RouteNetlinkMessage::GetLink(m), 0) {
+            Err(e) if errno_of(&e) == Some(libc::ENODEV) => Ok(None),
+            r => Ok(r?.into_iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(link_of(l)),
+                _ => None,
+            })),
+        }
+    }
+
+    fn links(&mut self, side: Side) -> io::Result<Vec<Link>> {
+        let all = self.request(
+            side,
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+        )?;
+        Ok(all
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(link_of(l)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn addresses(&mut self, side: Side, index: u32) -> io::Result<Vec<Address>> {
+        let all = self.request(
+            side,
+            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            NLM_F_DUMP,
+        )?;
+        Ok(all
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) if a.header.index == index => {
+                    Some(address_of(a))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn add_address(&mut self, side: Side, index: u32, a: &Address) -> io::Result<()> {
+        let mut m = AddressMessage::default();
+        m.header.family = a.family.into();
+        m.header.prefix_len = a.prefix_len;
+        m.header.scope = a.scope.into();
+        m.header.index = index;
+        let flags = a.flags & SETTABLE;
+        m.header.flags = AddressHeaderFlags::from_bits_retain(flags as u8);
+        let attrs = &mut m.attributes;
+        attrs.extend(a.local.map(AddressAttribute::Local));
+        attrs.extend(a.address.map(AddressAttribute::Address));
+        attrs.extend(a.broadcast.map(AddressAttribute::Broadcast));
+        attrs.extend(a.label.clone().map(AddressAttribute::Label));
+        attrs.push(AddressAttribute::Flags(AddressFlags::from_bits_retain(
+            flags,
+        )));
+        let new = RouteNetlinkMessage::NewAddress(m);
+        self.request(side, new, NLM_F_CREATE | NLM_F_EXCL).map(drop)
+    }
+
+    fn set_up(&mut self, side: Side, index: u32, up: bool) -> io::Result<()> {
+        let mut m = link_message(index);
+        m.header.flags = if up {
+            LinkFlags::Up
+        } else {
+            LinkFlags::empty()
+        };
+        m.header.change_mask = LinkFlags::Up;
+        self.request(side, RouteNetlinkMessage::SetLink(m), 0)
+            .map(drop)
+    }
+
+    fn move_link(&mut self, from: Side, index: u32, name: &str) -> io::Result<()> {
+        let target = match from {
+            Side::Host => self.container_ns.as_raw_fd(),
+            Side::Container => self.host_ns.as_raw_fd(),
+        };
+        let mut m = link_message(index);
+        m.attributes.push(LinkAttribute::NetNsFd(target));
+        m.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        self.request(from, RouteNetlinkMessage::SetLink(m), 0)
+            .map(drop)
+    }
+}
