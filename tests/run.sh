@@ -23,6 +23,9 @@ command -v swtpm >/dev/null || need+=(swtpm)
 command -v tpm2_pcrread >/dev/null || need+=(tpm2-tools)
 # curl, for the Engine API and to fetch a dockerd that passes annotations (below).
 command -v curl >/dev/null || need+=(curl)
+# ip (veth pairs for the netDevices tests), unshare and nsenter (their network namespace).
+command -v ip >/dev/null || need+=(iproute2)
+command -v nsenter >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi

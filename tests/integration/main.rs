@@ -13,6 +13,7 @@ mod harness;
 mod hooks;
 mod lifecycle;
 mod mount_options;
+mod net_devices;
 mod process;
 mod reliability;
 mod rootfs;
@@ -69,6 +70,8 @@ fn main() {
         rootfs::no_pivot,
         rootfs::shared_or_joined_mount_namespace,
         rootfs::clone_without_clone3,
+        net_devices::interfaces_move_into_the_container,
+        net_devices::a_failed_create_leaves_the_interfaces_as_they_were,
         hooks::all_phases_in_order,
         hooks::failing_hook_fails_create_and_cleans_up,
         hooks::hook_timeout,
