@@ -18,7 +18,8 @@ pub mod vfio;
 use std::collections::BTreeMap;
 
 use oci_spec::runtime::{
-    Hook, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxHugepageLimit, Mount, PosixRlimit,
+    Hook, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxHugepageLimit, LinuxNetDevice,
+    Mount, PosixRlimit,
 };
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +73,8 @@ pub struct Grant {
     pub additional_gids: Vec<u32>,
     pub rlimits: Vec<PosixRlimit>,
     pub hugepage_limits: Vec<LinuxHugepageLimit>,
+    /// Host interfaces to move into the container (linux.netDevices), by their host name.
+    pub net_devices: Vec<(String, LinuxNetDevice)>,
     /// The cpus and memory nodes to pin the container to (linux.resources.cpu's cpus, mems).
     pub cpuset: Option<(String, String)>,
     pub actions: Vec<Action>,

@@ -58,6 +58,7 @@ impl Provider for Devices {
                 additional_gids: g.additional_gids,
                 rlimits: g.rlimits,
                 hugepage_limits: g.hugepage_limits,
+                net_devices: g.net_devices,
                 cpuset: g.cpuset,
                 actions: g.actions,
                 ..Edits::default()

@@ -72,6 +72,7 @@ fn main() {
         rootfs::clone_without_clone3,
         net_devices::interfaces_move_into_the_container,
         net_devices::a_failed_create_leaves_the_interfaces_as_they_were,
+        net_devices::cdi_net_devices_by_annotation,
         hooks::all_phases_in_order,
         hooks::failing_hook_fails_create_and_cleans_up,
         hooks::hook_timeout,

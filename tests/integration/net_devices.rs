@@ -70,11 +70,12 @@ impl NetNs {
     }
 
     /// `create` here; (exit code, stderr). The init keeps its stdio, so none is captured.
-    pub fn create(&self, ctx: &Ctx, b: &Bundle, id: &str) -> (i32, String) {
+    pub fn create(&self, ctx: &Ctx, global: &[&str], b: &Bundle, id: &str) -> (i32, String) {
         b.save();
         let err_path = ctx.base.join(format!("create-{id}.err"));
         let st = self
             .chitin(ctx)
+            .args(global)
             .args(["create", "-b"])
             .arg(&b.dir)
             .arg(id)
@@ -135,7 +136,7 @@ pub fn interfaces_move_into_the_container() -> TestResult {
         &ctx,
         json!({"hv0": {"name": "eth7"}, "hv2": {"name": "net%d"}}),
     );
-    let (code, err) = ns.create(&ctx, &b, &id);
+    let (code, err) = ns.create(&ctx, &[], &b, &id);
     assert_eq!(code, 0, "{err}");
 
     let host = ns.interfaces();
@@ -206,7 +207,7 @@ pub fn a_failed_create_leaves_the_interfaces_as_they_were() -> TestResult {
 
     let id = ctx.id();
     let b = bundle(&ctx, json!({"hv0": {"name": "eth7"}, "zbr": {}}));
-    let (code, err) = ns.create(&ctx, &b, &id);
+    let (code, err) = ns.create(&ctx, &[], &b, &id);
     assert_ne!(code, 0);
     assert!(
         err.contains(
@@ -220,7 +221,7 @@ pub fn a_failed_create_leaves_the_interfaces_as_they_were() -> TestResult {
     let id = ctx.id();
     let mut b = bundle(&ctx, json!({"hv0": {"name": "eth7"}}));
     b.config["hooks"] = json!({"prestart": [{"path": "/bin/false"}]});
-    let (code, err) = ns.create(&ctx, &b, &id);
+    let (code, err) = ns.create(&ctx, &[], &b, &id);
     assert_ne!(code, 0, "the hook fails the create");
     assert!(err.contains("prestart"), "{err}");
     assert_eq!(line_of(&ns.interfaces(), "hv0").as_ref(), Some(&hv0));
@@ -228,7 +229,7 @@ pub fn a_failed_create_leaves_the_interfaces_as_they_were() -> TestResult {
     let mut b = bundle(&ctx, json!({"hv0": {}}));
     let namespaces = b.config["linux"]["namespaces"].as_array_mut().unwrap();
     namespaces.retain(|n| n["type"] != "network");
-    let (code, err) = ns.create(&ctx, &b, &ctx.id());
+    let (code, err) = ns.create(&ctx, &[], &b, &ctx.id());
     assert_ne!(code, 0);
     assert!(
         err.contains("linux.netDevices: needs a network namespace of the container's own"),
@@ -239,5 +240,28 @@ pub fn a_failed_create_leaves_the_interfaces_as_they_were() -> TestResult {
     let features: serde_json::Value =
         serde_json::from_slice(&ctx.chitin(&["features"]).stdout).unwrap();
     assert_eq!(features["linux"]["netDevices"]["enabled"], true);
+    Ok(())
+}
+
+/// A CDI device whose spec has `netDevices`, asked for by annotation: its interface is moved in
+/// as one of the config's would be.
+pub fn cdi_net_devices_by_annotation() -> TestResult {
+    let ctx = Ctx::new("netdev-cdi")?;
+    let ns = NetNs::new(&ctx)?;
+    two_pairs(&ns);
+    let dir = ctx.base.join("cdi");
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = "cdiVersion: 1.1.0\nkind: test.chitin.dev/net\ndevices:\n- name: vf\n  \
+                containerEdits:\n    netDevices: [{hostInterfaceName: hv0, name: net1}]\n";
+    std::fs::write(dir.join("net.yaml"), spec).unwrap();
+    let id = ctx.id();
+    let mut b = ctx.bundle("sleep 1000");
+    b.config["annotations"] = json!({"cdi.k8s.io/test_vf": "test.chitin.dev/net=vf"});
+    let dirs = dir.display().to_string();
+    let (code, err) = ns.create(&ctx, &["--cdi-spec-dirs", &dirs], &b, &id);
+    assert_eq!(code, 0, "{err}");
+    let inside = ctx.exec_process(&id, &["ip", "-o", "address", "show", "dev", "net1"]);
+    assert!(inside.contains("inet 10.9.0.1/24"), "{inside}");
+    assert!(line_of(&ns.interfaces(), "hv0").is_none());
     Ok(())
 }

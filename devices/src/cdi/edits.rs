@@ -6,7 +6,7 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use oci_spec::runtime::{Hook, LinuxDevice, LinuxDeviceType, Mount};
+use oci_spec::runtime::{Hook, LinuxDevice, LinuxDeviceType, LinuxNetDevice, Mount};
 
 use super::spec::{self, ContainerEdits};
 use crate::{Grant, HookPhase, Host, Request};
@@ -35,9 +35,6 @@ pub fn grant(
 ) -> Result<Grant, String> {
     if e.intel_rdt.is_some() {
         return Err(at.err(".intelRdt", "Intel RDT is not supported"));
-    }
-    if !e.net_devices.is_empty() {
-        return Err(at.err(".netDevices", "network devices are not supported yet"));
     }
     let mut g = Grant {
         env: e.env.clone(),
@@ -69,6 +66,11 @@ pub fn grant(
     }
     for m in &e.mounts {
         g.mounts.push(mount(m));
+    }
+    for n in &e.net_devices {
+        let mut dev = LinuxNetDevice::default();
+        dev.set_name(Some(n.name.clone()));
+        g.net_devices.push((n.host_interface_name.clone(), dev));
     }
     for (i, h) in e.hooks.iter().enumerate() {
         super::trust::check_program(&host.path(Path::new(&h.path)))

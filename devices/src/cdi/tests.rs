@@ -298,6 +298,24 @@ fn what_cannot_be_granted_names_the_file_and_field() {
 }
 
 #[test]
+fn net_devices_become_the_config_s() {
+    let t = tree("netdev");
+    t.node("fpga-a", 241, 7);
+    let spec = FPGA_YAML.replace(
+        "    env: [FPGA=a]\n",
+        "    netDevices: [{hostInterfaceName: ens1f0v3, name: net1}]\n",
+    );
+    t.write("etc/cdi/fpga.yaml", &spec);
+    let g = ask(&t.host(), &[(ANNOTATION, "vendor.example/fpga=a")], 0).unwrap();
+    let nets: Vec<(&str, Option<&str>)> = g
+        .iter()
+        .flat_map(|g| &g.net_devices)
+        .map(|(host, d)| (host.as_str(), d.name().as_deref()))
+        .collect();
+    assert_eq!(nets, [("ens1f0v3", Some("net1"))]);
+}
+
+#[test]
 fn trust_is_checked_on_what_is_opened_and_above_it() {
     let t = tree("trust");
     let p = t.write("etc/cdi/gpu.json", GPU_JSON);

@@ -1,5 +1,5 @@
 //! The checks a spec file passes when it is read, each error naming the JSON path of what it
-//! refuses. What is valid CDI but cannot be granted here (intelRdt, netDevices) is refused only
+//! refuses. What is valid CDI but cannot be granted here (intelRdt) is refused only
 //! when a device that uses it is asked for.
 
 use super::names;
