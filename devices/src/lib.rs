@@ -10,6 +10,7 @@
 pub mod cdi;
 pub mod enclave;
 pub mod host;
+pub mod sriov;
 #[cfg(test)]
 mod testing;
 pub mod tpm;
@@ -137,6 +138,7 @@ pub fn annotations() -> Vec<Annotation> {
     cdi::ANNOTATIONS
         .into_iter()
         .chain(enclave::ANNOTATIONS)
+        .chain(sriov::ANNOTATIONS)
         .chain(vfio::ANNOTATIONS)
         .chain(tpm::ANNOTATIONS)
         .collect()
@@ -146,7 +148,9 @@ pub fn annotations() -> Vec<Annotation> {
 pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Vec<Grant>, DeviceError> {
     let mut grants = cdi::resolve(host, req)?;
     grants.extend(enclave::resolve(host, req)?);
-    grants.extend(vfio::resolve(host, req)?);
+    let vfs = sriov::resolve(host, req)?;
+    grants.extend(vfs.net);
+    grants.extend(vfio::resolve(host, req, vfs.vfio)?);
     grants.extend(tpm::resolve(host, req)?);
     Ok(grants)
 }

@@ -1,12 +1,14 @@
 //! What the providers' tests share: fake host trees in temp directories, and requests.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use oci_spec::runtime::Mount;
 
 use crate::Request;
+use crate::vfio::{Status, Vfio};
 
 /// A temp directory for a fake host, fresh, removed when dropped.
 pub struct Tree(pub PathBuf);
@@ -52,5 +54,39 @@ pub fn request<'a>(a: &'a BTreeMap<String, String>, id: u32, mounts: &'a [Mount]
         uid: id,
         gid: id,
         mounts,
+    }
+}
+
+/// A PCI function at `addr` in IOMMU group `group`, bound to `driver`, of PCI class `class`.
+pub fn function(root: &Path, addr: &str, group: &str, driver: Option<&str>, class: &str) {
+    let dev = root.join("sys/bus/pci/devices").join(addr);
+    std::fs::create_dir_all(&dev).unwrap();
+    symlink(
+        format!("../../../kernel/iommu_groups/{group}"),
+        dev.join("iommu_group"),
+    )
+    .unwrap();
+    if let Some(d) = driver {
+        symlink(format!("../../../bus/pci/drivers/{d}"), dev.join("driver")).unwrap();
+    }
+    std::fs::write(dev.join("class"), format!("{class}\n")).unwrap();
+    let members = root
+        .join("sys/kernel/iommu_groups")
+        .join(group)
+        .join("devices");
+    std::fs::create_dir_all(&members).unwrap();
+    symlink(
+        format!("../../../../bus/pci/devices/{addr}"),
+        members.join(addr),
+    )
+    .unwrap();
+}
+
+/// A VFIO driver that says `status` of every group.
+pub struct Says(pub Status);
+
+impl Vfio for Says {
+    fn status(&self, _: &Path) -> Result<Status, String> {
+        Ok(self.0)
     }
 }

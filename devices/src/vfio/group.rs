@@ -59,7 +59,8 @@ pub fn of(host: &Host, addr: &str) -> Result<String, String> {
     Ok(group)
 }
 
-fn driver(dev: &Path) -> Option<String> {
+/// The name of the driver a PCI function is bound to.
+pub(crate) fn driver(dev: &Path) -> Option<String> {
     let link = std::fs::read_link(dev.join("driver")).ok()?;
     Some(link.file_name()?.to_string_lossy().into_owned())
 }

@@ -11,6 +11,7 @@ use oci_spec::runtime::{LinuxHugepageLimit, Mount, PosixRlimitBuilder, PosixRlim
 
 use super::{Annotation, DeviceError, Grant, Host, Request};
 
+pub(crate) use group::driver;
 pub use group::{Kernel, Status, Vfio};
 
 pub const ANNOTATION: &str = "org.chitin.devices.vfio";
@@ -51,54 +52,61 @@ fn refuse(key: &str) -> impl Fn(String) -> DeviceError + '_ {
     }
 }
 
-pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Vec<Grant>, DeviceError> {
-    let Some(value) = req.annotations.get(ANNOTATION) else {
+/// PCI functions for VFIO, by the annotation that named them, and the resource their
+/// `PCIDEVICE_` variable is named for.
+pub struct Asked {
+    pub annotation: &'static str,
+    pub addrs: Vec<String>,
+    pub resource: String,
+}
+
+/// The functions `org.chitin.devices.vfio` names, and `sriov`'s (the SR-IOV provider's virtual
+/// functions that are bound to vfio-pci).
+pub fn resolve(
+    host: &Host,
+    req: &Request<'_>,
+    sriov: Option<Asked>,
+) -> Result<Vec<Grant>, DeviceError> {
+    let mut asked: Vec<Asked> = own(req)?.into_iter().chain(sriov).collect();
+    if asked.is_empty() {
         for key in [RESOURCE, HUGEPAGES, NUMA] {
             if req.annotations.contains_key(key) {
                 return Err(refuse(key)(format!("needs {ANNOTATION}")));
             }
         }
         return Ok(Vec::new());
-    };
-    let bad = refuse(ANNOTATION);
-    let addrs: Vec<&str> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .collect();
-    if addrs.is_empty() {
-        return Err(bad("names no PCI address".into()));
     }
     let mut devices = Grant {
         origin: "chitin's VFIO devices".into(),
         ..Grant::default()
     };
     let mut groups: Vec<String> = Vec::new();
-    for addr in &addrs {
-        pci_address(addr).map_err(&bad)?;
-        let g = group::of(host, addr).map_err(&bad)?;
-        if !groups.contains(&g) {
-            let node = format!("vfio/{g}");
-            let group_node = host.char_dev_at("vfio", &g, &node).map_err(&bad)?;
-            viable(host, &node, &g, addr).map_err(&bad)?;
-            devices.char_device(&format!("/dev/{node}"), &group_node);
-            groups.push(g);
+    for a in &mut asked {
+        let bad = refuse(a.annotation);
+        for addr in &a.addrs {
+            let g = group::of(host, addr).map_err(&bad)?;
+            if !groups.contains(&g) {
+                let node = format!("vfio/{g}");
+                let group_node = host.char_dev_at("vfio", &g, &node).map_err(&bad)?;
+                viable(host, &node, &g, addr).map_err(&bad)?;
+                devices.char_device(&format!("/dev/{node}"), &group_node);
+                groups.push(g);
+            }
         }
+        let var = env_name(&a.resource).map_err(refuse(resource_key(a.annotation)))?;
+        devices
+            .env
+            .push(format!("PCIDEVICE_{var}={}", a.addrs.join(",")));
     }
     // The VFIO container, which every group is used through.
     let container = host
         .char_dev_at("misc", "vfio", "vfio/vfio")
-        .map_err(&bad)?;
+        .map_err(refuse(asked[0].annotation))?;
     devices.char_device("/dev/vfio/vfio", &container);
-    let resource = req
-        .annotations
-        .get(RESOURCE)
-        .map_or(DEFAULT_RESOURCE, String::as_str);
-    devices.env.push(format!(
-        "PCIDEVICE_{}={}",
-        env_name(resource).map_err(refuse(RESOURCE))?,
-        addrs.join(",")
-    ));
+    let addrs: Vec<&str> = asked
+        .iter()
+        .flat_map(|a| a.addrs.iter().map(String::as_str))
+        .collect();
     devices.cpuset = numa(host, req, &addrs)?;
     let mut memory = Grant {
         origin: "chitin's VFIO devices (the config's own first)".into(),
@@ -122,6 +130,43 @@ pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Vec<Grant>, DeviceError
         .expect("an rlimit of its own type");
     memory.rlimits.push(memlock);
     Ok(vec![devices, memory])
+}
+
+/// The addresses `org.chitin.devices.vfio` names, checked to be PCI addresses.
+fn own(req: &Request<'_>) -> Result<Option<Asked>, DeviceError> {
+    let Some(value) = req.annotations.get(ANNOTATION) else {
+        return Ok(None);
+    };
+    let bad = refuse(ANNOTATION);
+    let addrs: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(String::from)
+        .collect();
+    if addrs.is_empty() {
+        return Err(bad("names no PCI address".into()));
+    }
+    for a in &addrs {
+        pci_address(a).map_err(&bad)?;
+    }
+    let resource = req
+        .annotations
+        .get(RESOURCE)
+        .map_or(DEFAULT_RESOURCE, String::as_str);
+    Ok(Some(Asked {
+        annotation: ANNOTATION,
+        addrs,
+        resource: resource.to_owned(),
+    }))
+}
+
+/// The annotation that names the resource of `annotation`'s functions.
+fn resource_key(annotation: &str) -> &'static str {
+    match annotation {
+        crate::sriov::ANNOTATION => crate::sriov::RESOURCE,
+        _ => RESOURCE,
+    }
 }
 
 /// Refuses a group the VFIO driver does not hold viable, or that is open elsewhere.
@@ -190,7 +235,7 @@ fn numa_node(host: &Host, addrs: &[&str]) -> Result<(String, String), String> {
 }
 
 /// `DDDD:BB:SS.F` in hex, as sysfs names PCI functions.
-fn pci_address(a: &str) -> Result<(), String> {
+pub(crate) fn pci_address(a: &str) -> Result<(), String> {
     let hex = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit());
     let ok = a.split_once('.').is_some_and(|(dbs, f)| {
         let parts: Vec<&str> = dbs.split(':').collect();

@@ -1,38 +1,13 @@
 //! The VFIO provider on a fake host shaped like a real one: a function bound to vfio-pci in
 //! IOMMU group 42 with a bridge, sysfs classes for the nodes, huge pages of 2 MiB.
 
-use std::os::unix::fs::symlink;
 use std::path::Path;
 
 use super::*;
-use crate::testing::{Tree, annotations, nodes, request};
+use crate::testing::{Says, Tree, annotations, function, nodes, request};
 
 const VF: &str = "0000:03:02.1";
 const BRIDGE: &str = "0000:00:01.0";
-
-fn function(root: &Path, addr: &str, group: &str, driver: Option<&str>, class: &str) {
-    let dev = root.join("sys/bus/pci/devices").join(addr);
-    std::fs::create_dir_all(&dev).unwrap();
-    symlink(
-        format!("../../../kernel/iommu_groups/{group}"),
-        dev.join("iommu_group"),
-    )
-    .unwrap();
-    if let Some(d) = driver {
-        symlink(format!("../../../bus/pci/drivers/{d}"), dev.join("driver")).unwrap();
-    }
-    std::fs::write(dev.join("class"), format!("{class}\n")).unwrap();
-    let members = root
-        .join("sys/kernel/iommu_groups")
-        .join(group)
-        .join("devices");
-    std::fs::create_dir_all(&members).unwrap();
-    symlink(
-        format!("../../../../bus/pci/devices/{addr}"),
-        members.join(addr),
-    )
-    .unwrap();
-}
 
 fn tree(name: &str) -> Tree {
     let t = Tree::new(&format!("vfio-{name}"));
@@ -54,14 +29,6 @@ fn tree(name: &str) -> Tree {
     t
 }
 
-struct Says(Status);
-
-impl Vfio for Says {
-    fn status(&self, _: &Path) -> Result<Status, String> {
-        Ok(self.0)
-    }
-}
-
 fn host(t: &Tree, status: Status) -> Host {
     let mut h = Host::at(&t.0);
     h.vfio = Box::new(Says(status));
@@ -70,7 +37,7 @@ fn host(t: &Tree, status: Status) -> Host {
 
 fn ask(host: &Host, pairs: &[(&str, &str)]) -> Result<Vec<Grant>, DeviceError> {
     let a = annotations(pairs);
-    resolve(host, &request(&a, 0, &[]))
+    resolve(host, &request(&a, 0, &[]), None)
 }
 
 #[test]

@@ -1,0 +1,180 @@
+//! SR-IOV virtual functions: `org.chitin.devices.sriov` names VFs by PCI address
+//! (`0000:3b:02.1`) or by physical function and index (`ens1f0:3`), each with an optional
+//! `;name=IFNAME` for its interface in the container, comma-separated. sysfs resolves them: the
+//! PF's `device/virtfnN` link gives a VF's address, a VF has a `physfn` link, and its `net/`
+//! directory its interface. A VF on a kernel network driver becomes a `linux.netDevices` entry,
+//! moved in by the runtime; one bound to vfio-pci goes the VFIO way (DPDK), with
+//! `PCIDEVICE_<RESOURCE>` as the SR-IOV device plugin sets it.
+
+use std::path::Path;
+
+use oci_spec::runtime::LinuxNetDevice;
+
+use super::{Annotation, DeviceError, Grant, Host, Request};
+use crate::vfio::{Asked, driver, pci_address};
+
+pub const ANNOTATION: &str = "org.chitin.devices.sriov";
+pub const RESOURCE: &str = "org.chitin.devices.sriov.resource";
+
+/// The resource name of VFIO-bound VFs' `PCIDEVICE_` variable when the config names none.
+const DEFAULT_RESOURCE: &str = "chitin.dev/sriov";
+
+pub const ANNOTATIONS: [Annotation; 2] = [
+    Annotation {
+        key: ANNOTATION,
+        what: "SR-IOV virtual functions, comma-separated, by PCI address (0000:3b:02.1) or PF and index (ens1f0:3), each with an optional ;name=IFNAME: a VF's interface moved into the container (linux.netDevices), or, bound to vfio-pci, VFIO as org.chitin.devices.vfio gives it",
+        unsafe_: true,
+    },
+    Annotation {
+        key: RESOURCE,
+        what: "the resource name for the PCIDEVICE_<RESOURCE> of VFs bound to vfio-pci (default chitin.dev/sriov: PCIDEVICE_CHITIN_DEV_SRIOV)",
+        unsafe_: false,
+    },
+];
+
+/// What the VFs resolve to: the interfaces to move in, and the VFIO functions.
+#[derive(Default)]
+pub struct Resolved {
+    pub net: Option<Grant>,
+    pub vfio: Option<Asked>,
+}
+
+pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Resolved, DeviceError> {
+    let bad = |reason: String| DeviceError {
+        annotation: ANNOTATION.into(),
+        reason,
+    };
+    let Some(value) = req.annotations.get(ANNOTATION) else {
+        if req.annotations.contains_key(RESOURCE) {
+            return Err(DeviceError {
+                annotation: RESOURCE.into(),
+                reason: format!("needs {ANNOTATION}"),
+            });
+        }
+        return Ok(Resolved::default());
+    };
+    let mut net = Grant {
+        origin: "chitin's SR-IOV virtual functions".into(),
+        ..Grant::default()
+    };
+    let mut vfio = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (vf, name) = request(item).map_err(bad)?;
+        let addr = address(host, vf).map_err(bad)?;
+        let dev = host.sys.join("bus/pci/devices").join(&addr);
+        match driver(&dev).as_deref() {
+            Some("vfio-pci") if name.is_some() => {
+                return Err(bad(format!(
+                    "{item}: {addr} is bound to vfio-pci and has no interface to name"
+                )));
+            }
+            Some("vfio-pci") => vfio.push(addr),
+            Some(_) => {
+                let iface = interface(&dev, &addr).map_err(bad)?;
+                let mut d = LinuxNetDevice::default();
+                d.set_name(name.map(String::from));
+                net.net_devices.push((iface, d));
+            }
+            None => return Err(bad(format!("{item}: {addr} is bound to no driver"))),
+        }
+    }
+    if net.net_devices.is_empty() && vfio.is_empty() {
+        return Err(bad("names no virtual function".into()));
+    }
+    let resource = req
+        .annotations
+        .get(RESOURCE)
+        .map_or(DEFAULT_RESOURCE, String::as_str);
+    Ok(Resolved {
+        net: Some(net).filter(|g| !g.net_devices.is_empty()),
+        vfio: (!vfio.is_empty()).then(|| Asked {
+            annotation: ANNOTATION,
+            addrs: vfio,
+            resource: resource.to_owned(),
+        }),
+    })
+}
+
+/// `VF[;name=IFNAME]`.
+fn request(item: &str) -> Result<(&str, Option<&str>), String> {
+    let mut parts = item.split(';').map(str::trim);
+    let vf = parts.next().unwrap_or_default();
+    let mut name = None;
+    for opt in parts {
+        match opt.split_once('=') {
+            Some(("name", n)) if !n.is_empty() => name = Some(n),
+            _ => {
+                return Err(format!(
+                    "{item}: {opt:?} is not an option (name=IFNAME is the only one)"
+                ));
+            }
+        }
+    }
+    Ok((vf, name))
+}
+
+/// The PCI address of a VF named by its address or as `PF:INDEX`.
+fn address(host: &Host, vf: &str) -> Result<String, String> {
+    if pci_address(vf).is_ok() {
+        let dev = host.sys.join("bus/pci/devices").join(vf);
+        if !dev.exists() {
+            return Err(format!("{vf}: no such PCI function on this host"));
+        }
+        if !dev.join("physfn").exists() {
+            return Err(format!(
+                "{vf} is not an SR-IOV virtual function (it has no physfn)"
+            ));
+        }
+        return Ok(vf.to_owned());
+    }
+    let (pf, index) = vf
+        .rsplit_once(':')
+        .filter(|(pf, i)| !pf.is_empty() && !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| {
+            format!("{vf:?} is neither a PCI address (0000:3b:02.1) nor PF:INDEX (ens1f0:3)")
+        })?;
+    let device = host.sys.join("class/net").join(pf).join("device");
+    if !device.exists() {
+        return Err(format!("{vf}: no network interface {pf} on this host"));
+    }
+    let Ok(total) = std::fs::read_to_string(device.join("sriov_totalvfs")) else {
+        return Err(format!("{vf}: {pf} is not an SR-IOV physical function"));
+    };
+    let link = std::fs::read_link(device.join(format!("virtfn{index}"))).map_err(|_| {
+        let enabled = std::fs::read_to_string(device.join("sriov_numvfs")).unwrap_or_default();
+        format!(
+            "{vf}: {pf} has no virtual function {index} ({} of {} enabled in sriov_numvfs)",
+            enabled.trim(),
+            total.trim()
+        )
+    })?;
+    link.file_name()
+        .and_then(|n| n.to_str())
+        .map(String::from)
+        .ok_or_else(|| format!("{vf}: virtfn{index} links to {}", link.display()))
+}
+
+/// The VF's one interface in the host's network namespace. sysfs shows a network device only
+/// to the namespace it is in, so a VF whose interface another container holds has none here.
+fn interface(dev: &Path, addr: &str) -> Result<String, String> {
+    let names: Vec<String> = std::fs::read_dir(dev.join("net"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    match names.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(format!(
+            "{addr} has no network interface in the host's namespace: in use by another container?"
+        )),
+        _ => Err(format!(
+            "{addr} has several interfaces ({}): name one in linux.netDevices instead",
+            names.join(", ")
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;
