@@ -15,6 +15,8 @@ pub struct Host {
     pub cdi_dirs: Vec<PathBuf>,
     /// What the VFIO driver says of a group (the kernel's answer, or a test's).
     pub vfio: Box<dyn Vfio>,
+    /// The runtime may raise hard limits (CAP_SYS_RESOURCE), and its own memlock hard limit.
+    pub memlock: (bool, u64),
 }
 
 /// CDI's directories: static specs, then the dynamic ones that drivers write at boot.
@@ -22,7 +24,9 @@ pub const CDI_DIRS: [&str; 2] = ["/etc/cdi", "/var/run/cdi"];
 
 impl Host {
     pub fn real() -> Host {
-        Host::at(Path::new("/"))
+        let mut h = Host::at(Path::new("/"));
+        h.memlock = own_memlock();
+        h
     }
 
     /// A host whose file system is below `root` (a fake tree in tests).
@@ -33,6 +37,7 @@ impl Host {
             dev: root.join("dev"),
             proc: root.join("proc"),
             vfio: Box::new(crate::vfio::Kernel),
+            memlock: (true, u64::MAX),
             cdi_dirs: CDI_DIRS
                 .iter()
                 .map(|d| under(&root, Path::new(d)))
@@ -57,6 +62,15 @@ impl Host {
     /// mode and owner it keeps (else root's, 0600).
     pub fn char_dev(&self, class: &str, name: &str) -> Result<HostNode, String> {
         self.char_dev_at(class, name, name)
+    }
+
+    /// The highest memlock limit a container's init can be given: unlimited where the runtime
+    /// may raise limits and the init sets it outside a user namespace; else the runtime's own.
+    pub fn memlock_ceiling(&self, userns: bool) -> u64 {
+        match self.memlock {
+            (true, _) if !userns => u64::MAX,
+            (_, own) => own,
+        }
     }
 
     /// The host's default huge page size as hugepageLimits names sizes ("2MB"), from
@@ -113,6 +127,23 @@ impl Host {
         }
         Ok(found)
     }
+}
+
+/// Whether this process has CAP_SYS_RESOURCE (bit 24 of CapEff), and its memlock hard limit.
+fn own_memlock() -> (bool, u64) {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|c| u64::from_str_radix(c.trim(), 16).ok())
+        .unwrap_or(0);
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the rlimit it is given.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) } == 0;
+    (caps & (1 << 24) != 0, if ok { r.rlim_max } else { 0 })
 }
 
 /// A character device of the host: its numbers, and the mode and owner of its node (which the

@@ -10,6 +10,7 @@
 pub mod cdi;
 pub mod enclave;
 pub mod host;
+pub mod rdma;
 pub mod sriov;
 #[cfg(test)]
 mod testing;
@@ -20,7 +21,7 @@ use std::collections::BTreeMap;
 
 use oci_spec::runtime::{
     Hook, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxHugepageLimit, LinuxNetDevice,
-    Mount, PosixRlimit,
+    LinuxRdma, Mount, PosixRlimit,
 };
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,8 @@ pub struct Request<'a> {
     pub uid: u32,
     pub gid: u32,
     pub mounts: &'a [Mount],
+    /// The container has a user namespace (its init sets rlimits inside it).
+    pub userns: bool,
 }
 
 /// What the runtime is asked to do beyond the config.
@@ -76,6 +79,8 @@ pub struct Grant {
     pub hugepage_limits: Vec<LinuxHugepageLimit>,
     /// Host interfaces to move into the container (linux.netDevices), by their host name.
     pub net_devices: Vec<(String, LinuxNetDevice)>,
+    /// rdma cgroup limits (linux.resources.rdma), by device.
+    pub rdma: Vec<(String, LinuxRdma)>,
     /// The cpus and memory nodes to pin the container to (linux.resources.cpu's cpus, mems).
     pub cpuset: Option<(String, String)>,
     pub actions: Vec<Action>,
@@ -140,6 +145,7 @@ pub fn annotations() -> Vec<Annotation> {
         .chain(enclave::ANNOTATIONS)
         .chain(sriov::ANNOTATIONS)
         .chain(vfio::ANNOTATIONS)
+        .chain(rdma::ANNOTATIONS)
         .chain(tpm::ANNOTATIONS)
         .collect()
 }
@@ -151,6 +157,7 @@ pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Vec<Grant>, DeviceError
     let vfs = sriov::resolve(host, req)?;
     grants.extend(vfs.net);
     grants.extend(vfio::resolve(host, req, vfs.vfio)?);
+    grants.extend(rdma::resolve(host, req)?);
     grants.extend(tpm::resolve(host, req)?);
     Ok(grants)
 }

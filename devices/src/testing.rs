@@ -54,6 +54,7 @@ pub fn request<'a>(a: &'a BTreeMap<String, String>, id: u32, mounts: &'a [Mount]
         uid: id,
         gid: id,
         mounts,
+        userns: false,
     }
 }
 

@@ -2,6 +2,8 @@
 //! mounts, env, hooks, limits, actions) from the container's annotations, as edits that replace
 //! the config's own items at the same key, or yield to them where the grant says so.
 
+use oci_spec::runtime::LinuxNamespaceType;
+
 use super::{Edit, Edits, Origin, Precedence, Provider};
 use crate::plan::{Config, PlanError};
 
@@ -40,6 +42,12 @@ impl Provider for Devices {
             uid: user.map_or(0, |u| u.uid()),
             gid: user.map_or(0, |u| u.gid()),
             mounts: config.spec.mounts().as_deref().unwrap_or_default(),
+            userns: config
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.namespaces().as_ref())
+                .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::User)),
         };
         let grants = chitin_devices::resolve(&self.host, &req).map_err(refused)?;
         let edit = |g: chitin_devices::Grant| Edit {
@@ -59,6 +67,7 @@ impl Provider for Devices {
                 rlimits: g.rlimits,
                 hugepage_limits: g.hugepage_limits,
                 net_devices: g.net_devices,
+                rdma: g.rdma,
                 cpuset: g.cpuset,
                 actions: g.actions,
                 ..Edits::default()

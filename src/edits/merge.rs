@@ -88,6 +88,10 @@ impl Merge {
             src,
         )?;
         res.set_hugepage_limits(Some(v).filter(|v| !v.is_empty()));
+        let mut m = res.rdma().clone().unwrap_or_default();
+        let rdma = std::mem::take(&mut e.rdma);
+        self.map("linux.resources.rdma", &mut m, rdma, src)?;
+        res.set_rdma(Some(m).filter(|m| !m.is_empty()));
         if let Some((cpus, mems)) = e.cpuset.take() {
             let mut cpu = res.cpu().clone().unwrap_or_else(empty::<LinuxCpu>);
             let mut v = cpu.cpus().clone();

@@ -30,7 +30,8 @@ use std::fmt;
 use std::rc::Rc;
 
 use oci_spec::runtime::{
-    Hook, LinuxDevice, LinuxDeviceCgroup, LinuxHugepageLimit, LinuxNetDevice, Mount, PosixRlimit,
+    Hook, LinuxDevice, LinuxDeviceCgroup, LinuxHugepageLimit, LinuxNetDevice, LinuxRdma, Mount,
+    PosixRlimit,
 };
 
 use crate::plan::{Config, PlanError};
@@ -73,6 +74,8 @@ pub struct Edits {
     pub hugepage_limits: Vec<LinuxHugepageLimit>,
     /// By the device's name on the host.
     pub net_devices: Vec<(String, LinuxNetDevice)>,
+    /// rdma cgroup limits, by device.
+    pub rdma: Vec<(String, LinuxRdma)>,
     pub annotations: Vec<(String, String)>,
     /// The cpus and memory nodes to pin the container to: linux.resources.cpu's `cpus` and
     /// `mems`, each a key of its own.

@@ -122,10 +122,11 @@ pub fn resolve(
         l.set_limit(limit as i64);
         memory.hugepage_limits.push(l);
     }
+    let most = host.memlock_ceiling(req.userns);
     let memlock = PosixRlimitBuilder::default()
         .typ(PosixRlimitType::RlimitMemlock)
-        .hard(u64::MAX)
-        .soft(u64::MAX)
+        .hard(most)
+        .soft(most)
         .build()
         .expect("an rlimit of its own type");
     memory.rlimits.push(memlock);
