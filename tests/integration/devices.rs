@@ -333,3 +333,43 @@ pub fn vfio_group_reaches_the_container() -> TestResult {
     );
     Ok(())
 }
+
+/// An RDMA device, asked for by the interface it serves, reaches a container whose own rules
+/// deny every device: its verbs node opens, the memlock limit is raised, and the rdma cgroup has
+/// the limits asked for. The v2 VM makes a soft RoCE device (rdma_rxe) on a veth for this;
+/// without one, a request fails before anything is made.
+pub fn rdma_device_reaches_the_container() -> TestResult {
+    let ctx = Ctx::new("rdma")?;
+    let key = "org.chitin.devices.rdma";
+    let id = ctx.id();
+    let mut b = bundle(&ctx, &id, json!({key: "no-such-hca"}), false);
+    b.config["process"]["args"][2] = "true".into();
+    let (code, _, err) = run(&ctx, "/nonexistent", &b, &id);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("annotations[\\\"{key}\\\"]")),
+        "{err}"
+    );
+    assert!(!ctx.root.join(&id).exists(), "nothing left behind");
+    let Ok(iface) = std::env::var("CHITIN_RDMA_DEVICE") else {
+        return skip("no RDMA device made for the tests (the v2 VM makes a soft RoCE one)");
+    };
+    let id = ctx.id();
+    let asked = json!({key: iface, "org.chitin.devices.rdma.limit": "16:1000"});
+    let mut b = bundle(&ctx, &id, asked, false);
+    let script = "for n in /dev/infiniband/uverbs*; do (exec 3<>$n) && echo verbs-opened; done; \
+                  ulimit -l; cat /sys/fs/cgroup/rdma.max";
+    b.config["process"]["args"][2] = script.into();
+    let (code, out, err) = run(&ctx, "/nonexistent", &b, &id);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("verbs-opened"), "{out}");
+    assert_eq!(lines.next(), Some("unlimited"), "{out}");
+    let max: Vec<&str> = lines.collect();
+    assert!(
+        max.iter()
+            .any(|l| l.trim_end().ends_with("hca_handle=16 hca_object=1000")),
+        "{out}"
+    );
+    Ok(())
+}

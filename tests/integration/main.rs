@@ -120,6 +120,7 @@ fn main() {
         devices::bad_cdi_requests_fail_before_anything_is_made,
         devices::enclave_devices_as_the_host_has_them,
         devices::vfio_group_reaches_the_container,
+        devices::rdma_device_reaches_the_container,
         exec::terminal,
         seccomp::docker_default_profile,
         seccomp::actions_and_errnos,

@@ -51,6 +51,13 @@ if parser=$(command -v apparmor_parser); then
   cp "$parser" "$root/bin/apparmor_parser"
   extra+=("$parser")
 fi
+# iproute2's ip (busybox's makes no veth) and rdma, for the soft RoCE device and the netDevices
+# tests. At /usr/sbin/ip, called by that path: busybox's shell runs its own applet for a bare
+# `ip`, whatever PATH says.
+mkdir -p "$root/usr/sbin"
+cp /sbin/ip "$root/usr/sbin/ip"
+cp /usr/bin/rdma "$root/bin/rdma"
+extra+=(/sbin/ip /usr/bin/rdma)
 # The binaries' shared libraries, at the paths their loader expects.
 for lib in $(ldd target/debug/chitin "$testbin" "${extra[@]}" | awk '/=>/ {print $3} /^[ \t]*\/lib/ {print $1}' | sort -u); do
   mkdir -p "$root$(dirname "$lib")"
@@ -58,7 +65,10 @@ for lib in $(ldd target/debug/chitin "$testbin" "${extra[@]}" | awk '/=>/ {print
 done
 # tun and fuse, for the device tests, and VFIO's modules (in load order), for the edu device;
 # Debian ships them as modules, maybe compressed.
-for mod in tun fuse irqbypass vfio vfio_virqfd vfio_iommu_type1 vfio-pci-core vfio-pci; do
+# RDMA's modules, with soft RoCE (rdma_rxe), and veth for its interface; the bridge (a device
+# that cannot change namespace) for the netDevices tests.
+rdma_mods="configfs crc32_generic ib_core ib_uverbs udp_tunnel ip6_udp_tunnel rdma_rxe iw_cm ib_cm rdma_cm rdma_ucm ib_umad veth llc stp bridge"
+for mod in tun fuse irqbypass vfio vfio_virqfd vfio_iommu_type1 vfio-pci-core vfio-pci $rdma_mods; do
   ko=$(find "/lib/modules/$kver" -name "$mod.ko*" | head -n 1)
   case "$ko" in
     *.xz) xz -dc "$ko" > "$root/lib/modules/$mod.ko" ;;
@@ -98,9 +108,15 @@ if [ -d /sys/fs/selinux ]; then
   cat /etc/selinux.policy > /sys/fs/selinux/load
   echo "selinux: test policy loaded ($?)"
 fi
-for m in tun fuse irqbypass vfio vfio_virqfd vfio_iommu_type1 vfio-pci-core vfio-pci; do
-  insmod /lib/modules/$m.ko 2>/dev/null
+for m in tun fuse irqbypass vfio vfio_virqfd vfio_iommu_type1 vfio-pci-core vfio-pci RDMA_MODS; do
+  insmod /lib/modules/$m.ko 2>/dev/null || echo "rdma: insmod $m failed: $(insmod /lib/modules/$m.ko 2>&1)"
 done
+# A soft RoCE device on a veth: a real RDMA device with a verbs node, for the RDMA test.
+ip=/usr/sbin/ip
+made=$( { $ip link add rxe-veth0 type veth peer name rxe-veth1 && $ip link set rxe-veth0 up &&
+  $ip link set rxe-veth1 up && rdma link add rxe0 type rxe netdev rxe-veth0; } 2>&1 ) &&
+  export CHITIN_RDMA_DEVICE=rxe-veth0
+echo "rdma: $(ls /dev/infiniband 2>/dev/null | tr '\n' ' ')$made"
 # QEMU's edu device (1234:11e8), behind the emulated IOMMU, on vfio-pci: a real IOMMU group.
 echo 1234 11e8 > /sys/bus/pci/drivers/vfio-pci/new_id 2>/dev/null
 echo "vfio: $(ls /sys/bus/pci/drivers/vfio-pci 2>/dev/null | grep -c :) bound, groups $(ls /dev/vfio 2>/dev/null | tr '\n' ' ')"
@@ -122,6 +138,7 @@ echo "vm-exit=$?"
 poweroff -f
 INIT
 chmod +x "$root/init" "$root/init2"
+sed -i "s/RDMA_MODS/$rdma_mods/" "$root/init2"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initramfs.gz"
 
 filter=$(IFS=,; echo "$*")
@@ -141,7 +158,7 @@ timeout 1500 qemu-system-x86_64 -accel tcg -m 2048 -smp 2 -nographic -no-reboot 
   -chardev socket,id=tpm,path="$work/swtpm.sock" -tpmdev emulator,id=tpm0,chardev=tpm \
   -device tpm-tis,tpmdev=tpm0 \
   -kernel "$kernel" -initrd "$work/initramfs.gz" \
-  -append "console=ttyS0 quiet panic=-1 softlockup_panic=1 intel_iommu=on $lsm chitin.filter=$filter chitin.must=$must" | tee "$log" | grep -A"${CHITIN_VM_CONTEXT:-3}" -E '^(test |integration:|cgroup-layout:|selinux:|vfio:|vm-exit=|thread |  left|  right|assertion)' || true
+  -append "console=ttyS0 quiet panic=-1 softlockup_panic=1 intel_iommu=on $lsm chitin.filter=$filter chitin.must=$must" | tee "$log" | grep -A"${CHITIN_VM_CONTEXT:-3}" -E '^(test |integration:|cgroup-layout:|selinux:|vfio:|rdma:|vm-exit=|thread |  left|  right|assertion)' || true
 code=$(sed -n 's/^vm-exit=\([0-9]*\).*/\1/p' "$log" | tail -n 1)
 if [ -z "$code" ]; then
   echo "the VM did not finish the tests; last lines:" >&2
