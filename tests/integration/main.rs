@@ -160,11 +160,14 @@ fn main() {
         docker::pause_update_top_stats,
         docker::stop_signal_and_sub_cgroups,
         docker_cdi::cdi_device_by_annotation,
+        docker_cdi::net_device_by_annotation,
         docker_userns::userns_remap_and_network_container,
         ctr::run_exec_kill_rm,
         ctr::cdi_device_by_annotation,
+        ctr::net_device_by_annotation,
         podman::run_exec_stop_pause_ps,
         podman::read_only_tmpfs_and_a_pod,
         podman::cdi_device_by_annotation,
+        podman::net_device_by_annotation,
     ]);
 }

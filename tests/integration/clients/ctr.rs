@@ -172,3 +172,16 @@ pub fn cdi_device_by_annotation() -> TestResult {
     assert_eq!(out, "fuse-absent\nenv=\n");
     Ok(())
 }
+
+/// An interface handed over by a CDI device's netDevices, asked for by annotation: net1 in the
+/// container, with its address, and gone from containerd's namespace.
+pub fn net_device_by_annotation() -> TestResult {
+    super::runtime_resolves_cdi()?;
+    let c = containerd()?;
+    let (annotation, want) = super::net_device("ctr-vf0", 2);
+    let script = ["/bin/sh", "-c", super::NET_SCRIPT];
+    let out = ok(&mut c.ctr_run("net", &["--rm", "--annotation", &annotation], &script));
+    assert_eq!(out, want);
+    assert!(!super::sandbox_has_interface("ctr-vf0"));
+    Ok(())
+}

@@ -51,6 +51,28 @@ fn api_minor(d: &Docker) -> u32 {
         .unwrap_or(0)
 }
 
+/// A container made through the Engine API with these annotations, started attached: its
+/// output.
+fn run_annotated(d: &Docker, name: &str, annotations: serde_json::Value, script: &str) -> String {
+    let body = serde_json::json!({
+        "Image": IMAGE,
+        "Cmd": ["sh", "-c", script],
+        "HostConfig": {"Annotations": annotations},
+    });
+    let made = ok(Command::new("curl")
+        .args(["-sS", "--fail-with-body", "--unix-socket"])
+        .arg(d.dir.join("sock"))
+        .args(["-H", "Content-Type: application/json", "-d"])
+        .arg(body.to_string())
+        .arg(format!(
+            "http://localhost/v1.43/containers/create?name={name}"
+        )));
+    assert!(made.contains("\"Id\""), "{made}");
+    let out = ok(d.cli().args(["start", "-a", name]));
+    ok(d.cli().args(["rm", name]));
+    out
+}
+
 /// A CDI device asked for by annotation, which dockerd passes on and chitin resolves: the node
 /// opens despite Docker's deny-all device rules, with the spec's variable; without the
 /// annotation there is neither. The CLI of Debian 12 has no --annotation, so the container is
@@ -68,23 +90,22 @@ pub fn cdi_device_by_annotation() -> TestResult {
         ),
         ("nocdi", serde_json::json!({}), "fuse-absent\nenv=\n"),
     ] {
-        let body = serde_json::json!({
-            "Image": IMAGE,
-            "Cmd": ["sh", "-c", super::CDI_SCRIPT],
-            "HostConfig": {"Annotations": annotations},
-        });
-        let made = ok(Command::new("curl")
-            .args(["-sS", "--fail-with-body", "--unix-socket"])
-            .arg(d.dir.join("sock"))
-            .args(["-H", "Content-Type: application/json", "-d"])
-            .arg(body.to_string())
-            .arg(format!(
-                "http://localhost/v1.43/containers/create?name={name}"
-            )));
-        assert!(made.contains("\"Id\""), "{made}");
-        let out = ok(d.cli().args(["start", "-a", name]));
-        ok(d.cli().args(["rm", name]));
+        let out = run_annotated(d, name, annotations, super::CDI_SCRIPT);
         assert_eq!(out, want, "{name}");
     }
+    Ok(())
+}
+
+/// An interface handed over by a CDI device's netDevices, asked for through the Engine API's
+/// annotations: net1 in the container (on Docker's default bridge network it has eth0 too), with
+/// its address, and gone from dockerd's namespace.
+pub fn net_device_by_annotation() -> TestResult {
+    super::runtime_resolves_cdi()?;
+    let d = annotating()?;
+    let (annotation, want) = super::net_device("dk-vf0", 3);
+    let (key, value) = annotation.split_once('=').unwrap();
+    let out = run_annotated(d, "net", serde_json::json!({key: value}), super::NET_SCRIPT);
+    assert_eq!(out, want);
+    assert!(!super::sandbox_has_interface("dk-vf0"));
     Ok(())
 }

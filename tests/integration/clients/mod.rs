@@ -4,7 +4,9 @@
 //! scenarios passing with runc is what shows that they test what they claim. The daemons run with
 //! private state in a mount namespace of their own (the sandbox), where /run and /var/lib are fresh
 //! tmpfs mounts and /etc/containers a copy, so what the clients write there never reaches the host;
-//! their containers' cgroups go under one parent per client, removed at the end of the run.
+//! and in a network namespace of their own, so that their bridges, firewall rules and the veths
+//! the netDevices tests hand over never touch the host's. Their containers' cgroups go under one
+//! parent per client, removed at the end of the run.
 
 pub mod ctr;
 pub mod docker;
@@ -80,7 +82,8 @@ impl Sandbox {
         fs::create_dir_all(&etc).unwrap();
         // Podman also keeps its locks in /dev/shm and temporary files in /var/tmp.
         let mut script = String::from(
-            "set -e; for d in /run /var/lib /var/tmp /dev/shm; do mount -t tmpfs tmpfs $d; done; ",
+            "set -e; ip link set lo up; \
+             for d in /run /var/lib /var/tmp /dev/shm; do mount -t tmpfs tmpfs $d; done; ",
         );
         if let Ok(rd) = fs::read_dir("/etc/containers") {
             for e in rd.flatten().filter(|e| e.path().is_file()) {
@@ -92,7 +95,7 @@ impl Sandbox {
         // process dies.
         script.push_str("echo ready; exec cat >/dev/null");
         let mut holder = Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .args(["-m", "-n", "--propagation", "private", "sh", "-c", &script])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -110,12 +113,12 @@ impl Sandbox {
         }
     }
 
-    /// `prog` run inside the sandbox's mount namespace.
+    /// `prog` run inside the sandbox's mount and network namespaces.
     pub fn cmd(&self, prog: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new("nsenter");
         c.arg("-t")
             .arg(self.pid.to_string())
-            .arg("-m")
+            .args(["-m", "-n"])
             .arg("--")
             .arg(prog)
             .stdin(Stdio::null());
@@ -332,4 +335,43 @@ pub fn cdi_spec() -> Result<(), Outcome> {
         ok(sb.cmd("install").args(["-m", "644"]).arg(&file).arg("/run/cdi/"));
     });
     Ok(())
+}
+
+/// What a container prints of the interface a CDI device hands it: net1's IPv4 address.
+pub const NET_SCRIPT: &str = "ip -o address show dev net1 | grep -o 'inet [0-9./]*'";
+
+/// A veth pair in the sandbox's network namespace, `name` (with 10.9.`n`.1/24, up) and its peer,
+/// and a CDI device test.chitin.dev/net=`name` in /run/cdi whose edits move `name` into the
+/// container as net1. Returns the annotation that asks for it and the line NET_SCRIPT prints.
+pub fn net_device(name: &str, n: u8) -> (String, String) {
+    let sb = sandbox();
+    ok(sb.cmd("sh").arg("-c").arg(format!(
+        "ip link add {name} type veth peer name {name}p && ip address add 10.9.{n}.1/24 dev {name} \
+         && ip link set {name} up"
+    )));
+    let spec = format!(
+        "cdiVersion: 1.1.0\nkind: test.chitin.dev/net\ndevices:\n- name: {name}\n  containerEdits:\n    \
+         netDevices: [{{hostInterfaceName: {name}, name: net1}}]\n"
+    );
+    let file = sb.dir.join(format!("chitin-net-{name}.yaml"));
+    fs::write(&file, spec).unwrap();
+    ok(sb.cmd("mkdir").args(["-p", "/run/cdi"]));
+    ok(sb
+        .cmd("install")
+        .args(["-m", "644"])
+        .arg(&file)
+        .arg("/run/cdi/"));
+    let annotation = format!("cdi.k8s.io/chitin-test_{name}=test.chitin.dev/net={name}");
+    (annotation, format!("inet 10.9.{n}.1/24\n"))
+}
+
+/// Whether the sandbox's network namespace still has the interface `name`.
+pub fn sandbox_has_interface(name: &str) -> bool {
+    sandbox()
+        .cmd("ip")
+        .args(["link", "show", name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

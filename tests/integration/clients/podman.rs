@@ -208,3 +208,19 @@ pub fn cdi_device_by_annotation() -> TestResult {
     assert_eq!(out, "fuse-absent\nenv=\n");
     Ok(())
 }
+
+/// An interface handed over by a CDI device's netDevices, asked for by annotation: it is net1 in
+/// the container, with its address, and gone from the namespace the engine runs in.
+pub fn net_device_by_annotation() -> TestResult {
+    super::runtime_resolves_cdi()?;
+    let p = podman()?;
+    let (annotation, want) = super::net_device("pm-vf0", 1);
+    let out = ok(p
+        .podman()
+        .args(p.run_flags())
+        .args(["--rm", "--annotation", &annotation, IMAGE])
+        .args(["sh", "-c", super::NET_SCRIPT]));
+    assert_eq!(out, want);
+    assert!(!super::sandbox_has_interface("pm-vf0"));
+    Ok(())
+}
