@@ -91,6 +91,9 @@ pub struct Record {
     /// What `start` does before the container runs (edits::Action).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<chitin_devices::Action>,
+    /// SR-IOV VFs' settings as they were before create changed them, put back by delete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vfs: Vec<crate::netdev::vf::VfState>,
 }
 
 /// The OCI state, as hooks receive it on stdin.

@@ -48,6 +48,16 @@ pub enum Action {
     Digest { file: String, sha256: String },
     /// With `Measure`: the measurement covers the digest of the rootfs tree, taken at start.
     MeasureRootfs,
+    /// At create, before anything moves: the SR-IOV physical function `pf` gives its virtual
+    /// function `vf` this MAC address and VLAN, as the SR-IOV CNI sets them, and the VF's own
+    /// interface `iface` (where it has one) takes the MAC too; put back as they were on delete.
+    ConfigureVf {
+        pf: String,
+        vf: u32,
+        mac: Option<[u8; 6]>,
+        vlan: Option<u16>,
+        iface: Option<String>,
+    },
 }
 
 /// When a hook runs, by the runtime-spec's names.

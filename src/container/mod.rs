@@ -136,6 +136,15 @@ pub fn destroy(dir: StateDir, r: &Record, hooks_cwd: Option<&Path>) -> Result<()
             crate::logger::warn(&e.to_string());
         }
     }
+    if !r.vfs.is_empty() {
+        // As poststop hooks: a VF whose PF is gone (unplugged) does not keep the state.
+        let restored = crate::netdev::Rtnl::host()
+            .map_err(|e| e.to_string())
+            .and_then(|mut nl| crate::netdev::vf::restore(&mut nl, &r.vfs));
+        if let Err(e) = restored {
+            crate::logger::warn(&format!("putting back the SR-IOV settings of {e}"));
+        }
+    }
     r.cgroup.remove()?;
     dir.remove()?;
     Ok(())

@@ -13,19 +13,21 @@ pub mod netlink;
 mod rtnl;
 #[cfg(test)]
 mod tests;
+pub mod vf;
 
-pub use netlink::{Address, Link, Netlink, Side};
+pub use netlink::{Address, Link, Netlink, Side, VfSettings};
 pub use rtnl::Rtnl;
 
 use crate::plan::NetDevice;
 
 #[derive(Debug, thiserror::Error)]
-#[error("linux.netDevices[{host:?}]: {what}: {source}{undo}")]
+#[error("{at}: {what}: {source}{undo}")]
 pub struct NetDevError {
-    host: String,
+    /// The field or annotation asked for it: `linux.netDevices["eth1"]`.
+    at: String,
     what: String,
     source: std::io::Error,
-    /// What failed while putting the devices already moved back, if anything.
+    /// What failed while putting back what was already done, if anything.
     undo: String,
 }
 
@@ -57,7 +59,7 @@ pub fn attach(nl: Box<dyn Netlink>, devices: &[NetDevice]) -> Result<Attached, N
         if let Err((what, source)) = a.attach_one(d) {
             let undo = a.restore();
             return Err(NetDevError {
-                host: d.host.clone(),
+                at: format!("linux.netDevices[{:?}]", d.host),
                 what,
                 source,
                 undo,

@@ -77,6 +77,14 @@ impl Address {
     }
 }
 
+/// What a physical function sets for one of its virtual functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VfSettings {
+    pub mac: [u8; 6],
+    /// 0: untagged.
+    pub vlan: u16,
+}
+
 pub trait Netlink {
     /// The interface of that name, if there is one.
     fn link(&mut self, side: Side, name: &str) -> io::Result<Option<Link>>;
@@ -87,4 +95,9 @@ pub trait Netlink {
     /// Moves the interface to the other side under `name`, in one request: if the name is
     /// taken there, nothing changes.
     fn move_link(&mut self, from: Side, index: u32, name: &str) -> io::Result<()>;
+    /// The settings of VF `vf` of the physical function at `pf` (host side), if it has one.
+    fn vf(&mut self, pf: u32, vf: u32) -> io::Result<Option<VfSettings>>;
+    fn set_vf(&mut self, pf: u32, vf: u32, settings: &VfSettings) -> io::Result<()>;
+    /// The interface's own (effective) MAC address.
+    fn set_mac(&mut self, side: Side, index: u32, mac: [u8; 6]) -> io::Result<()>;
 }

@@ -14,11 +14,14 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
 };
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{
+    LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage, LinkVfInfo, VfInfo, VfInfoMac,
+    VfInfoVlan,
+};
 use nix::sched::CloneFlags;
 use nix::sys::socket::{MsgFlags, SockFlag, SockProtocol, SockType};
 
-use super::netlink::{Address, Link, Netlink, Side};
+use super::netlink::{Address, Link, Netlink, Side, VfSettings};
 
 /// The IFA_F_* flags RTM_NEWADDR takes from userspace; the rest are the kernel's state.
 const SETTABLE: u32 = libc::IFA_F_NODAD
@@ -30,29 +33,46 @@ const SETTABLE: u32 = libc::IFA_F_NODAD
 
 pub struct Rtnl {
     host: OwnedFd,
-    container: OwnedFd,
     host_ns: OwnedFd,
-    /// The container's namespace: kept open, it outlives an init that dies, so the devices in
-    /// it can still be put back.
-    container_ns: OwnedFd,
+    container: Option<Container>,
     seq: u32,
 }
 
+/// The container's side: a socket in its namespace, and the namespace, kept open so that it
+/// outlives an init that dies and the devices in it can still be put back.
+struct Container {
+    sock: OwnedFd,
+    ns: OwnedFd,
+}
+
 impl Rtnl {
-    /// Sockets in this process's network namespace and in `container_ns`.
-    pub fn open(container_ns: OwnedFd) -> io::Result<Rtnl> {
-        let host_ns = std::fs::File::open("/proc/thread-self/ns/net")?.into();
-        let host = socket()?;
-        nix::sched::setns(container_ns.as_fd(), CloneFlags::CLONE_NEWNET)?;
-        let container = socket();
-        nix::sched::setns(&host_ns, CloneFlags::CLONE_NEWNET)?;
+    /// A socket in this process's network namespace only.
+    pub fn host() -> io::Result<Rtnl> {
         Ok(Rtnl {
-            host,
-            container: container?,
-            host_ns,
-            container_ns,
+            host: socket()?,
+            host_ns: std::fs::File::open("/proc/thread-self/ns/net")?.into(),
+            container: None,
             seq: 0,
         })
+    }
+
+    /// Sockets in this process's network namespace and in `container_ns`.
+    pub fn open(container_ns: OwnedFd) -> io::Result<Rtnl> {
+        let mut nl = Rtnl::host()?;
+        nix::sched::setns(container_ns.as_fd(), CloneFlags::CLONE_NEWNET)?;
+        let sock = socket();
+        nix::sched::setns(&nl.host_ns, CloneFlags::CLONE_NEWNET)?;
+        nl.container = Some(Container {
+            sock: sock?,
+            ns: container_ns,
+        });
+        Ok(nl)
+    }
+
+    fn container(&self) -> io::Result<&Container> {
+        self.container
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no container network namespace to ask"))
     }
 
     /// Sends one request and reads its answer: the messages of a dump (up to NLMSG_DONE), or
@@ -63,11 +83,11 @@ impl Rtnl {
         msg: RouteNetlinkMessage,
         flags: u16,
     ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.seq += 1;
         let sock = match side {
             Side::Host => self.host.as_fd(),
-            Side::Container => self.container.as_fd(),
+            Side::Container => self.container()?.sock.as_fd(),
         };
-        self.seq += 1;
         let mut packet = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(msg));
         // NLM_F_DUMP shares a bit with NLM_F_EXCL: only the whole of it is a dump.
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
@@ -316,13 +336,63 @@ impl Netlink for Rtnl {
 
     fn move_link(&mut self, from: Side, index: u32, name: &str) -> io::Result<()> {
         let target = match from {
-            Side::Host => self.container_ns.as_raw_fd(),
+            Side::Host => self.container()?.ns.as_raw_fd(),
             Side::Container => self.host_ns.as_raw_fd(),
         };
         let mut m = link_message(index);
         m.attributes.push(LinkAttribute::NetNsFd(target));
         m.attributes.push(LinkAttribute::IfName(name.to_owned()));
         self.request(from, RouteNetlinkMessage::SetLink(m), 0)
+            .map(drop)
+    }
+
+    fn vf(&mut self, pf: u32, vf: u32) -> io::Result<Option<VfSettings>> {
+        let mut m = link_message(pf);
+        m.attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Vf]));
+        let got = self.request(Side::Host, RouteNetlinkMessage::GetLink(m), 0)?;
+        let infos = got.into_iter().flat_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => l.attributes,
+            _ => Vec::new(),
+        });
+        for a in infos {
+            let LinkAttribute::VfInfoList(list) = a else {
+                continue;
+            };
+            for LinkVfInfo(info) in list {
+                let mac = info.iter().find_map(|i| match i {
+                    VfInfo::Mac(m) if m.vf_id == vf => Some(m.mac),
+                    _ => None,
+                });
+                let vlan = info.iter().find_map(|i| match i {
+                    VfInfo::Vlan(v) if v.vf_id == vf => Some(v.vlan_id as u16),
+                    _ => None,
+                });
+                if let (Some(mac), Some(vlan)) = (mac, vlan) {
+                    let mut six = [0u8; 6];
+                    six.copy_from_slice(&mac[..6]);
+                    return Ok(Some(VfSettings { mac: six, vlan }));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn set_vf(&mut self, pf: u32, vf: u32, s: &VfSettings) -> io::Result<()> {
+        let mut m = link_message(pf);
+        let info = LinkVfInfo(vec![
+            VfInfo::Mac(VfInfoMac::new(vf, &s.mac)),
+            VfInfo::Vlan(VfInfoVlan::new(vf, s.vlan.into(), 0)),
+        ]);
+        m.attributes.push(LinkAttribute::VfInfoList(vec![info]));
+        self.request(Side::Host, RouteNetlinkMessage::SetLink(m), 0)
+            .map(drop)
+    }
+
+    fn set_mac(&mut self, side: Side, index: u32, mac: [u8; 6]) -> io::Result<()> {
+        let mut m = link_message(index);
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        self.request(side, RouteNetlinkMessage::SetLink(m), 0)
             .map(drop)
     }
 }

@@ -22,6 +22,8 @@ struct Fake {
     log: Vec<String>,
     /// Requests ("add 10.0.0.1/24", "up eth1") that fail with EINVAL.
     failing: BTreeSet<String>,
+    /// The VFs' settings, by (PF index, VF).
+    vfs: std::collections::BTreeMap<(u32, u32), VfSettings>,
 }
 
 /// The fake's state, seen after `attach` took it.
@@ -91,6 +93,19 @@ impl Netlink for Handle {
     }
     /// As the kernel does it: down, addresses dropped, moved, then renamed in the target (so a
     /// taken name leaves it moved under its old one).
+    fn vf(&mut self, pf: u32, vf: u32) -> io::Result<Option<VfSettings>> {
+        Ok(self.0.borrow().vfs.get(&(pf, vf)).copied())
+    }
+    fn set_vf(&mut self, pf: u32, vf: u32, s: &VfSettings) -> io::Result<()> {
+        let mut f = self.0.borrow_mut();
+        f.fail(format!("vf {vf} of {pf}: {:02x?} vlan {}", s.mac, s.vlan))?;
+        f.vfs.insert((pf, vf), *s);
+        Ok(())
+    }
+    fn set_mac(&mut self, side: Side, index: u32, mac: [u8; 6]) -> io::Result<()> {
+        let mut f = self.0.borrow_mut();
+        f.fail(format!("{side:?}: mac {index} {mac:02x?}"))
+    }
     fn move_link(&mut self, from: Side, index: u32, name: &str) -> io::Result<()> {
         let mut f = self.0.borrow_mut();
         f.fail(format!("{from:?}: move {index} as {name}"))?;
@@ -348,6 +363,15 @@ fn a_taken_name_never_strands_the_device() {
         fn set_up(&mut self, s: Side, i: u32, up: bool) -> io::Result<()> {
             self.0.set_up(s, i, up)
         }
+        fn vf(&mut self, pf: u32, vf: u32) -> io::Result<Option<VfSettings>> {
+            self.0.vf(pf, vf)
+        }
+        fn set_vf(&mut self, pf: u32, vf: u32, s: &VfSettings) -> io::Result<()> {
+            self.0.set_vf(pf, vf, s)
+        }
+        fn set_mac(&mut self, side: Side, i: u32, mac: [u8; 6]) -> io::Result<()> {
+            self.0.set_mac(side, i, mac)
+        }
         fn move_link(&mut self, from: Side, i: u32, n: &str) -> io::Result<()> {
             if std::mem::take(&mut self.1) {
                 let c = &mut self.0.0.borrow_mut().container;
@@ -364,4 +388,104 @@ fn a_taken_name_never_strands_the_device() {
     let f = f.borrow();
     assert_eq!(names(&f.container), [("lo", 1, true), ("eth1", 3, false)]);
     assert!(f.host.iter().any(|l| l.link.name == "veth0" && l.link.up));
+}
+
+fn configure_vf(
+    pf: &str,
+    vf: u32,
+    mac: Option<[u8; 6]>,
+    vlan: Option<u16>,
+) -> chitin_devices::Action {
+    chitin_devices::Action::ConfigureVf {
+        pf: pf.into(),
+        vf,
+        mac,
+        vlan,
+        iface: mac.map(|_| "veth1".into()),
+    }
+}
+
+/// The PF (veth0 stands in, index 5) with two VFs: 0 untagged, 1 on VLAN 3.
+fn with_vfs() -> Shared {
+    let f = fake();
+    let blank = VfSettings {
+        mac: [0; 6],
+        vlan: 0,
+    };
+    f.borrow_mut().vfs.insert((5, 0), blank);
+    f.borrow_mut()
+        .vfs
+        .insert((5, 1), VfSettings { vlan: 3, ..blank });
+    f
+}
+
+#[test]
+fn vf_settings_are_made_on_the_pf_and_put_back() {
+    let f = with_vfs();
+    let mac = [2, 0, 0, 0, 0, 9];
+    let actions = [
+        configure_vf("veth0", 0, Some(mac), Some(100)),
+        configure_vf("veth0", 1, None, Some(7)),
+    ];
+    let c = vf::configure(Box::new(Handle(f.clone())), &actions).unwrap();
+    let before = c.before().to_vec();
+    c.keep();
+    {
+        let f = f.borrow();
+        assert_eq!(f.vfs[&(5, 0)], VfSettings { mac, vlan: 100 });
+        // What is not asked for stays: VF 1's MAC.
+        assert_eq!(
+            f.vfs[&(5, 1)],
+            VfSettings {
+                mac: [0; 6],
+                vlan: 7
+            }
+        );
+        assert_eq!(
+            f.log,
+            [
+                "vf 0 of 5: [02, 00, 00, 00, 00, 09] vlan 100",
+                "Host: mac 7 [02, 00, 00, 00, 00, 09]",
+                "vf 1 of 5: [00, 00, 00, 00, 00, 00] vlan 7",
+            ]
+        );
+    }
+    // What delete does with the record's states.
+    vf::restore(&mut Handle(f.clone()), &before).unwrap();
+    let f = f.borrow();
+    assert_eq!(f.vfs[&(5, 0)].vlan, 0);
+    assert_eq!(f.vfs[&(5, 1)].vlan, 3);
+}
+
+#[test]
+fn a_vf_setting_that_fails_puts_back_the_others() {
+    let f = with_vfs();
+    f.borrow_mut()
+        .failing
+        .insert("vf 1 of 5: [00, 00, 00, 00, 00, 00] vlan 7".into());
+    let actions = [
+        configure_vf("veth0", 0, None, Some(100)),
+        configure_vf("veth0", 1, None, Some(7)),
+    ];
+    let e = vf::configure(Box::new(Handle(f.clone())), &actions)
+        .err()
+        .unwrap();
+    assert_eq!(
+        e.to_string(),
+        "annotations[\"org.chitin.devices.sriov\"]: VF 1 of veth0: setting its MAC and VLAN: \
+         Invalid argument (os error 22)"
+    );
+    let f = f.borrow();
+    assert_eq!((f.vfs[&(5, 0)].vlan, f.vfs[&(5, 1)].vlan), (0, 3));
+    let e = vf::configure(
+        Box::new(Handle(with_vfs())),
+        &[configure_vf("veth0", 4, None, Some(1))],
+    )
+    .err()
+    .unwrap();
+    assert!(
+        e.to_string()
+            .contains("VF 4 of veth0: reading its settings"),
+        "{e}"
+    );
 }

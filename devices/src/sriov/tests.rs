@@ -6,7 +6,7 @@ use std::os::unix::fs::symlink;
 
 use crate::testing::{Says, Tree, annotations, function, request};
 use crate::vfio::Status;
-use crate::{DeviceError, Grant, Host};
+use crate::{Action, DeviceError, Grant, Host};
 
 const PF: &str = "0000:3b:00.0";
 
@@ -146,8 +146,20 @@ fn what_cannot_be_had_is_named() {
             "ens1f0:1;name=dpdk0: 0000:3b:02.1 is bound to vfio-pci and has no interface to name",
         ),
         (
-            "ens1f0:0;mac=02:00:00:00:00:01",
-            "\"mac=02:00:00:00:00:01\" is not an option (name=IFNAME is the only one)",
+            "ens1f0:0;speed=10G",
+            "\"speed=10G\" is not an option (name=IFNAME, mac=MAC, vlan=ID)",
+        ),
+        (
+            "ens1f0:0;mac=03:00:00:00:00:01",
+            "\"03:00:00:00:00:01\" is not a unicast MAC address (02:00:00:00:00:01)",
+        ),
+        (
+            "ens1f0:0;mac=02:00:00:00:01",
+            "\"02:00:00:00:01\" is not a unicast MAC address (02:00:00:00:00:01)",
+        ),
+        (
+            "ens1f0:0;vlan=4095",
+            "\"4095\" is not a VLAN id (0 to 4094)",
         ),
         (" , ", "names no virtual function"),
     ];
@@ -173,4 +185,34 @@ fn what_cannot_be_had_is_named() {
         "{}",
         e.reason
     );
+}
+
+#[test]
+fn mac_and_vlan_are_set_from_the_pf_side() {
+    let t = tree("vf-config");
+    let h = host(&t);
+    let asked = "0000:3b:02.0;name=net1;mac=02:00:00:00:00:01;vlan=100,ens1f0:1;vlan=7";
+    let g = ask(&h, &[(super::ANNOTATION, asked)]).unwrap();
+    let actions: Vec<&Action> = g.iter().flat_map(|g| &g.actions).collect();
+    assert_eq!(
+        actions,
+        [
+            &Action::ConfigureVf {
+                pf: "ens1f0".into(),
+                vf: 0,
+                mac: Some([2, 0, 0, 0, 0, 1]),
+                vlan: Some(100),
+                iface: Some("ens1f0v0".into()),
+            },
+            // A DPDK VF has no interface: its VLAN is the PF's to set all the same.
+            &Action::ConfigureVf {
+                pf: "ens1f0".into(),
+                vf: 1,
+                mac: None,
+                vlan: Some(7),
+                iface: None,
+            },
+        ]
+    );
+    assert_eq!(moved(&g), [("ens1f0v0".into(), Some("net1".into()))]);
 }

@@ -33,11 +33,14 @@ struct Undo {
     pid: Option<i32>,
     /// Host interfaces moved in, which go back on drop.
     net: Option<crate::netdev::Attached>,
+    /// SR-IOV VFs' settings made, which go back on drop.
+    vfs: Option<crate::netdev::vf::Configured>,
 }
 
 impl Drop for Undo {
     fn drop(&mut self) {
         drop(self.net.take());
+        drop(self.vfs.take());
         if let Some(pid) = self.pid.take() {
             let pid = nix::unistd::Pid::from_raw(pid);
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
@@ -106,11 +109,12 @@ fn prepare(
         placement: None,
         pid: None,
         net: None,
+        vfs: None,
     };
     let dir = undo.dir.as_ref().expect("just set");
     // The record, with the cgroup to be made, comes first: `delete -f` can then clean up after
     // a create killed at any later point.
-    let record = record(config, plan, placement);
+    let mut record = record(config, plan, placement);
     dir.write(&record)?;
     dir.write_config(&config.saved(plan))?;
     let listener = above(channels::start_barrier(dir)?, opts.first_own_fd())?;
@@ -119,12 +123,31 @@ fn prepare(
     // Limits are in place before the init exists: it never runs unrestricted.
     crate::cgroup::resources::apply(&record.cgroup, &writes)?;
     record.cgroup.apply_device_rules(&plan.device_rules)?;
+    undo.vfs = configure_vfs(plan, &mut record, dir)?;
     Ok(Prepared {
         undo,
         record,
         filter,
         listener: Some(listener),
     })
+}
+
+/// The SR-IOV VFs' settings the plan's actions ask for, made from the PF's side; what they were
+/// goes into the record at once, so that `delete -f` puts them back after a create killed later.
+fn configure_vfs(
+    plan: &Plan,
+    record: &mut Record,
+    dir: &StateDir,
+) -> Result<Option<crate::netdev::vf::Configured>, ContainerError> {
+    let vf = |a: &&chitin_devices::Action| matches!(a, chitin_devices::Action::ConfigureVf { .. });
+    if !plan.actions.iter().any(|a| vf(&a)) {
+        return Ok(None);
+    }
+    let nl = crate::netdev::Rtnl::host().map_err(io_ctx("rtnetlink"))?;
+    let configured = crate::netdev::vf::configure(Box::new(nl), &plan.actions)?;
+    record.vfs = configured.before().to_vec();
+    dir.write(record)?;
+    Ok(Some(configured))
 }
 
 fn record(config: &Config, plan: &Plan, cgroup: Placement) -> Record {
@@ -153,6 +176,7 @@ fn record(config: &Config, plan: &Plan, cgroup: Placement) -> Record {
         // Joined counts as shared, as in runc.
         shares_pid_ns: !plan.namespaces.is_new(NsKind::Pid),
         actions: plan.actions.clone(),
+        vfs: Vec::new(),
     }
 }
 
@@ -249,6 +273,9 @@ fn finish(
     p.undo.placement = None;
     if let Some(net) = p.undo.net.take() {
         net.keep();
+    }
+    if let Some(vfs) = p.undo.vfs.take() {
+        vfs.keep();
     }
     let dir = p.undo.dir.take().expect("state dir");
     Ok(Created {
