@@ -58,6 +58,10 @@ pub enum Action {
         vlan: Option<u16>,
         iface: Option<String>,
     },
+    /// At create, with linux.netDevices: the RDMA device moves into the container's network
+    /// namespace (the RDMA subsystem is in exclusive mode, where a device is usable only from
+    /// the namespace it belongs to).
+    RdmaNamespace { device: String },
 }
 
 /// When a hook runs, by the runtime-spec's names.

@@ -5,13 +5,14 @@
 //! subnet-manager nodes where ib_umad is loaded (`infiniband_mad/umadN`, `issmN`), and the
 //! connection manager's `rdma_cm` where rdma_ucm is. Verbs pin the memory they register, so the
 //! memlock limit is raised as far as the runtime can; `org.chitin.devices.rdma.limit` sets the
-//! rdma cgroup's limits for each device.
+//! rdma cgroup's limits for each device. In the RDMA subsystem's exclusive network-namespace
+//! mode a device is usable only from its namespace: the runtime moves it into the container's.
 
 use std::path::Path;
 
 use oci_spec::runtime::{LinuxRdma, LinuxRdmaBuilder, PosixRlimitBuilder, PosixRlimitType};
 
-use super::{Annotation, DeviceError, Grant, Host, Request};
+use super::{Action, Annotation, DeviceError, Grant, Host, Request};
 
 pub const ANNOTATION: &str = "org.chitin.devices.rdma";
 pub const LIMIT: &str = "org.chitin.devices.rdma.limit";
@@ -51,7 +52,7 @@ pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Vec<Grant>, DeviceError
         return Ok(Vec::new());
     };
     let bad = refuse(ANNOTATION);
-    shared_namespaces(host).map_err(&bad)?;
+    let exclusive = exclusive_namespaces(host).map_err(&bad)?;
     let limit = match req.annotations.get(LIMIT) {
         Some(v) => Some(limits(v).map_err(refuse(LIMIT))?),
         None => None,
@@ -81,6 +82,11 @@ pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Vec<Grant>, DeviceError
         if let Some(l) = limit {
             g.rdma.push((dev.clone(), l));
         }
+        if exclusive {
+            g.actions.push(Action::RdmaNamespace {
+                device: dev.clone(),
+            });
+        }
         seen.push(dev);
     }
     if seen.is_empty() {
@@ -109,17 +115,12 @@ pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Vec<Grant>, DeviceError
     Ok(vec![g, memory])
 }
 
-/// Refuses the RDMA subsystem's exclusive mode, where a device is reachable only from the
-/// network namespace it belongs to (ib_core's netns_mode is N).
-fn shared_namespaces(host: &Host) -> Result<(), String> {
+/// Whether the RDMA subsystem is in exclusive mode, where a device is usable only from the
+/// network namespace it belongs to (ib_core's netns_mode is N), so it must move in.
+pub(crate) fn exclusive_namespaces(host: &Host) -> Result<bool, String> {
     let mode = host.sys.join("module/ib_core/parameters/netns_mode");
     match std::fs::read_to_string(&mode) {
-        Ok(m) if m.trim() == "N" => Err(
-            "the RDMA subsystem is in exclusive network-namespace mode (ib_core netns_mode=0): \
-             moving RDMA devices into a container is not supported yet"
-                .into(),
-        ),
-        Ok(_) => Ok(()),
+        Ok(m) => Ok(m.trim() == "N"),
         Err(_) => Err("no RDMA subsystem on this host (ib_core is not loaded)".into()),
     }
 }

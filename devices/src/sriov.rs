@@ -88,6 +88,14 @@ pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Resolved, DeviceError> 
                 let mut d = LinuxNetDevice::default();
                 d.set_name(ask.name.map(String::from));
                 net.net_devices.push((iface.clone(), d));
+                // In exclusive mode the VF's RDMA devices follow its interface.
+                let rdma = entries(&dev.join("infiniband"));
+                if !rdma.is_empty() && crate::rdma::exclusive_namespaces(host).unwrap_or(false) {
+                    let follow = rdma
+                        .into_iter()
+                        .map(|device| Action::RdmaNamespace { device });
+                    net.actions.extend(follow);
+                }
                 Some(iface)
             }
             None => return Err(bad(format!("{item}: {addr} is bound to no driver"))),

@@ -110,7 +110,8 @@ fn run_actions(dir: &StateDir, r: &Record, tcti: &str) -> Result<(), ContainerEr
             // Parts of the measurement's content.
             chitin_devices::Action::Digest { .. } | chitin_devices::Action::MeasureRootfs => {}
             // Done at create.
-            chitin_devices::Action::ConfigureVf { .. } => {}
+            chitin_devices::Action::ConfigureVf { .. }
+            | chitin_devices::Action::RdmaNamespace { .. } => {}
         }
     }
     Ok(())

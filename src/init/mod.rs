@@ -196,7 +196,7 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
     if plan.namespaces.is_new(NsKind::Net) {
         net::loopback_up()?;
     }
-    if !plan.net_devices.is_empty() {
+    if plan.moves_into_netns() {
         send_msg(fds.sync.as_fd(), &Msg::NetReady).step(|| "sync".into())?;
         expect(fds, "waiting for linux.netDevices", Msg::NetMoved)?;
     }

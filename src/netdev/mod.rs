@@ -10,6 +10,7 @@
 //! the initial namespace when the container's dies).
 
 pub mod netlink;
+mod rdma;
 mod rtnl;
 #[cfg(test)]
 mod tests;
@@ -35,6 +36,8 @@ pub struct NetDevError {
 pub struct Attached {
     nl: Box<dyn Netlink>,
     moved: Vec<Moved>,
+    /// RDMA devices moved in (exclusive mode), by name.
+    rdma: Vec<String>,
 }
 
 /// What putting one device back needs: its host name and state, and its index inside.
@@ -48,22 +51,42 @@ struct Moved {
     inside: u32,
 }
 
-/// Moves the interfaces of `devices` into the container's network namespace (the one `nl`
-/// reaches as Side::Container), in order; on a failure, those moved so far go back first.
-pub fn attach(nl: Box<dyn Netlink>, devices: &[NetDevice]) -> Result<Attached, NetDevError> {
+/// Moves the interfaces of `devices`, then the RDMA devices `rdma`, into the container's network
+/// namespace (the one `nl` reaches as Side::Container), in order; on a failure, those moved so
+/// far go back first.
+pub fn attach(
+    nl: Box<dyn Netlink>,
+    devices: &[NetDevice],
+    rdma: &[String],
+) -> Result<Attached, NetDevError> {
     let mut a = Attached {
         nl,
         moved: Vec::with_capacity(devices.len()),
+        rdma: Vec::new(),
+    };
+    let failed = |a: &mut Attached, at: String, (what, source): Failed| {
+        let undo = a.restore();
+        NetDevError {
+            at,
+            what,
+            source,
+            undo,
+        }
     };
     for d in devices {
-        if let Err((what, source)) = a.attach_one(d) {
-            let undo = a.restore();
-            return Err(NetDevError {
-                at: format!("linux.netDevices[{:?}]", d.host),
-                what,
-                source,
-                undo,
-            });
+        if let Err(f) = a.attach_one(d) {
+            return Err(failed(&mut a, format!("linux.netDevices[{:?}]", d.host), f));
+        }
+    }
+    for dev in rdma {
+        let what =
+            || format!("moving the RDMA device {dev} into the container's network namespace");
+        match a.nl.move_rdma(Side::Host, dev) {
+            Ok(()) => a.rdma.push(dev.clone()),
+            Err(e) => {
+                let at = "annotations[\"org.chitin.devices.rdma\"]".to_owned();
+                return Err(failed(&mut a, at, (what(), e)));
+            }
         }
     }
     Ok(a)
@@ -133,6 +156,11 @@ impl Attached {
     /// Puts every moved device back, the last first; what failed, as a suffix of the error.
     fn restore(&mut self) -> String {
         let mut failed = Vec::new();
+        while let Some(dev) = self.rdma.pop() {
+            if let Err(e) = self.nl.move_rdma(Side::Container, &dev) {
+                failed.push(format!("RDMA device {dev}: {e}"));
+            }
+        }
         while let Some(m) = self.moved.pop() {
             if let Err(e) = self.put_back(&m) {
                 failed.push(format!("{}: {e}", m.host));
@@ -167,6 +195,7 @@ impl Attached {
     /// The create succeeded: the devices stay in the container.
     pub fn keep(mut self) {
         self.moved.clear();
+        self.rdma.clear();
     }
 }
 

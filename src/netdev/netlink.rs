@@ -100,4 +100,7 @@ pub trait Netlink {
     fn set_vf(&mut self, pf: u32, vf: u32, settings: &VfSettings) -> io::Result<()>;
     /// The interface's own (effective) MAC address.
     fn set_mac(&mut self, side: Side, index: u32, mac: [u8; 6]) -> io::Result<()>;
+    /// Moves the RDMA device of that name to the other side (the RDMA subsystem's exclusive
+    /// mode).
+    fn move_rdma(&mut self, from: Side, device: &str) -> io::Result<()>;
 }

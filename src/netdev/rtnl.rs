@@ -4,7 +4,7 @@
 //! single-threaded, and setns applies to the calling thread only.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use netlink_packet_core::{
     ErrorMessage, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader,
@@ -34,6 +34,8 @@ const SETTABLE: u32 = libc::IFA_F_NODAD
 pub struct Rtnl {
     host: OwnedFd,
     host_ns: OwnedFd,
+    /// The RDMA netlink socket, made when first needed (only with RDMA's modules loaded).
+    host_rdma: Option<OwnedFd>,
     container: Option<Container>,
     seq: u32,
 }
@@ -43,6 +45,7 @@ pub struct Rtnl {
 struct Container {
     sock: OwnedFd,
     ns: OwnedFd,
+    rdma: Option<OwnedFd>,
 }
 
 impl Rtnl {
@@ -51,6 +54,7 @@ impl Rtnl {
         Ok(Rtnl {
             host: socket()?,
             host_ns: std::fs::File::open("/proc/thread-self/ns/net")?.into(),
+            host_rdma: None,
             container: None,
             seq: 0,
         })
@@ -59,14 +63,37 @@ impl Rtnl {
     /// Sockets in this process's network namespace and in `container_ns`.
     pub fn open(container_ns: OwnedFd) -> io::Result<Rtnl> {
         let mut nl = Rtnl::host()?;
-        nix::sched::setns(container_ns.as_fd(), CloneFlags::CLONE_NEWNET)?;
-        let sock = socket();
-        nix::sched::setns(&nl.host_ns, CloneFlags::CLONE_NEWNET)?;
+        let sock = nl.inside(container_ns.as_fd(), socket)?;
         nl.container = Some(Container {
-            sock: sock?,
+            sock,
             ns: container_ns,
+            rdma: None,
         });
         Ok(nl)
+    }
+
+    /// `make` run in the network namespace `ns`, and back.
+    fn inside<T>(&self, ns: BorrowedFd<'_>, make: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+        nix::sched::setns(ns, CloneFlags::CLONE_NEWNET)?;
+        let made = make();
+        nix::sched::setns(&self.host_ns, CloneFlags::CLONE_NEWNET)?;
+        made
+    }
+
+    /// The RDMA netlink socket of `side`, made the first time.
+    fn rdma_socket(&mut self, side: Side) -> io::Result<BorrowedFd<'_>> {
+        if side == Side::Container && self.container()?.rdma.is_none() {
+            let made = self.inside(self.container()?.ns.as_fd(), super::rdma::socket)?;
+            self.container.as_mut().expect("checked").rdma = Some(made);
+        }
+        if side == Side::Host && self.host_rdma.is_none() {
+            self.host_rdma = Some(super::rdma::socket()?);
+        }
+        let sock = match side {
+            Side::Host => self.host_rdma.as_ref(),
+            Side::Container => self.container()?.rdma.as_ref(),
+        };
+        Ok(sock.expect("just made").as_fd())
     }
 
     fn container(&self) -> io::Result<&Container> {
@@ -394,5 +421,22 @@ impl Netlink for Rtnl {
         m.attributes.push(LinkAttribute::Address(mac.to_vec()));
         self.request(side, RouteNetlinkMessage::SetLink(m), 0)
             .map(drop)
+    }
+
+    fn move_rdma(&mut self, from: Side, device: &str) -> io::Result<()> {
+        self.seq += 2;
+        let seq = self.seq;
+        let target = match from {
+            Side::Host => self.container()?.ns.try_clone()?,
+            Side::Container => self.host_ns.try_clone()?,
+        };
+        let sock = self.rdma_socket(from)?;
+        let index = super::rdma::index(sock, device, seq - 1)?.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no RDMA device {device} here"),
+            )
+        })?;
+        super::rdma::set_namespace(sock, index, target.as_fd(), seq)
     }
 }

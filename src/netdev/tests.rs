@@ -24,6 +24,8 @@ struct Fake {
     failing: BTreeSet<String>,
     /// The VFs' settings, by (PF index, VF).
     vfs: std::collections::BTreeMap<(u32, u32), VfSettings>,
+    /// RDMA devices on each side.
+    rdma: (Vec<String>, Vec<String>),
 }
 
 /// The fake's state, seen after `attach` took it.
@@ -105,6 +107,21 @@ impl Netlink for Handle {
     fn set_mac(&mut self, side: Side, index: u32, mac: [u8; 6]) -> io::Result<()> {
         let mut f = self.0.borrow_mut();
         f.fail(format!("{side:?}: mac {index} {mac:02x?}"))
+    }
+    fn move_rdma(&mut self, from: Side, device: &str) -> io::Result<()> {
+        let mut f = self.0.borrow_mut();
+        f.fail(format!("{from:?}: move rdma {device}"))?;
+        let (host, container) = &mut f.rdma;
+        let (here, there) = match from {
+            Side::Host => (host, container),
+            Side::Container => (container, host),
+        };
+        let i = here
+            .iter()
+            .position(|d| d == device)
+            .ok_or_else(|| errno(libc::ENODEV))?;
+        there.push(here.remove(i));
+        Ok(())
     }
     fn move_link(&mut self, from: Side, index: u32, name: &str) -> io::Result<()> {
         let mut f = self.0.borrow_mut();
@@ -232,6 +249,7 @@ fn moved_renamed_readdressed_and_up() {
     let a = attach(
         Box::new(Handle(f.clone())),
         &[dev("veth0", "eth1"), dev("veth1", "net%d")],
+        &[],
     )
     .unwrap();
     a.keep();
@@ -272,6 +290,7 @@ fn a_failure_puts_back_what_was_moved() {
             dev("veth1", "eth2"),
             dev("br0", "eth3"),
         ],
+        &[],
     )
     .err()
     .unwrap();
@@ -298,7 +317,7 @@ fn a_failure_puts_back_what_was_moved() {
 #[test]
 fn a_later_failure_of_the_create_puts_them_back_too() {
     let f = fake();
-    let a = attach(Box::new(Handle(f.clone())), &[dev("veth0", "eth1")]).unwrap();
+    let a = attach(Box::new(Handle(f.clone())), &[dev("veth0", "eth1")], &[]).unwrap();
     drop(a);
     let f = f.borrow();
     assert_eq!(names(&f.container), [("lo", 1, true)]);
@@ -315,7 +334,7 @@ fn an_address_that_fails_fails_the_device_and_it_comes_back() {
     f.borrow_mut()
         .failing
         .insert("Container: add fd00::2/64 to 5".into());
-    let e = attach(Box::new(Handle(f.clone())), &[dev("veth0", "eth1")])
+    let e = attach(Box::new(Handle(f.clone())), &[dev("veth0", "eth1")], &[])
         .err()
         .unwrap();
     assert!(
@@ -333,7 +352,7 @@ fn an_address_that_fails_fails_the_device_and_it_comes_back() {
 #[test]
 fn a_taken_name_never_strands_the_device() {
     let f = fake();
-    let e = attach(Box::new(Handle(f.clone())), &[dev("veth0", "lo")])
+    let e = attach(Box::new(Handle(f.clone())), &[dev("veth0", "lo")], &[])
         .err()
         .unwrap();
     assert!(
@@ -372,6 +391,9 @@ fn a_taken_name_never_strands_the_device() {
         fn set_mac(&mut self, side: Side, i: u32, mac: [u8; 6]) -> io::Result<()> {
             self.0.set_mac(side, i, mac)
         }
+        fn move_rdma(&mut self, from: Side, d: &str) -> io::Result<()> {
+            self.0.move_rdma(from, d)
+        }
         fn move_link(&mut self, from: Side, i: u32, n: &str) -> io::Result<()> {
             if std::mem::take(&mut self.1) {
                 let c = &mut self.0.0.borrow_mut().container;
@@ -381,7 +403,7 @@ fn a_taken_name_never_strands_the_device() {
         }
     }
     nl.0.borrow_mut().log.clear();
-    let e = attach(Box::new(Racing(nl, true)), &[dev("veth0", "eth1")])
+    let e = attach(Box::new(Racing(nl, true)), &[dev("veth0", "eth1")], &[])
         .err()
         .unwrap();
     assert!(e.to_string().contains("moving it into"), "{e}");
@@ -488,4 +510,42 @@ fn a_vf_setting_that_fails_puts_back_the_others() {
             .contains("VF 4 of veth0: reading its settings"),
         "{e}"
     );
+}
+
+/// In the RDMA subsystem's exclusive mode the device follows into the container; one that
+/// cannot move (soft RoCE's rxe: EOPNOTSUPP) fails the create, and the interfaces go back.
+#[test]
+fn rdma_devices_move_in_after_the_interfaces() {
+    let f = fake();
+    f.borrow_mut().rdma.0 = vec!["mlx5_0".into(), "rxe0".into()];
+    let a = attach(
+        Box::new(Handle(f.clone())),
+        &[dev("veth0", "eth1")],
+        &["mlx5_0".into()],
+    )
+    .unwrap();
+    assert_eq!(
+        f.borrow().rdma,
+        (vec!["rxe0".into()], vec!["mlx5_0".into()])
+    );
+    drop(a);
+    assert_eq!(f.borrow().rdma.0, ["rxe0", "mlx5_0"]);
+
+    f.borrow_mut().failing.insert("Host: move rdma rxe0".into());
+    let e = attach(
+        Box::new(Handle(f.clone())),
+        &[dev("veth0", "eth1")],
+        &["mlx5_0".into(), "rxe0".into()],
+    )
+    .err()
+    .unwrap();
+    assert!(
+        e.to_string().starts_with(
+            "annotations[\"org.chitin.devices.rdma\"]: moving the RDMA device rxe0 into the container's network namespace: "
+        ),
+        "{e}"
+    );
+    let f = f.borrow();
+    assert_eq!(f.rdma.1, Vec::<String>::new());
+    assert!(f.host.iter().any(|l| l.link.name == "veth0" && l.link.up));
 }

@@ -38,6 +38,19 @@ pub fn plan(p: &Plan, host: &dyn Host) -> Result<(), PlanError> {
     Ok(())
 }
 
+/// What providers' actions need of the plan: an RDMA device that moves into the container's
+/// network namespace needs one of the container's own, as linux.netDevices does.
+pub fn actions(p: &Plan) -> Result<(), PlanError> {
+    if !p.rdma_namespaces().is_empty() && !p.namespaces.is_new(NsKind::Net) {
+        return Err(PlanError::field(
+            "annotations[\"org.chitin.devices.rdma\"]",
+            "in the RDMA subsystem's exclusive mode the device moves into the container's \
+             network namespace, which must be its own: not the host's, nor a joined one",
+        ));
+    }
+    Ok(())
+}
+
 /// Hard limits the init could not set: raising one needs CAP_SYS_RESOURCE in the initial user
 /// namespace, which the runtime may lack (this machine's bounding set drops it) and the init has
 /// not once it is in the container's user namespace. Refused here, before anything is made,

@@ -177,7 +177,24 @@ impl Plan {
         let mut plan = Plan::new(&config, &bundle, id, &host)
             .map_err(|e| applied.provenance.name_origin(e))?;
         plan.actions = applied.actions;
+        check::actions(&plan)?;
         Ok((config, plan))
+    }
+
+    /// The RDMA devices that move into the container's network namespace (exclusive mode).
+    pub fn rdma_namespaces(&self) -> Vec<String> {
+        self.actions
+            .iter()
+            .filter_map(|a| match a {
+                crate::edits::Action::RdmaNamespace { device } => Some(device.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Devices move into the container's network namespace once the init has made it.
+    pub fn moves_into_netns(&self) -> bool {
+        !self.net_devices.is_empty() || !self.rdma_namespaces().is_empty()
     }
 
     /// The plan of a config, section by section, then the rules across sections.

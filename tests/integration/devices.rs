@@ -373,3 +373,64 @@ pub fn rdma_device_reaches_the_container() -> TestResult {
     );
     Ok(())
 }
+
+/// The RDMA subsystem's mode for the rest of a test: exclusive, put back to shared on drop.
+struct Exclusive;
+
+impl Exclusive {
+    /// Switches to exclusive mode, which the kernel refuses (EBUSY) while any network namespace
+    /// but the initial one exists: those of earlier tests go some time after their processes.
+    fn switch() -> Option<Exclusive> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let set = std::process::Command::new("rdma")
+                .args(["system", "set", "netns", "exclusive"])
+                .output()
+                .ok()?;
+            if set.status.success() {
+                return Some(Exclusive);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        None
+    }
+}
+
+impl Drop for Exclusive {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rdma")
+            .args(["system", "set", "netns", "shared"])
+            .status();
+    }
+}
+
+/// In the RDMA subsystem's exclusive mode the device must move into the container's network
+/// namespace with it. Soft RoCE's rxe cannot change namespace (the kernel answers EOPNOTSUPP: it
+/// has no way to detach user contexts), so on the v2 VM the create fails, naming the device and
+/// the kernel's reason, and leaves the device in the host's namespace and no state.
+pub fn rdma_device_in_exclusive_mode() -> TestResult {
+    let ctx = Ctx::new("rdma-excl")?;
+    let Ok(iface) = std::env::var("CHITIN_RDMA_DEVICE") else {
+        return skip("no RDMA device made for the tests (the v2 VM makes a soft RoCE one)");
+    };
+    let Some(_mode) = Exclusive::switch() else {
+        return skip("the RDMA subsystem would not switch to exclusive mode (rdma system set)");
+    };
+    let id = ctx.id();
+    let key = "org.chitin.devices.rdma";
+    let mut b = bundle(&ctx, &id, json!({key: iface}), false);
+    b.config["process"]["args"][2] = "true".into();
+    let (code, _, err) = run(&ctx, "/nonexistent", &b, &id);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("annotations[\\\"{key}\\\"]: moving the RDMA device rxe0 into the container's network namespace: Operation not supported")),
+        "{err}"
+    );
+    assert!(!ctx.root.join(&id).exists(), "nothing left behind");
+    let shown = std::process::Command::new("rdma")
+        .args(["dev", "show", "rxe0"])
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "rxe0 is still the host's");
+    Ok(())
+}

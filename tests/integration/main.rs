@@ -121,6 +121,7 @@ fn main() {
         devices::enclave_devices_as_the_host_has_them,
         devices::vfio_group_reaches_the_container,
         devices::rdma_device_reaches_the_container,
+        devices::rdma_device_in_exclusive_mode,
         exec::terminal,
         seccomp::docker_default_profile,
         seccomp::actions_and_errnos,

@@ -160,14 +160,12 @@ fn what_cannot_be_had_is_named() {
         assert_eq!((e.annotation.as_str(), e.reason.as_str()), (key, want));
     }
     file(&t, "sys/module/ib_core/parameters/netns_mode", "N\n");
-    let e = ask(&h, &[(super::ANNOTATION, "mlx5_0")], false)
-        .err()
-        .unwrap();
-    assert!(
-        e.reason.contains("exclusive network-namespace mode"),
-        "{}",
-        e.reason
-    );
+    let g = ask(&h, &[(super::ANNOTATION, "mlx5_0")], false).unwrap();
+    // Exclusive mode: the device moves into the container's namespace too.
+    let moves = [crate::Action::RdmaNamespace {
+        device: "mlx5_0".into(),
+    }];
+    assert_eq!(g[0].actions, moves);
     std::fs::remove_dir_all(t.0.join("sys/module/ib_core")).unwrap();
     let e = ask(&h, &[(super::ANNOTATION, "mlx5_0")], false)
         .err()

@@ -41,7 +41,7 @@ pub(super) fn setup(
         write_id_map(pid, "gid_map", &plan.gid_map)?;
         send(&Msg::IdsMapped)?;
     }
-    if !plan.net_devices.is_empty() {
+    if plan.moves_into_netns() {
         expect(sync, "making its network namespace", |m| {
             *m == Msg::NetReady
         })?;
@@ -95,15 +95,17 @@ fn run_hooks(p: &Prepared, plan: &Plan) -> Result<Msg, ContainerError> {
     })
 }
 
-/// linux.netDevices, into the namespace the init just made.
+/// linux.netDevices (and RDMA devices, in exclusive mode), into the namespace the init just made.
 fn move_net_devices(pid: i32, plan: &Plan) -> Result<crate::netdev::Attached, ContainerError> {
     let path = format!("/proc/{pid}/ns/net");
     let ns = std::fs::File::open(&path).map_err(io_ctx(&path))?;
     let nl = crate::netdev::Rtnl::open(ns.into()).map_err(io_ctx("rtnetlink"))?;
-    let attached = crate::netdev::attach(Box::new(nl), &plan.net_devices)?;
+    let rdma = plan.rdma_namespaces();
+    let attached = crate::netdev::attach(Box::new(nl), &plan.net_devices, &rdma)?;
     trace!(
-        "moved {} interfaces into the container",
-        plan.net_devices.len()
+        "moved {} interfaces and {} RDMA devices into the container",
+        plan.net_devices.len(),
+        rdma.len()
     );
     Ok(attached)
 }
