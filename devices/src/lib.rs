@@ -61,7 +61,7 @@ pub enum Action {
     /// At create, with linux.netDevices: the RDMA device moves into the container's network
     /// namespace (the RDMA subsystem is in exclusive mode, where a device is usable only from
     /// the namespace it belongs to).
-    RdmaNamespace { device: String },
+    RdmaNamespace { device: String, annotation: String },
 }
 
 /// When a hook runs, by the runtime-spec's names.

@@ -68,15 +68,16 @@ pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Vec<Grant>, DeviceError
             continue;
         }
         for (class, prefix) in NODES {
-            for node in nodes_of(host, class, prefix, &dev) {
-                let at = format!("infiniband/{node}");
-                let n = host.char_dev_at(class, &node, &at).map_err(&bad)?;
-                g.char_device(&format!("/dev/{at}"), &n);
-            }
-            if prefix == "uverbs" && g.devices.is_empty() {
+            let nodes = nodes_of(host, class, prefix, &dev);
+            if prefix == "uverbs" && nodes.is_empty() {
                 return Err(bad(format!(
                     "{dev} has no verbs node (infiniband_verbs): is ib_uverbs loaded?"
                 )));
+            }
+            for node in nodes {
+                let at = format!("infiniband/{node}");
+                let n = host.char_dev_at(class, &node, &at).map_err(&bad)?;
+                g.char_device(&format!("/dev/{at}"), &n);
             }
         }
         if let Some(l) = limit {
@@ -85,6 +86,7 @@ pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Vec<Grant>, DeviceError
         if exclusive {
             g.actions.push(Action::RdmaNamespace {
                 device: dev.clone(),
+                annotation: ANNOTATION.into(),
             });
         }
         seen.push(dev);

@@ -91,9 +91,10 @@ pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Resolved, DeviceError> 
                 // In exclusive mode the VF's RDMA devices follow its interface.
                 let rdma = entries(&dev.join("infiniband"));
                 if !rdma.is_empty() && crate::rdma::exclusive_namespaces(host).unwrap_or(false) {
-                    let follow = rdma
-                        .into_iter()
-                        .map(|device| Action::RdmaNamespace { device });
+                    let follow = rdma.into_iter().map(|device| Action::RdmaNamespace {
+                        device,
+                        annotation: ANNOTATION.into(),
+                    });
                     net.actions.extend(follow);
                 }
                 Some(iface)
@@ -118,6 +119,12 @@ pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Resolved, DeviceError> 
         .annotations
         .get(RESOURCE)
         .map_or(DEFAULT_RESOURCE, String::as_str);
+    if vfio.is_empty() && req.annotations.contains_key(RESOURCE) {
+        return Err(DeviceError {
+            annotation: RESOURCE.into(),
+            reason: "names the PCIDEVICE_ variable of VFs on vfio-pci, and none is".into(),
+        });
+    }
     Ok(Resolved {
         net: Some(net).filter(|g| !g.net_devices.is_empty() || !g.actions.is_empty()),
         vfio: (!vfio.is_empty()).then(|| Asked {

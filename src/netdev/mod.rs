@@ -1,7 +1,7 @@
 //! `linux.netDevices`: host interfaces moved into the container's network namespace by the
 //! runtime, once the init has made that namespace (see container::create::setup).
 //!
-//! Each interface is renamed and moved in one RTM_NEWLINK, so no failure leaves a renamed device
+//! Each interface is renamed and moved in one RTM_SETLINK, so no failure leaves a renamed device
 //! on the host. The move drops its addresses: its permanent addresses of global scope, of every
 //! family, are added again inside (runtime-spec: "MUST preserve"), then it is set up. Should any
 //! later step of the create fail, `Attached` moves every device back under its host name, with
@@ -16,7 +16,7 @@ mod rtnl;
 mod tests;
 pub mod vf;
 
-pub use netlink::{Address, Link, Netlink, Side, VfSettings};
+pub use netlink::{Address, Link, Netlink, Side, VfChange, VfSettings};
 pub use rtnl::Rtnl;
 
 use crate::plan::NetDevice;
@@ -46,18 +46,19 @@ struct Moved {
     host: String,
     addresses: Vec<Address>,
     up: bool,
-    /// Its index in the container: the host's until found there (the kernel keeps an index
-    /// across namespaces where it is free, as it is in a new namespace).
+    /// Its index in the container, found as the one index new there (the kernel keeps the
+    /// host's only where it is free: a new namespace has devices of its own, tunl0 or sit0 with
+    /// their modules loaded); the host's if the listing failed.
     inside: u32,
 }
 
-/// Moves the interfaces of `devices`, then the RDMA devices `rdma`, into the container's network
-/// namespace (the one `nl` reaches as Side::Container), in order; on a failure, those moved so
-/// far go back first.
+/// Moves the interfaces of `devices`, then the RDMA devices `rdma` (each with the annotation
+/// that asked for it), into the container's network namespace (the one `nl` reaches as
+/// Side::Container), in order; on a failure, those moved so far go back first.
 pub fn attach(
     nl: Box<dyn Netlink>,
     devices: &[NetDevice],
-    rdma: &[String],
+    rdma: &[(String, String)],
 ) -> Result<Attached, NetDevError> {
     let mut a = Attached {
         nl,
@@ -65,7 +66,10 @@ pub fn attach(
         rdma: Vec::new(),
     };
     let failed = |a: &mut Attached, at: String, (what, source): Failed| {
-        let undo = a.restore();
+        let undo = match a.restore() {
+            f if f.is_empty() => String::new(),
+            f => format!("; and putting back {}", f.join(", ")),
+        };
         NetDevError {
             at,
             what,
@@ -78,13 +82,13 @@ pub fn attach(
             return Err(failed(&mut a, format!("linux.netDevices[{:?}]", d.host), f));
         }
     }
-    for dev in rdma {
+    for (dev, annotation) in rdma {
         let what =
             || format!("moving the RDMA device {dev} into the container's network namespace");
         match a.nl.move_rdma(Side::Host, dev) {
             Ok(()) => a.rdma.push(dev.clone()),
             Err(e) => {
-                let at = "annotations[\"org.chitin.devices.rdma\"]".to_owned();
+                let at = format!("annotations[{annotation:?}]");
                 return Err(failed(&mut a, at, (what(), e)));
             }
         }
@@ -93,6 +97,28 @@ pub fn attach(
 }
 
 type Failed = (String, std::io::Error);
+
+/// Which of the container's interfaces is the one that just came: new since `before`, named
+/// `named` (a template's name is one it makes), the host's index preferred. None if that is not
+/// clear: another interface may have appeared meanwhile.
+fn arrived(now: Vec<Link>, before: &[Link], named: &str, host_index: u32) -> Option<Link> {
+    let fits = |n: &str| match named.split_once("%d") {
+        Some((a, b)) => n
+            .strip_prefix(a)
+            .and_then(|r| r.strip_suffix(b))
+            .is_some_and(|d| !d.is_empty() && d.bytes().all(|c| c.is_ascii_digit())),
+        None => n == named,
+    };
+    let mut new: Vec<Link> = now
+        .into_iter()
+        .filter(|l| !before.iter().any(|b| b.index == l.index) && fits(&l.name))
+        .collect();
+    new.sort_by_key(|l| l.index != host_index);
+    match new.len() {
+        0 => None,
+        _ => Some(new.swap_remove(0)),
+    }
+}
 
 fn at(what: &str) -> impl FnOnce(std::io::Error) -> Failed + '_ {
     move |e| (what.to_owned(), e)
@@ -123,27 +149,35 @@ impl Attached {
         }
         let moving = nl.move_link(Side::Host, link.index, &d.name);
         // The kernel moves first and renames after: a rename that fails leaves the device
-        // moved, and it must come back too.
-        let gone = moving.is_err() && nl.link(Side::Host, &d.host).is_ok_and(|l| l.is_none());
-        if moving.is_ok() || gone {
+        // moved under its host name, and it must come back too.
+        let moved = match &moving {
+            Ok(()) => true,
+            Err(_) => nl.link(Side::Host, &d.host).is_ok_and(|l| l.is_none()),
+        };
+        let named = match &moving {
+            Ok(()) => d.name.as_str(),
+            Err(_) => d.host.as_str(),
+        };
+        let inside = match moved {
+            true => nl
+                .links(Side::Container)
+                .ok()
+                .and_then(|now| arrived(now, &before, named, link.index)),
+            false => None,
+        };
+        if moved {
             self.moved.push(Moved {
                 host: d.host.clone(),
                 addresses: addresses.clone(),
                 up: link.up,
-                inside: link.index,
+                inside: inside.as_ref().map_or(link.index, |l| l.index),
             });
         }
         moving.map_err(at("moving it into the container's network namespace"))?;
-        let inside = nl
-            .links(Side::Container)
-            .map_err(at("finding it in the container"))?
-            .into_iter()
-            .find(|l| !before.iter().any(|b| b.index == l.index))
-            .ok_or_else(|| {
-                let gone = std::io::Error::from_raw_os_error(libc::ENODEV);
-                ("finding it in the container".to_owned(), gone)
-            })?;
-        self.moved.last_mut().expect("just pushed").inside = inside.index;
+        let inside = inside.ok_or_else(|| {
+            let gone = std::io::Error::from_raw_os_error(libc::ENODEV);
+            ("finding it in the container".to_owned(), gone)
+        })?;
         for a in addresses.iter().filter(|a| a.global()) {
             let a = a.relabelled(&d.host, &inside.name);
             nl.add_address(Side::Container, inside.index, &a)
@@ -153,8 +187,8 @@ impl Attached {
             .map_err(at("setting it up"))
     }
 
-    /// Puts every moved device back, the last first; what failed, as a suffix of the error.
-    fn restore(&mut self) -> String {
+    /// Puts every moved device back, the last first; what failed.
+    fn restore(&mut self) -> Vec<String> {
         let mut failed = Vec::new();
         while let Some(dev) = self.rdma.pop() {
             if let Err(e) = self.nl.move_rdma(Side::Container, &dev) {
@@ -166,22 +200,19 @@ impl Attached {
                 failed.push(format!("{}: {e}", m.host));
             }
         }
-        match failed.is_empty() {
-            true => String::new(),
-            false => format!("; and putting back {}", failed.join(", ")),
-        }
+        failed
     }
 
     fn put_back(&mut self, m: &Moved) -> std::io::Result<()> {
         let nl = &mut self.nl;
-        nl.set_up(Side::Container, m.inside, false)?;
+        // The move closes the device: it is down on the host until set up below.
         nl.move_link(Side::Container, m.inside, &m.host)?;
         let Some(link) = nl.link(Side::Host, &m.host)? else {
             return Err(std::io::Error::from_raw_os_error(libc::ENODEV));
         };
         for a in &m.addresses {
             match nl.add_address(Side::Host, link.index, a) {
-                // IPv6's link-local address comes back by itself.
+                // One the kernel has made again itself (IPv6's link-local, once up) is there.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 r => r?,
             }
@@ -199,8 +230,14 @@ impl Attached {
     }
 }
 
+/// A later step of the create failed: its own error is the one reported; what could not be put
+/// back is said beside it.
 impl Drop for Attached {
     fn drop(&mut self) {
-        let _ = self.restore();
+        let failed = self.restore();
+        if !failed.is_empty() {
+            let failed = failed.join(", ");
+            crate::logger::warn(&format!("linux.netDevices: putting back {failed}"));
+        }
     }
 }

@@ -13,20 +13,13 @@ pub enum Side {
     Container,
 }
 
-impl Side {
-    pub fn other(self) -> Side {
-        match self {
-            Side::Host => Side::Container,
-            Side::Container => Side::Host,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
     pub index: u32,
     pub name: String,
     pub up: bool,
+    /// Its own (Ethernet) address, where it has one.
+    pub mac: Option<[u8; 6]>,
 }
 
 /// An interface address as RTM_GETADDR gives it, with what RTM_NEWADDR needs to make it again.
@@ -78,11 +71,19 @@ impl Address {
 }
 
 /// What a physical function sets for one of its virtual functions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VfSettings {
     pub mac: [u8; 6],
     /// 0: untagged.
     pub vlan: u16,
+    pub qos: u32,
+}
+
+/// What to set of a VF: its MAC, its VLAN with QoS; None leaves it as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VfChange {
+    pub mac: Option<[u8; 6]>,
+    pub vlan: Option<(u16, u32)>,
 }
 
 pub trait Netlink {
@@ -92,12 +93,12 @@ pub trait Netlink {
     fn addresses(&mut self, side: Side, index: u32) -> io::Result<Vec<Address>>;
     fn add_address(&mut self, side: Side, index: u32, address: &Address) -> io::Result<()>;
     fn set_up(&mut self, side: Side, index: u32, up: bool) -> io::Result<()>;
-    /// Moves the interface to the other side under `name`, in one request: if the name is
-    /// taken there, nothing changes.
+    /// Moves the interface to the other side under `name`, in one request. The kernel moves it
+    /// first and renames it there: if the name is taken, it stays moved under its old one.
     fn move_link(&mut self, from: Side, index: u32, name: &str) -> io::Result<()>;
     /// The settings of VF `vf` of the physical function at `pf` (host side), if it has one.
     fn vf(&mut self, pf: u32, vf: u32) -> io::Result<Option<VfSettings>>;
-    fn set_vf(&mut self, pf: u32, vf: u32, settings: &VfSettings) -> io::Result<()>;
+    fn set_vf(&mut self, pf: u32, vf: u32, to: &VfChange) -> io::Result<()>;
     /// The interface's own (effective) MAC address.
     fn set_mac(&mut self, side: Side, index: u32, mac: [u8; 6]) -> io::Result<()>;
     /// Moves the RDMA device of that name to the other side (the RDMA subsystem's exclusive

@@ -76,17 +76,16 @@ fn attrs(mut p: &[u8]) -> Vec<(u16, &[u8])> {
 fn transact(sock: BorrowedFd<'_>, req: &[u8], seq: u32) -> io::Result<Vec<Vec<u8>>> {
     nix::sys::socket::send(sock.as_raw_fd(), req, MsgFlags::empty())?;
     let mut out = Vec::new();
-    let mut buf = vec![0u8; 1 << 16];
+    let short = || io::Error::other("RDMA netlink: a message shorter than its header says");
     loop {
-        let n = nix::sys::socket::recv(sock.as_raw_fd(), &mut buf, MsgFlags::empty())?;
-        let mut rest = &buf[..n];
-        while rest.len() >= HEADER {
-            let len = u32::from_ne_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
-            let kind = u16::from_ne_bytes([rest[4], rest[5]]);
-            let this_seq = u32::from_ne_bytes(rest[8..12].try_into().expect("4 bytes"));
-            let Some(payload) = rest.get(HEADER..len.max(HEADER)) else {
-                break;
-            };
+        let datagram = super::rtnl::recv(sock)?;
+        let mut rest = &datagram[..];
+        while !rest.is_empty() {
+            let head = rest.get(..HEADER).ok_or_else(short)?;
+            let len = u32::from_ne_bytes(head[0..4].try_into().expect("4 bytes")) as usize;
+            let kind = u16::from_ne_bytes([head[4], head[5]]);
+            let this_seq = u32::from_ne_bytes(head[8..12].try_into().expect("4 bytes"));
+            let payload = rest.get(HEADER..len.max(HEADER)).ok_or_else(short)?;
             rest = rest
                 .get(len.max(HEADER).next_multiple_of(4)..)
                 .unwrap_or_default();
@@ -94,7 +93,13 @@ fn transact(sock: BorrowedFd<'_>, req: &[u8], seq: u32) -> io::Result<Vec<Vec<u8
                 continue;
             }
             match kind {
-                NLMSG_DONE => return Ok(out),
+                NLMSG_DONE => match payload
+                    .get(..4)
+                    .map(|c| i32::from_ne_bytes(c.try_into().expect("4 bytes")))
+                {
+                    Some(c) if c != 0 => return Err(io::Error::from_raw_os_error(c.abs())),
+                    _ => return Ok(out),
+                },
                 NLMSG_ERROR => {
                     let code = payload
                         .get(..4)

@@ -7,8 +7,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use netlink_packet_core::{
-    ErrorMessage, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader,
-    NetlinkMessage, NetlinkPayload,
+    ErrorMessage, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{
@@ -21,7 +21,7 @@ use netlink_packet_route::link::{
 use nix::sched::CloneFlags;
 use nix::sys::socket::{MsgFlags, SockFlag, SockProtocol, SockType};
 
-use super::netlink::{Address, Link, Netlink, Side, VfSettings};
+use super::netlink::{Address, Link, Netlink, Side, VfChange, VfSettings};
 
 /// The IFA_F_* flags RTM_NEWADDR takes from userspace; the rest are the kernel's state.
 const SETTABLE: u32 = libc::IFA_F_NODAD
@@ -76,7 +76,9 @@ impl Rtnl {
     fn inside<T>(&self, ns: BorrowedFd<'_>, make: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
         nix::sched::setns(ns, CloneFlags::CLONE_NEWNET)?;
         let made = make();
-        nix::sched::setns(&self.host_ns, CloneFlags::CLONE_NEWNET)?;
+        // Left in the container's namespace, the runtime would run the hooks there: never go on.
+        nix::sched::setns(&self.host_ns, CloneFlags::CLONE_NEWNET)
+            .expect("returning to the runtime's own network namespace");
         made
     }
 
@@ -110,14 +112,31 @@ impl Rtnl {
         msg: RouteNetlinkMessage,
         flags: u16,
     ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        // NLM_F_DUMP shares a bit with NLM_F_EXCL: only the whole of it is a dump.
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        // A dump that the table changed under (NLM_F_DUMP_INTR) is asked again.
+        for _ in 0..3 {
+            if let Some(answer) = self.once(side, msg.clone(), flags, dump)? {
+                return Ok(answer);
+            }
+        }
+        Err(io::Error::other("netlink: a dump interrupted three times"))
+    }
+
+    /// One request and its answer; None when a dump was interrupted.
+    fn once(
+        &mut self,
+        side: Side,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        dump: bool,
+    ) -> io::Result<Option<Vec<RouteNetlinkMessage>>> {
         self.seq += 1;
         let sock = match side {
             Side::Host => self.host.as_fd(),
             Side::Container => self.container()?.sock.as_fd(),
         };
         let mut packet = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(msg));
-        // NLM_F_DUMP shares a bit with NLM_F_EXCL: only the whole of it is a dump.
-        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         packet.header.flags = NLM_F_REQUEST | flags | if dump { 0 } else { NLM_F_ACK };
         packet.header.sequence_number = self.seq;
         packet.finalize();
@@ -125,6 +144,7 @@ impl Rtnl {
         packet.serialize(&mut buf);
         nix::sys::socket::send(sock.as_raw_fd(), &buf, MsgFlags::empty())?;
         let mut out = Vec::new();
+        let mut interrupted = false;
         loop {
             let datagram = recv(sock)?;
             let mut rest = &datagram[..];
@@ -136,11 +156,15 @@ impl Rtnl {
                 if m.header.sequence_number != self.seq {
                     continue;
                 }
+                interrupted |= m.header.flags & NLM_F_DUMP_INTR != 0;
                 match m.payload {
-                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::Done(d) if d.code != 0 => {
+                        return Err(io::Error::from_raw_os_error(d.code.abs()));
+                    }
+                    NetlinkPayload::Done(_) => return Ok((!interrupted).then_some(out)),
                     NetlinkPayload::Error(e) => match e.code {
                         Some(_) => return Err(refusal(&e, m.header.flags)),
-                        None => return Ok(out),
+                        None => return Ok(Some(out)),
                     },
                     NetlinkPayload::InnerMessage(m) => out.push(m),
                     _ => {}
@@ -228,7 +252,7 @@ fn socket() -> io::Result<OwnedFd> {
 
 /// One datagram, whole: its size is asked first (MSG_PEEK | MSG_TRUNC), as a dump's parts can
 /// be larger than a page.
-fn recv(sock: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec<u8>> {
+pub(super) fn recv(sock: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec<u8>> {
     let recv_with = |buf: &mut [u8], flags: MsgFlags| loop {
         match nix::sys::socket::recv(sock.as_raw_fd(), buf, flags) {
             Err(nix::errno::Errno::EINTR) => continue,
@@ -243,15 +267,20 @@ fn recv(sock: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec<u8>> {
 }
 
 fn link_of(m: LinkMessage) -> Link {
-    let name = m.attributes.into_iter().find_map(|a| match a {
-        LinkAttribute::IfName(n) => Some(n),
-        _ => None,
-    });
-    Link {
+    let mut l = Link {
         index: m.header.index,
-        name: name.unwrap_or_default(),
+        name: String::new(),
         up: m.header.flags.contains(LinkFlags::Up),
+        mac: None,
+    };
+    for a in m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => l.name = n,
+            LinkAttribute::Address(a) => l.mac = a.try_into().ok(),
+            _ => {}
+        }
     }
+    l
 }
 
 fn address_of(m: AddressMessage) -> Address {
@@ -392,25 +421,32 @@ impl Netlink for Rtnl {
                     _ => None,
                 });
                 let vlan = info.iter().find_map(|i| match i {
-                    VfInfo::Vlan(v) if v.vf_id == vf => Some(v.vlan_id as u16),
+                    VfInfo::Vlan(v) if v.vf_id == vf => Some((v.vlan_id as u16, v.qos)),
                     _ => None,
                 });
-                if let (Some(mac), Some(vlan)) = (mac, vlan) {
+                if let (Some(mac), Some((vlan, qos))) = (mac, vlan) {
                     let mut six = [0u8; 6];
                     six.copy_from_slice(&mac[..6]);
-                    return Ok(Some(VfSettings { mac: six, vlan }));
+                    return Ok(Some(VfSettings {
+                        mac: six,
+                        vlan,
+                        qos,
+                    }));
                 }
             }
         }
         Ok(None)
     }
 
-    fn set_vf(&mut self, pf: u32, vf: u32, s: &VfSettings) -> io::Result<()> {
+    fn set_vf(&mut self, pf: u32, vf: u32, to: &VfChange) -> io::Result<()> {
         let mut m = link_message(pf);
-        let info = LinkVfInfo(vec![
-            VfInfo::Mac(VfInfoMac::new(vf, &s.mac)),
-            VfInfo::Vlan(VfInfoVlan::new(vf, s.vlan.into(), 0)),
-        ]);
+        let mut info = LinkVfInfo(Vec::new());
+        let mac = to.mac.map(|mac| VfInfo::Mac(VfInfoMac::new(vf, &mac)));
+        info.0.extend(mac);
+        let vlan = to
+            .vlan
+            .map(|(id, qos)| VfInfo::Vlan(VfInfoVlan::new(vf, id.into(), qos)));
+        info.0.extend(vlan);
         m.attributes.push(LinkAttribute::VfInfoList(vec![info]));
         self.request(Side::Host, RouteNetlinkMessage::SetLink(m), 0)
             .map(drop)

@@ -41,9 +41,11 @@ pub fn plan(p: &Plan, host: &dyn Host) -> Result<(), PlanError> {
 /// What providers' actions need of the plan: an RDMA device that moves into the container's
 /// network namespace needs one of the container's own, as linux.netDevices does.
 pub fn actions(p: &Plan) -> Result<(), PlanError> {
-    if !p.rdma_namespaces().is_empty() && !p.namespaces.is_new(NsKind::Net) {
+    if let Some((_, annotation)) = p.rdma_namespaces().first()
+        && !p.namespaces.is_new(NsKind::Net)
+    {
         return Err(PlanError::field(
-            "annotations[\"org.chitin.devices.rdma\"]",
+            &format!("annotations[{annotation:?}]"),
             "in the RDMA subsystem's exclusive mode the device moves into the container's \
              network namespace, which must be its own: not the host's, nor a joined one",
         ));

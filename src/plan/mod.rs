@@ -181,12 +181,15 @@ impl Plan {
         Ok((config, plan))
     }
 
-    /// The RDMA devices that move into the container's network namespace (exclusive mode).
-    pub fn rdma_namespaces(&self) -> Vec<String> {
+    /// The RDMA devices that move into the container's network namespace (exclusive mode),
+    /// with the annotation that asked for each.
+    pub fn rdma_namespaces(&self) -> Vec<(String, String)> {
         self.actions
             .iter()
             .filter_map(|a| match a {
-                crate::edits::Action::RdmaNamespace { device } => Some(device.clone()),
+                crate::edits::Action::RdmaNamespace { device, annotation } => {
+                    Some((device.clone(), annotation.clone()))
+                }
                 _ => None,
             })
             .collect()

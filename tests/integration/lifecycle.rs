@@ -342,10 +342,18 @@ pub fn features_and_version() -> TestResult {
             "org.chitin.devices.cdi",
             "cdi.k8s.io/",
             "org.chitin.devices.enclave",
+            "org.chitin.devices.sriov",
             "org.chitin.devices.vfio",
+            "org.chitin.devices.rdma",
             "org.chitin.tpm.device"
         ])
     );
+    for a in ["org.chitin.devices.sriov", "org.chitin.devices.rdma"] {
+        assert!(
+            f["annotations"][a].as_str().is_some_and(|d| !d.is_empty()),
+            "{a}"
+        );
+    }
     for a in ["org.chitin.tpm.measure", "org.chitin.tpm.device"] {
         assert!(
             f["annotations"][a]

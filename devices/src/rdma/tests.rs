@@ -134,6 +134,12 @@ fn what_cannot_be_had_is_named() {
             super::ANNOTATION,
             "mlx5_1 has no verbs node (infiniband_verbs): is ib_uverbs loaded?",
         ),
+        // The second of two without one, too.
+        (
+            vec![(super::ANNOTATION, "mlx5_0,mlx5_1")],
+            super::ANNOTATION,
+            "mlx5_1 has no verbs node (infiniband_verbs): is ib_uverbs loaded?",
+        ),
         (
             vec![(super::ANNOTATION, ",")],
             super::ANNOTATION,
@@ -164,6 +170,7 @@ fn what_cannot_be_had_is_named() {
     // Exclusive mode: the device moves into the container's namespace too.
     let moves = [crate::Action::RdmaNamespace {
         device: "mlx5_0".into(),
+        annotation: super::ANNOTATION.into(),
     }];
     assert_eq!(g[0].actions, moves);
     std::fs::remove_dir_all(t.0.join("sys/module/ib_core")).unwrap();

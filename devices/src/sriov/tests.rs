@@ -168,6 +168,19 @@ fn what_cannot_be_had_is_named() {
         assert_eq!(e.annotation, super::ANNOTATION);
         assert!(e.reason.ends_with(want), "{asked}: {}", e.reason);
     }
+    let e = ask(
+        &h,
+        &[(super::ANNOTATION, "ens1f0:0"), (super::RESOURCE, "x")],
+    )
+    .err()
+    .unwrap();
+    assert_eq!(
+        (e.annotation.as_str(), e.reason.as_str()),
+        (
+            super::RESOURCE,
+            "names the PCIDEVICE_ variable of VFs on vfio-pci, and none is"
+        )
+    );
     let e = ask(&h, &[(super::RESOURCE, "x")]).err().unwrap();
     assert_eq!(
         (e.annotation.as_str(), e.reason.as_str()),

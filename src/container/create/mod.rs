@@ -132,8 +132,9 @@ fn prepare(
     })
 }
 
-/// The SR-IOV VFs' settings the plan's actions ask for, made from the PF's side; what they were
-/// goes into the record at once, so that `delete -f` puts them back after a create killed later.
+/// The SR-IOV VFs' settings the plan's actions ask for, made from the PF's side; what each was
+/// goes into the record before it is made, so that `delete -f` puts them back after a create
+/// killed at any point.
 fn configure_vfs(
     plan: &Plan,
     record: &mut Record,
@@ -144,9 +145,11 @@ fn configure_vfs(
         return Ok(None);
     }
     let nl = crate::netdev::Rtnl::host().map_err(io_ctx("rtnetlink"))?;
-    let configured = crate::netdev::vf::configure(Box::new(nl), &plan.actions)?;
-    record.vfs = configured.before().to_vec();
-    dir.write(record)?;
+    let mut persist = |states: &[crate::netdev::vf::VfState]| {
+        record.vfs = states.to_vec();
+        dir.write(record).map_err(std::io::Error::other)
+    };
+    let configured = crate::netdev::vf::configure(Box::new(nl), &plan.actions, &mut persist)?;
     Ok(Some(configured))
 }
 

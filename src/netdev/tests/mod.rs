@@ -1,6 +1,8 @@
 //! The moves against a fake rtnetlink of two namespaces, which records each request and fails
 //! the ones a test names, as the kernel would.
 
+mod vf;
+
 use std::collections::BTreeSet;
 use std::io;
 use std::net::IpAddr;
@@ -93,20 +95,32 @@ impl Netlink for Handle {
         f.at(side, index)?.link.up = up;
         Ok(())
     }
-    /// As the kernel does it: down, addresses dropped, moved, then renamed in the target (so a
-    /// taken name leaves it moved under its old one).
     fn vf(&mut self, pf: u32, vf: u32) -> io::Result<Option<VfSettings>> {
         Ok(self.0.borrow().vfs.get(&(pf, vf)).copied())
     }
-    fn set_vf(&mut self, pf: u32, vf: u32, s: &VfSettings) -> io::Result<()> {
+    fn set_vf(&mut self, pf: u32, vf: u32, to: &VfChange) -> io::Result<()> {
         let mut f = self.0.borrow_mut();
-        f.fail(format!("vf {vf} of {pf}: {:02x?} vlan {}", s.mac, s.vlan))?;
-        f.vfs.insert((pf, vf), *s);
+        f.fail(format!(
+            "vf {vf} of {pf}: mac {:02x?} vlan {:?}",
+            to.mac, to.vlan
+        ))?;
+        let s = f
+            .vfs
+            .get_mut(&(pf, vf))
+            .ok_or_else(|| errno(libc::EINVAL))?;
+        if let Some(m) = to.mac {
+            s.mac = m;
+        }
+        if let Some((v, q)) = to.vlan {
+            (s.vlan, s.qos) = (v, q);
+        }
         Ok(())
     }
     fn set_mac(&mut self, side: Side, index: u32, mac: [u8; 6]) -> io::Result<()> {
         let mut f = self.0.borrow_mut();
-        f.fail(format!("{side:?}: mac {index} {mac:02x?}"))
+        f.fail(format!("{side:?}: mac {index} {mac:02x?}"))?;
+        f.at(side, index)?.link.mac = Some(mac);
+        Ok(())
     }
     fn move_rdma(&mut self, from: Side, device: &str) -> io::Result<()> {
         let mut f = self.0.borrow_mut();
@@ -123,6 +137,8 @@ impl Netlink for Handle {
         there.push(here.remove(i));
         Ok(())
     }
+    /// As the kernel does it: down, addresses dropped, moved, then renamed in the target (so a
+    /// taken name leaves it moved under its old one).
     fn move_link(&mut self, from: Side, index: u32, name: &str) -> io::Result<()> {
         let mut f = self.0.borrow_mut();
         f.fail(format!("{from:?}: move {index} as {name}"))?;
@@ -134,7 +150,10 @@ impl Netlink for Handle {
         let mut l = links.remove(i);
         l.link.up = false;
         l.addresses.retain(|a| a.scope == libc::RT_SCOPE_HOST);
-        let there = f.side(from.other());
+        let there = f.side(match from {
+            Side::Host => Side::Container,
+            Side::Container => Side::Host,
+        });
         let taken = |n: &str| there.iter().any(|o| o.link.name == n);
         let name = match name.split_once("%d") {
             Some((a, b)) => (0..)
@@ -188,6 +207,7 @@ fn link(index: u32, name: &str, up: bool, addresses: Vec<Address>) -> FakeLink {
             index,
             name: name.into(),
             up,
+            mac: Some([2, 0, 0, 0, 0, index as u8]),
         },
         addresses,
         local: false,
@@ -385,8 +405,8 @@ fn a_taken_name_never_strands_the_device() {
         fn vf(&mut self, pf: u32, vf: u32) -> io::Result<Option<VfSettings>> {
             self.0.vf(pf, vf)
         }
-        fn set_vf(&mut self, pf: u32, vf: u32, s: &VfSettings) -> io::Result<()> {
-            self.0.set_vf(pf, vf, s)
+        fn set_vf(&mut self, pf: u32, vf: u32, to: &VfChange) -> io::Result<()> {
+            self.0.set_vf(pf, vf, to)
         }
         fn set_mac(&mut self, side: Side, i: u32, mac: [u8; 6]) -> io::Result<()> {
             self.0.set_mac(side, i, mac)
@@ -412,106 +432,6 @@ fn a_taken_name_never_strands_the_device() {
     assert!(f.host.iter().any(|l| l.link.name == "veth0" && l.link.up));
 }
 
-fn configure_vf(
-    pf: &str,
-    vf: u32,
-    mac: Option<[u8; 6]>,
-    vlan: Option<u16>,
-) -> chitin_devices::Action {
-    chitin_devices::Action::ConfigureVf {
-        pf: pf.into(),
-        vf,
-        mac,
-        vlan,
-        iface: mac.map(|_| "veth1".into()),
-    }
-}
-
-/// The PF (veth0 stands in, index 5) with two VFs: 0 untagged, 1 on VLAN 3.
-fn with_vfs() -> Shared {
-    let f = fake();
-    let blank = VfSettings {
-        mac: [0; 6],
-        vlan: 0,
-    };
-    f.borrow_mut().vfs.insert((5, 0), blank);
-    f.borrow_mut()
-        .vfs
-        .insert((5, 1), VfSettings { vlan: 3, ..blank });
-    f
-}
-
-#[test]
-fn vf_settings_are_made_on_the_pf_and_put_back() {
-    let f = with_vfs();
-    let mac = [2, 0, 0, 0, 0, 9];
-    let actions = [
-        configure_vf("veth0", 0, Some(mac), Some(100)),
-        configure_vf("veth0", 1, None, Some(7)),
-    ];
-    let c = vf::configure(Box::new(Handle(f.clone())), &actions).unwrap();
-    let before = c.before().to_vec();
-    c.keep();
-    {
-        let f = f.borrow();
-        assert_eq!(f.vfs[&(5, 0)], VfSettings { mac, vlan: 100 });
-        // What is not asked for stays: VF 1's MAC.
-        assert_eq!(
-            f.vfs[&(5, 1)],
-            VfSettings {
-                mac: [0; 6],
-                vlan: 7
-            }
-        );
-        assert_eq!(
-            f.log,
-            [
-                "vf 0 of 5: [02, 00, 00, 00, 00, 09] vlan 100",
-                "Host: mac 7 [02, 00, 00, 00, 00, 09]",
-                "vf 1 of 5: [00, 00, 00, 00, 00, 00] vlan 7",
-            ]
-        );
-    }
-    // What delete does with the record's states.
-    vf::restore(&mut Handle(f.clone()), &before).unwrap();
-    let f = f.borrow();
-    assert_eq!(f.vfs[&(5, 0)].vlan, 0);
-    assert_eq!(f.vfs[&(5, 1)].vlan, 3);
-}
-
-#[test]
-fn a_vf_setting_that_fails_puts_back_the_others() {
-    let f = with_vfs();
-    f.borrow_mut()
-        .failing
-        .insert("vf 1 of 5: [00, 00, 00, 00, 00, 00] vlan 7".into());
-    let actions = [
-        configure_vf("veth0", 0, None, Some(100)),
-        configure_vf("veth0", 1, None, Some(7)),
-    ];
-    let e = vf::configure(Box::new(Handle(f.clone())), &actions)
-        .err()
-        .unwrap();
-    assert_eq!(
-        e.to_string(),
-        "annotations[\"org.chitin.devices.sriov\"]: VF 1 of veth0: setting its MAC and VLAN: \
-         Invalid argument (os error 22)"
-    );
-    let f = f.borrow();
-    assert_eq!((f.vfs[&(5, 0)].vlan, f.vfs[&(5, 1)].vlan), (0, 3));
-    let e = vf::configure(
-        Box::new(Handle(with_vfs())),
-        &[configure_vf("veth0", 4, None, Some(1))],
-    )
-    .err()
-    .unwrap();
-    assert!(
-        e.to_string()
-            .contains("VF 4 of veth0: reading its settings"),
-        "{e}"
-    );
-}
-
 /// In the RDMA subsystem's exclusive mode the device follows into the container; one that
 /// cannot move (soft RoCE's rxe: EOPNOTSUPP) fails the create, and the interfaces go back.
 #[test]
@@ -521,7 +441,7 @@ fn rdma_devices_move_in_after_the_interfaces() {
     let a = attach(
         Box::new(Handle(f.clone())),
         &[dev("veth0", "eth1")],
-        &["mlx5_0".into()],
+        &[("mlx5_0".into(), "org.chitin.devices.rdma".into())],
     )
     .unwrap();
     assert_eq!(
@@ -535,7 +455,10 @@ fn rdma_devices_move_in_after_the_interfaces() {
     let e = attach(
         Box::new(Handle(f.clone())),
         &[dev("veth0", "eth1")],
-        &["mlx5_0".into(), "rxe0".into()],
+        &[
+            ("mlx5_0".into(), "org.chitin.devices.rdma".into()),
+            ("rxe0".into(), "org.chitin.devices.rdma".into()),
+        ],
     )
     .err()
     .unwrap();
