@@ -15,6 +15,7 @@ mod rtnl;
 #[cfg(test)]
 mod tests;
 pub mod vf;
+mod wire;
 
 pub use netlink::{Address, Link, Netlink, Side, VfChange, VfSettings};
 pub use rtnl::Rtnl;
