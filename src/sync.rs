@@ -120,10 +120,21 @@ pub fn send_msg(fd: BorrowedFd<'_>, msg: &Msg) -> io::Result<()> {
     Ok(())
 }
 
-/// Receives one message; `Ok(None)` when the other side closed the socket. Its size is asked
-/// first (MSG_PEEK | MSG_TRUNC gives a datagram's whole length): a state with large
-/// annotations does not fit a fixed buffer, and SEQPACKET cuts what does not fit.
+/// Receives one message; `Ok(None)` when the other side closed the socket.
 pub fn recv_msg(fd: BorrowedFd<'_>) -> io::Result<Option<Msg>> {
+    let buf = recv_datagram(fd)?;
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_slice(&buf)
+        .map(Some)
+        .map_err(io::Error::other)
+}
+
+/// One datagram, whole (empty at EOF). Its size is asked first (MSG_PEEK | MSG_TRUNC gives a
+/// datagram's whole length): a state with large annotations, or a netlink dump's part, does not
+/// fit a fixed buffer, and a datagram socket cuts what does not fit.
+pub fn recv_datagram(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
     let recv_with = |buf: &mut [u8], flags: MsgFlags| loop {
         match recv(fd.as_raw_fd(), buf, flags) {
             Err(nix::errno::Errno::EINTR) => continue,
@@ -133,12 +144,8 @@ pub fn recv_msg(fd: BorrowedFd<'_>) -> io::Result<Option<Msg>> {
     let size = recv_with(&mut [0u8; 1], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC)?;
     let mut buf = vec![0u8; size.max(1)];
     let n = recv_with(&mut buf, MsgFlags::empty())?;
-    if n == 0 {
-        return Ok(None);
-    }
-    serde_json::from_slice(&buf[..n])
-        .map(Some)
-        .map_err(io::Error::other)
+    buf.truncate(n);
+    Ok(buf)
 }
 
 #[cfg(test)]

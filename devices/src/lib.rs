@@ -176,6 +176,19 @@ pub fn resolve(host: &Host, req: &Request<'_>) -> Result<Vec<Grant>, DeviceError
     Ok(grants)
 }
 
+/// The names in a sysfs directory, sorted; none where it cannot be read.
+pub(crate) fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 /// A character device node of root's, as a grant (or chitin's defaults) gives it.
 pub fn char_node(path: &str, major: i64, minor: i64, mode: u32) -> LinuxDevice {
     let mut d = LinuxDevice::default();

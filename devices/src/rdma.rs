@@ -8,11 +8,9 @@
 //! rdma cgroup's limits for each device. In the RDMA subsystem's exclusive network-namespace
 //! mode a device is usable only from its namespace: the runtime moves it into the container's.
 
-use std::path::Path;
-
 use oci_spec::runtime::{LinuxRdma, LinuxRdmaBuilder, PosixRlimitBuilder, PosixRlimitType};
 
-use super::{Action, Annotation, DeviceError, Grant, Host, Request};
+use super::{Action, Annotation, DeviceError, Grant, Host, Request, entries};
 
 pub const ANNOTATION: &str = "org.chitin.devices.rdma";
 pub const LIMIT: &str = "org.chitin.devices.rdma.limit";
@@ -161,18 +159,6 @@ fn nodes_of(host: &Host, class: &str, prefix: &str, dev: &str) -> Vec<String> {
         })
         .collect();
     v.sort_by_key(|n| n[prefix.len()..].parse::<u32>().unwrap_or(u32::MAX));
-    v
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
     v
 }
 

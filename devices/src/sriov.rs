@@ -12,7 +12,7 @@ use std::path::Path;
 
 use oci_spec::runtime::LinuxNetDevice;
 
-use super::{Action, Annotation, DeviceError, Grant, Host, Request};
+use super::{Action, Annotation, DeviceError, Grant, Host, Request, entries};
 use crate::vfio::{Asked, driver, pci_address};
 
 pub const ANNOTATION: &str = "org.chitin.devices.sriov";
@@ -202,16 +202,6 @@ fn parent(host: &Host, addr: &str) -> Result<(String, u32), String> {
             "{addr}: its physical function has no one interface in this namespace to set it from"
         )),
     }
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The PCI address of a VF named by its address or as `PF:INDEX`.

@@ -153,7 +153,10 @@ fn once(
     let mut out = Vec::new();
     let mut interrupted = false;
     loop {
-        let datagram = recv(sock)?;
+        let datagram = crate::sync::recv_datagram(sock)?;
+        if datagram.is_empty() {
+            return Err(io::Error::other("netlink: an empty answer"));
+        }
         let mut rest = &datagram[..];
         while !rest.is_empty() {
             let head = rest.get(..HEADER).ok_or_else(short)?;
@@ -181,22 +184,6 @@ fn once(
             }
         }
     }
-}
-
-/// One datagram, whole: its size is asked first (MSG_PEEK | MSG_TRUNC), as a dump's parts can
-/// be larger than a page.
-fn recv(sock: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
-    let recv_with = |buf: &mut [u8], flags: MsgFlags| loop {
-        match nix::sys::socket::recv(sock.as_raw_fd(), buf, flags) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            r => break r,
-        }
-    };
-    let size = recv_with(&mut [0u8; 1], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC)?;
-    let mut buf = vec![0u8; size];
-    let n = recv_with(&mut buf, MsgFlags::empty())?;
-    buf.truncate(n);
-    Ok(buf)
 }
 
 /// The kernel's errno, with the reason it gives in an extended ACK ("The interface netns is

@@ -197,7 +197,9 @@ impl Plan {
 
     /// Devices move into the container's network namespace once the init has made it.
     pub fn moves_into_netns(&self) -> bool {
-        !self.net_devices.is_empty() || !self.rdma_namespaces().is_empty()
+        let rdma =
+            |a: &crate::edits::Action| matches!(a, crate::edits::Action::RdmaNamespace { .. });
+        !self.net_devices.is_empty() || self.actions.iter().any(rdma)
     }
 
     /// The plan of a config, section by section, then the rules across sections.
