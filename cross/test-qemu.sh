@@ -57,7 +57,7 @@ assert not sc['enabled'] or native in sc['archs'], sc
   # generated_tables_are_current runs cargo itself: it runs on the host.
   check "$isa: arch unit tests" some_passed "${run[@]}" "$exe" --skip generated_tables_are_current -q
   exe=$("${build[@]}" -p chitin --lib 2>/dev/null | test_exe)
-  check "$isa: seccomp compiler and profile tests" some_passed "${run[@]}" "$exe" seccomp:: profiles:: -q
+  check "$isa: seccomp compiler, profile and eBPF device program tests" some_passed "${run[@]}" "$exe" seccomp:: profiles:: cgroup::bpf_devices:: -q
 done
 echo
 echo "cross: $passed passed, $failed failed"

@@ -19,11 +19,31 @@ pub struct Insn {
 }
 
 const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+    // struct bpf_insn's `dst_reg:4, src_reg:4` bitfields: the first takes the low nibble on a
+    // little-endian ISA and the high one on a big-endian one (s390x's verifier read r2 for r1).
+    let regs = if cfg!(target_endian = "big") {
+        (dst << 4) | src
+    } else {
+        (src << 4) | dst
+    };
     Insn {
         code,
-        regs: (src << 4) | dst,
+        regs,
         off,
         imm,
+    }
+}
+
+impl Insn {
+    /// The destination and source registers, as the kernel reads them.
+    #[cfg(test)]
+    fn dst_src(self) -> (usize, usize) {
+        let (first, second) = ((self.regs & 0xf) as usize, (self.regs >> 4) as usize);
+        if cfg!(target_endian = "big") {
+            (second, first)
+        } else {
+            (first, second)
+        }
     }
 }
 
@@ -176,6 +196,19 @@ pub fn attach(dir: &Path, rules: &[DeviceRule]) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    /// `r2 = *(u32 *)(r1 + 0)`'s register byte, as C lays out `dst_reg:4, src_reg:4`.
+    #[test]
+    fn register_nibbles_follow_the_byte_order() {
+        let i = insn(LDX_MEM_W, 2, 1, 0, 0);
+        let want = if cfg!(target_endian = "big") {
+            0x21
+        } else {
+            0x12
+        };
+        assert_eq!(i.regs, want);
+        assert_eq!(i.dst_src(), (2, 1));
+    }
+
     /// Runs the program on one request, as the kernel would (only the instructions built above).
     fn run(p: &[Insn], typ: i32, access: i32, major: i32, minor: i32) -> i64 {
         let ctx = [((access << 16) | typ) as u32, major as u32, minor as u32];
@@ -183,7 +216,7 @@ mod tests {
         let mut pc = 0usize;
         loop {
             let i = p[pc];
-            let (dst, src) = ((i.regs & 0xf) as usize, (i.regs >> 4) as usize);
+            let (dst, src) = i.dst_src();
             pc += 1;
             match i.code {
                 LDX_MEM_W => r[dst] = i64::from(ctx[i.off as usize / 4]),

@@ -288,6 +288,7 @@ pub fn refused_when_not_running() -> TestResult {
 
 /// The container's seccomp filter applies to exec'd processes too.
 pub fn seccomp_applies() -> TestResult {
+    crate::seccomp_abi::needs_filters()?;
     let ctx = Ctx::new("execsc")?;
     let mut b = ctx.bundle("sleep 100");
     b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]});
@@ -315,6 +316,7 @@ pub fn seccomp_applies() -> TestResult {
 /// state directory: an edit of the bundle's config.json since (seccomp off, capabilities added, a
 /// bind source gone) changes nothing.
 pub fn follows_the_saved_config() -> TestResult {
+    crate::seccomp_abi::needs_filters()?;
     let ctx = Ctx::new("execsaved")?;
     let mut b = ctx.bundle("sleep 100");
     b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]});

@@ -18,6 +18,7 @@ mod process;
 mod reliability;
 mod rootfs;
 mod seccomp;
+mod seccomp_abi;
 mod selinux;
 mod support;
 mod terminal;
@@ -128,6 +129,9 @@ fn main() {
         seccomp::notify_listener_reaches_the_agent,
         seccomp::profile_without_close_range,
         seccomp::profiles_read_as_runc_reads_them,
+        seccomp_abi::enosys_above_the_profile,
+        seccomp_abi::compat_abi_is_filtered,
+        seccomp_abi::fails_closed_without_filter_support,
         compare::same_view_as_runc,
         compare::same_lifecycle_as_runc,
         differential::generated_bundles,

@@ -33,16 +33,25 @@ pub fn prerequisites() -> Result<(), Outcome> {
     Ok(())
 }
 
-/// True for an ELF64 with a PT_INTERP header, i.e. one that needs a dynamic loader.
+/// True for an ELF64 with a PT_INTERP header, i.e. one that needs a dynamic loader. The fields
+/// are in the file's byte order (EI_DATA): big-endian on s390x and sparc64.
 fn has_interpreter(elf: &[u8]) -> bool {
-    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
     if elf.len() < 64 || &elf[..4] != b"\x7fELF" {
         return true;
     }
-    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
-    let (size, count) = (u16_at(0x36), u16_at(0x38));
-    (0..count)
-        .any(|i| elf.get(phoff + i * size..phoff + i * size + 4) == Some(&3u32.to_le_bytes()[..]))
+    let big = elf[5] == 2;
+    let int = |at: usize, len: usize| {
+        let b = &elf[at..at + len];
+        let fold = |v: u64, x: &u8| v << 8 | u64::from(*x);
+        if big {
+            b.iter().fold(0, fold)
+        } else {
+            b.iter().rev().fold(0, fold)
+        }
+    };
+    let phoff = int(0x20, 8) as usize;
+    let (size, count) = (int(0x36, 2) as usize, int(0x38, 2) as usize);
+    (0..count).any(|i| phoff + i * size + 4 <= elf.len() && int(phoff + i * size, 4) == 3)
 }
 
 fn applets() -> &'static Vec<String> {

@@ -76,6 +76,10 @@ for mod in tun fuse irqbypass vfio vfio_virqfd vfio_iommu_type1 vfio-pci-core vf
     ?*) cp "$ko" "$root/lib/modules/$mod.ko" ;;
   esac
 done
+# The seccomp tests' syscall probes, native and i386 (tests/probe/syscall.c).
+cc -static -O2 -o "$root/bin/syscall-probe" tests/probe/syscall.c
+cc -m32 -DFREESTANDING -nostdlib -ffreestanding -fno-pie -no-pie -fno-stack-protector -static -O2 \
+  -o "$root/bin/syscall-probe-compat" tests/probe/syscall.c
 # The list of tests this run must run (CHITIN_MUST_RUN), with the others beside it.
 mkdir -p "$root/etc/must-run"
 cp tests/must-run/* "$root/etc/must-run/"
@@ -133,6 +137,7 @@ for a in "$@"; do
 done
 # Emulated, a soak cycle takes ~0.8 s: a short soak here (the host run does 200).
 # The VM's TPM (QEMU's, on this run's swtpm) is the tests' to extend.
+CHITIN_SYSCALL_PROBE=/bin/syscall-probe CHITIN_COMPAT_PROBE=SCMP_ARCH_X86:/bin/syscall-probe-compat \
 CHITIN_KERNEL_TPM=1 CHITIN_MUST_RUN=$must CHITIN_SOAK_CYCLES=20 CHITIN_BIN=/bin/chitin CHITIN_RECVTTY=/bin/chitin-recvtty TMPDIR=/tmp /bin/integration $filter
 echo "vm-exit=$?"
 poweroff -f
