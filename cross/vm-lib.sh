@@ -97,6 +97,8 @@ mount -t tmpfs run /run
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 # In dependency order (bridge after llc and stp).
 for m in $(cat /lib/modules/order 2>/dev/null); do insmod /lib/modules/$m.ko || echo "vm: insmod $m failed"; done
+# A line of its own: the console may still be in the middle of a kernel message.
+echo
 echo "vm: booted in $(cut -d' ' -f1 /proc/uptime) s, $(uname -m) $(uname -r), cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers), seccomp filter: $([ -e /proc/sys/kernel/seccomp/actions_avail ] && echo yes || echo no)"
 filter=""
 must=""

@@ -97,7 +97,8 @@ vm_init "$root"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initramfs.gz"
 
 filter=$(IFS=,; echo "$*")
-log=$work/console.log
+# The whole console, kept for a look after the run.
+log=$PWD/target/vm/console-$isa.log
 start=$(date +%s)
 timeout "${CHITIN_VM_TIMEOUT:-3000}" "${QEMU_SYSTEM[$isa]}" ${QEMU_MACHINE[$isa]} -nographic -no-reboot \
   -kernel "$kernel" -initrd "$work/initramfs.gz" \

@@ -233,17 +233,21 @@ pub fn kill(root: &Path, id: &str, signal: Option<&str>, all: bool) -> Result<()
         }
         _ => {}
     }
+    // The init first, through its pidfd: killed with the rest of the cgroup first, it may be
+    // gone (and reaped) before its pidfd is opened, and `kill --all` would fail (seen under
+    // emulation on ppc64le).
+    container::signal_init(&r, sig)?;
     if all {
         if sig == libc::SIGKILL {
             r.cgroup.kill_all();
         } else {
-            for pid in r.cgroup.pids() {
+            for pid in r.cgroup.pids().into_iter().filter(|p| *p != r.pid) {
                 // SAFETY: kill(2) with a pid and a checked signal number.
                 unsafe { libc::kill(pid, sig) };
             }
         }
     }
-    container::signal_init(&r, sig)
+    Ok(())
 }
 
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> {

@@ -170,11 +170,15 @@ pub fn delete_force_and_kill_all() -> TestResult {
 pub fn kill_signal_zero_and_real_time() -> TestResult {
     let ctx = Ctx::new("killrt")?;
     // The trap writes to a file the test reads: the shell waits in `wait` so traps run at once.
-    let mut b = ctx.bundle("trap 'echo rt37 >> /tmp/got' 37; trap 'echo rt64 >> /tmp/got' 64; trap 'echo usr1 >> /tmp/got' USR1; sleep 100 & while :; do wait; done");
+    // It says when the traps are set: a signal that came before would kill it (seen under
+    // emulation on ppc64le).
+    let mut b = ctx.bundle("trap 'echo rt37 >> /tmp/got' 37; trap 'echo rt64 >> /tmp/got' 64; trap 'echo usr1 >> /tmp/got' USR1; touch /tmp/ready; sleep 100 & while :; do wait; done");
     b.config["root"]["readonly"] = false.into();
     b.save();
     let id = ctx.id();
     assert_eq!(ctx.run_detached(&b, &id), 0);
+    let ready = b.rootfs().join("tmp/ready");
+    wait_for("the traps", || ready.exists());
     let got = b.rootfs().join("tmp/got");
     let wait_lines = |n: usize| {
         wait_for("the trap", || {

@@ -130,6 +130,7 @@ fn main() {
         seccomp::profile_without_close_range,
         seccomp::profiles_read_as_runc_reads_them,
         seccomp_abi::enosys_above_the_profile,
+        seccomp_abi::argument_words_in_the_isa_s_byte_order,
         seccomp_abi::compat_abi_is_filtered,
         seccomp_abi::fails_closed_without_filter_support,
         compare::same_view_as_runc,

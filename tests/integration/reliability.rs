@@ -377,8 +377,10 @@ pub fn state_dir_unwritable_or_full() -> TestResult {
     };
     let before = footprint(&ctx);
 
-    // Full: a 64 KiB tmpfs, a container in it, then filled to the last byte.
-    let full = TmpMount::new(&ctx.base.join("full"), "size=64k");
+    // Full: a tmpfs of 16 pages (64 KiB, or 1 MiB where pages are 64 KiB as on ppc64el), a
+    // container in it, then filled to the last byte.
+    let size = format!("size={}", 16 * crate::support::page_size());
+    let full = TmpMount::new(&ctx.base.join("full"), &size);
     let keep = ctx.id();
     assert_eq!(try_create(&full.0, &keep).0, Some(0));
     let mut filler = std::fs::File::create(full.0.join("filler")).unwrap();

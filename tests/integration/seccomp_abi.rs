@@ -1,5 +1,5 @@
 //! Seccomp as the kernel of each ISA enforces it (on this host, and in cross/vm.sh's VMs): the
-//! ENOSYS stub above the profile, the compat ABI (i386 on x86_64, arm on aarch64, s390 on s390x)
+//! ENOSYS stub above the profile, 64-bit argument words, the compat ABI (i386 on x86_64, arm on aarch64, s390 on s390x)
 //! and, where the kernel has no seccomp filter (sparc64), a config that asks for one failing
 //! closed.
 //!
@@ -132,6 +132,50 @@ pub fn enosys_above_the_profile() -> TestResult {
         want += &format!("0 errno {enosys}\n");
     }
     assert_eq!(out, want, "{err}");
+    Ok(())
+}
+
+/// 64-bit argument conditions see the values the ISA's kernel hands over, each 32-bit half in the
+/// ABI's byte order (big-endian on s390x): getpid, getppid and geteuid ignore their arguments, so
+/// only the filter tells the values apart.
+pub fn argument_words_in_the_isa_s_byte_order() -> TestResult {
+    needs_filters()?;
+    let probe = native_probe()?;
+    let ctx = Ctx::new("argwords")?;
+    let arch = Arch::native();
+    let (pid, ppid, euid) = (nr(arch, "getpid"), nr(arch, "getppid"), nr(arch, "geteuid"));
+    let calls = [
+        (format!("{pid},0x100000002"), "errno 21"),
+        (format!("{pid},2"), "ret "),
+        (format!("{pid},0x200000002"), "ret "),
+        (format!("{ppid},0,0x500000007"), "errno 22"),
+        (format!("{ppid},0,0x600000005"), "ret "),
+        (format!("{euid},0x100000000"), "errno 23"),
+        (format!("{euid},0xffffffff"), "ret 0"),
+    ];
+    let args: Vec<&str> = calls.iter().map(|(a, _)| a.as_str()).collect();
+    let mut b = with_probe(&ctx, &format!("probe {}", args.join(" ")), &probe, "probe");
+    // MASKED_EQ: `value` is the mask, `valueTwo` what the masked argument must equal.
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            {"names": ["getpid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 21,
+             "args": [{"index": 0, "value": 0x1_0000_0002u64, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 22,
+             "args": [{"index": 1, "value": 0xff_0000_0000u64, "valueTwo": 0x5_0000_0000u64,
+                       "op": "SCMP_CMP_MASKED_EQ"}]},
+            {"names": ["geteuid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 23,
+             "args": [{"index": 0, "value": 0xffff_ffffu64, "op": "SCMP_CMP_GT"}]}
+        ]
+    });
+    let (code, out, err) = ctx.run(&b, &ctx.id());
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), calls.len(), "{out}{err}");
+    for ((call, want), line) in calls.iter().zip(lines) {
+        let nr = call.split(',').next().unwrap();
+        assert!(line.starts_with(&format!("{nr} {want}")), "{call}: {line}");
+    }
     Ok(())
 }
 

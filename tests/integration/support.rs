@@ -85,6 +85,14 @@ pub fn make_rootfs(dir: &Path) {
     .unwrap();
 }
 
+/// The kernel's page size: 4 KiB on most, 64 KiB on Debian's ppc64el kernel.
+pub fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .expect("sysconf(_SC_PAGESIZE)") as u64
+}
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 pub struct Ctx {

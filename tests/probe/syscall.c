@@ -1,7 +1,8 @@
 /*
- * The seccomp tests' probe: makes each system call whose number it is given, with every argument
- * zero, and prints "NR ret VALUE" or "NR errno E" for each, so that a test sees what a filter did
- * to a number busybox cannot reach (one above the profile, a call of a compat ABI).
+ * The seccomp tests' probe: makes each system call it is given as NR or NR,A0,A1,A2 (arguments
+ * not given are zero), and prints "NR ret VALUE" or "NR errno E" for each, so that a test sees
+ * what a filter did to what busybox cannot reach: a number above the profile, a call of a compat
+ * ABI, a 64-bit argument.
  *
  * Built static against libc for a native ABI. Built with -DFREESTANDING (no libc, no start
  * files) for a compat ABI that Debian ships no libc for (s390's 31 bits), and for i386 and arm
@@ -73,25 +74,31 @@ static char *decimal(char *p, unsigned long v)
 	return p;
 }
 
-/* "0x" hexadecimal or decimal; the tests give numbers only. */
-static long number(const char *s)
+/* "0x" hexadecimal or decimal, up to a comma or the end; the tests give numbers only. */
+static long number(const char **s)
 {
-	long v = 0;
-	if (s[0] == '0' && s[1] == 'x') {
-		for (s += 2; *s; s++)
-			v = v * 16 + (*s <= '9' ? *s - '0' : (*s | 32) - 'a' + 10);
+	unsigned long v = 0;
+	const char *p = *s;
+	if (p[0] == '0' && p[1] == 'x') {
+		for (p += 2; *p && *p != ','; p++)
+			v = v * 16 + (unsigned long)(*p <= '9' ? *p - '0' : (*p | 32) - 'a' + 10);
 	} else {
-		for (; *s; s++)
-			v = v * 10 + (*s - '0');
+		for (; *p && *p != ','; p++)
+			v = v * 10 + (unsigned long)(*p - '0');
 	}
-	return v;
+	*s = *p ? p + 1 : p;
+	return (long)v;
 }
 
 static int probe(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
-		long nr = number(argv[i]);
-		long r = sys(nr, 0, 0, 0);
+		/* NR or NR,A0,A1,A2: the arguments not given are zero. */
+		const char *a = argv[i];
+		long nr = number(&a), x[3] = {0, 0, 0};
+		for (int k = 0; k < 3 && *a; k++)
+			x[k] = number(&a);
+		long r = sys(nr, x[0], x[1], x[2]);
 		char line[80], *p = line;
 		p = decimal(p, (unsigned long)nr);
 		if (r < 0 && r > -4096) {
