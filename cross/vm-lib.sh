@@ -82,7 +82,7 @@ vm_init() {
 #!/bin/sh
 mount -t proc proc /proc
 mount -t tmpfs -o size=1200m root /newroot
-for d in bin etc lib init2; do cp -a /$d /newroot/; done
+for d in bin etc lib lib64 init2; do [ ! -e /$d ] || cp -a /$d /newroot/; done
 mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/tmp /newroot/run
 umount /proc
 exec switch_root /newroot /init2 "$@"
@@ -95,11 +95,13 @@ mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
 mount -t tmpfs run /run
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
+# Loopback, with 127.0.0.1 (Debian's kernels bring it up themselves, for IP autoconfiguration).
+ip link set lo up
 # In dependency order (bridge after llc and stp).
 for m in $(cat /lib/modules/order 2>/dev/null); do insmod /lib/modules/$m.ko || echo "vm: insmod $m failed"; done
 # A line of its own: the console may still be in the middle of a kernel message.
 echo
-echo "vm: booted in $(cut -d' ' -f1 /proc/uptime) s, $(uname -m) $(uname -r), cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers), seccomp filter: $([ -e /proc/sys/kernel/seccomp/actions_avail ] && echo yes || echo no)"
+echo "vm: booted in $(cut -d' ' -f1 /proc/uptime) s, $(uname -m) $(uname -r), cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers), seccomp filter: $(grep -q '^Seccomp_filters:' /proc/self/status && echo yes || echo no)"
 filter=""
 must=""
 for a in $(cat /proc/cmdline); do

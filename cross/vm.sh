@@ -74,6 +74,14 @@ if [ -n "$modules" ]; then
     [ -z "$ko" ] || echo "$mod" >> "$root/lib/modules/order"
   done
 fi
+# script(1), for the tests that need a real terminal, with the ISA's libc and loader (Debian's
+# packages; none for sparc64, whose terminal tests skip).
+if [ "$isa" != sparc64 ]; then
+  libc=$(deb_fetch "$isa" libc6)
+  cp -a "$libc/lib" "$root/"
+  [ ! -d "$libc/lib64" ] || cp -a "$libc/lib64" "$root/"
+  cp "$(deb_fetch "$isa" bsdutils)/usr/bin/script" "$root/bin/script"
+fi
 # The seccomp tests' syscall probe for the native ABI, and for the compat ABI where the kernel
 # has one (freestanding: Debian has no libc for s390's 31 bits), with the compat ABI's busybox
 # where Debian has one; the tests find them through /etc/test-env.

@@ -353,6 +353,22 @@ pub fn mountinfo_path(s: &str) -> PathBuf {
     PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
 }
 
+/// runc's PATH for a process whose environment has none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The first regular file with an execute bit named `name` in a PATH-style list of directories
+/// (an empty entry is the current directory), as runc's (Go's) LookPath finds programs.
+pub fn find_in_path(name: &str, path: &str) -> Option<PathBuf> {
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| {
+            m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+        })
+    };
+    path.split(':')
+        .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(name))
+        .find(|c| executable(c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

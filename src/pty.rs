@@ -167,7 +167,13 @@ impl Relay {
     /// Our stdin ended (it is not a terminal, or it would not end): the container reads EOF, as
     /// from a user typing the EOF character at the start of a line.
     fn send_eof(&mut self) {
-        let eof = termios(self.master.as_fd()).map_or(4, |t| t.c_cc[libc::VEOF]);
+        // In canonical mode the line discipline makes VEOF the end of input. A line editor
+        // (ash's, readline) turns that off and reads ^D itself; VEOF's slot then means nothing,
+        // and on sparc it is VMIN's (ash read the 1 there as ^A, and never ended).
+        let eof = match termios(self.master.as_fd()) {
+            Some(t) if t.c_lflag & libc::ICANON != 0 => t.c_cc[libc::VEOF],
+            _ => 4,
+        };
         // A first EOF character only ends a partial line.
         let times = if self.line_pending { 2 } else { 1 };
         for _ in 0..times {

@@ -262,7 +262,12 @@ pub fn ps(root: &Path, id: &str, format: &str, args: &[String]) -> Result<String
     } else {
         args.iter().map(String::as_str).collect()
     };
-    let out = std::process::Command::new("ps")
+    // Found on PATH here and run by its path, as runc's Go finds it: glibc's own search
+    // (posix_spawnp) failed with ENAMETOOLONG in chitin on a sparc64 kernel.
+    let path = std::env::var("PATH").unwrap_or_else(|_| crate::fsutil::DEFAULT_PATH.into());
+    let prog = crate::fsutil::find_in_path("ps", &path)
+        .ok_or_else(|| ContainerError::Status("ps: not found in $PATH".into()))?;
+    let out = std::process::Command::new(prog)
         .args(&args)
         .output()
         .map_err(io_ctx("running ps"))?;

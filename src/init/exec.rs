@@ -40,8 +40,6 @@ fn load_seccomp(f: &Filter, sync: BorrowedFd<'_>) -> Result<(), InitError> {
     Ok(())
 }
 
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 fn cstring(s: &str) -> Result<CString, InitError> {
     CString::new(s).map_err(|_| failure("exec", format!("{s:?} contains a NUL byte")))
 }
@@ -263,24 +261,16 @@ fn lookup(prog: &str, env: &[String]) -> Result<PathBuf, InitError> {
     if prog.contains('/') {
         return Ok(PathBuf::from(prog));
     }
-    let executable = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| {
-            m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
-        })
-    };
     let path = env
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or(DEFAULT_PATH);
-    path.split(':')
-        .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(prog))
-        .find(|c| executable(c))
-        .ok_or_else(|| {
-            failure(
-                "exec",
-                format!("{prog:?}: executable file not found in $PATH"),
-            )
-        })
+        .unwrap_or(crate::fsutil::DEFAULT_PATH);
+    crate::fsutil::find_in_path(prog, path).ok_or_else(|| {
+        failure(
+            "exec",
+            format!("{prog:?}: executable file not found in $PATH"),
+        )
+    })
 }
 
 /// execve; returns only on failure.

@@ -73,6 +73,7 @@ pub fn proc_self_exe_cannot_be_overwritten() -> TestResult {
 /// The same attack where the mount API is missing: open_tree fails with ENOSYS (a seccomp filter
 /// on the runtime, as a kernel before 5.2 would answer), so chitin runs from a sealed memfd copy.
 pub fn proc_self_exe_cannot_be_overwritten_without_the_mount_api() -> TestResult {
+    crate::seccomp_abi::needs_filters()?;
     let profile = chitin::seccomp::from_json(serde_json::json!({
         "defaultAction": "SCMP_ACT_ALLOW",
         "syscalls": [{"names": ["open_tree"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]
