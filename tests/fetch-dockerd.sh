@@ -8,22 +8,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dest=$PWD/target/dockerd-trixie
 if [ -x "$dest/root/usr/sbin/dockerd" ]; then echo "$dest/root/usr/sbin/dockerd"; exit 0; fi
-mirror=http://deb.debian.org/debian
+source tests/debian-index.sh
 # Beside its destination, so that the last step is a rename.
 mkdir -p target
 tmp=$(mktemp -d "$PWD/target/.dockerd-trixie.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
-curl -sSf -o InRelease "$mirror/dists/trixie/InRelease"
-gpgv --keyring /usr/share/keyrings/debian-archive-keyring.gpg --output Release InRelease 2>gpgv.err \
-  || { cat gpgv.err >&2; exit 1; }
-sum=$(awk '/^SHA256:/ {s = 1; next} /^[^ ]/ {s = 0} s && $3 == "main/binary-amd64/Packages.xz" {print $1}' Release)
-curl -sSf -o Packages.xz "$mirror/dists/trixie/main/binary-amd64/Packages.xz"
-echo "$sum  Packages.xz" | sha256sum -c --quiet -
+debian_index trixie main/binary-amd64/Packages.xz Packages.xz
 entry=$(xz -dc Packages.xz | awk -v RS= '/^Package: docker.io\n/')
 file=$(sed -n 's/^Filename: //p' <<<"$entry")
 sum=$(sed -n 's/^SHA256: //p' <<<"$entry")
-curl -sSf -o docker.deb "$mirror/$file"
+curl -sSf -o docker.deb "$debian_mirror/$file"
 echo "$sum  docker.deb" | sha256sum -c --quiet -
 # Unpacked beside, then renamed: an interrupted run leaves no partial tree to be trusted later.
 mkdir "$tmp/dest"

@@ -6,27 +6,27 @@
 # the binary's path; cached under target/vm/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-for t in sparc64-linux-gnu-gcc dpkg-source gpgv curl make; do
-  command -v $t >/dev/null || { echo "cross/sparc64/busybox.sh: needs $t" >&2; exit 1; }
-done
+need=()
+command -v sparc64-linux-gnu-gcc >/dev/null || need+=(gcc-sparc64-linux-gnu)
+command -v dpkg-source >/dev/null || need+=(dpkg-dev)
+for t in gpgv curl make xz; do command -v $t >/dev/null || need+=("${t/xz/xz-utils}"); done
+[ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
+fi
 dest=$PWD/target/vm/sparc64-busybox
 if [ -x "$dest/busybox" ]; then echo "$dest/busybox"; exit 0; fi
-mirror=http://deb.debian.org/debian
+source tests/debian-index.sh
 mkdir -p target/vm
 tmp=$(mktemp -d "$PWD/target/vm/.busybox.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
-curl -sSf -o InRelease "$mirror/dists/bookworm/InRelease"
-gpgv --keyring /usr/share/keyrings/debian-archive-keyring.gpg --output Release InRelease 2>gpgv.err \
-  || { cat gpgv.err >&2; exit 1; }
-sum=$(awk '/^SHA256:/ {s = 1; next} /^[^ ]/ {s = 0} s && $3 == "main/source/Sources.xz" {print $1}' Release)
-curl -sSf -o Sources.xz "$mirror/dists/bookworm/main/source/Sources.xz"
-echo "$sum  Sources.xz" | sha256sum -c --quiet -
+debian_index bookworm main/source/Sources.xz Sources.xz
 entry=$(xz -dc Sources.xz | awk -v RS= '/^Package: busybox\n/')
 dir=$(sed -n 's/^Directory: //p' <<<"$entry")
 # The Checksums-Sha256 field: " SUM SIZE NAME" lines.
 awk '/^Checksums-Sha256:/ {s = 1; next} /^[^ ]/ {s = 0} s {print $1 "  " $3}' <<<"$entry" > files.sha256
-while read -r _ name; do curl -sSf -o "$name" "$mirror/$dir/$name"; done < files.sha256
+while read -r _ name; do curl -sSf -o "$name" "$debian_mirror/$dir/$name"; done < files.sha256
 sha256sum -c --quiet files.sha256
 dpkg-source --no-check -x ./*.dsc src >/dev/null
 start=$(date +%s)

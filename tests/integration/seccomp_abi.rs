@@ -80,6 +80,9 @@ fn compat_probe() -> Result<(Arch, PathBuf), Outcome> {
             let arch = Arch::from_oci_name(arch).ok_or("CHITIN_COMPAT_PROBE: unknown ABI")?;
             return Ok((arch, PathBuf::from(path)));
         }
+        if Arch::native().compat().is_empty() {
+            return Err(format!("{:?} has no compat ABI", Arch::native()));
+        }
         if !cfg!(target_arch = "x86_64") {
             return Err("CHITIN_COMPAT_PROBE is not set (cross/vm.sh sets it)".into());
         }
