@@ -26,18 +26,15 @@ work=$(mktemp -d /tmp/chitin-vm-$isa.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 # The kernel and its modules, and busybox, from Debian's packages of the ISA.
-debs=target/vm/debs
+mkdir -p target/vm
 if [ "$isa" = sparc64 ]; then
   kernel=$(bash cross/sparc64/kernel.sh)
   modules=
+  busybox=$(bash cross/sparc64/busybox.sh)
 else
   kpkg=$(deb_fetch "$isa" "$(kernel_package "$isa")")
   kernel=$(ls "$kpkg"/boot/vmlinu[xz]-* | head -n 1)
   modules=$(ls -d "$kpkg"/lib/modules/* | head -n 1)
-fi
-if [ "$isa" = sparc64 ]; then
-  busybox=$(bash cross/sparc64/busybox.sh)
-else
   busybox=$(deb_fetch "$isa" busybox-static)/bin/busybox
 fi
 
@@ -108,7 +105,8 @@ filter=$(IFS=,; echo "$*")
 # The whole console, kept for a look after the run.
 log=$PWD/target/vm/console-$isa.log
 start=$(date +%s)
-timeout "${CHITIN_VM_TIMEOUT:-3000}" "${QEMU_SYSTEM[$isa]}" ${QEMU_MACHINE[$isa]} -nographic -no-reboot \
+# A whole suite takes about a minute and a half: 20 minutes is a VM that hangs.
+timeout "${CHITIN_VM_TIMEOUT:-1200}" "${QEMU_SYSTEM[$isa]}" ${QEMU_MACHINE[$isa]} -nographic -no-reboot \
   -kernel "$kernel" -initrd "$work/initramfs.gz" \
   -append "console=${CONSOLE[$isa]} quiet panic=-1 chitin.filter=$filter chitin.must=$must" \
   | tee "$log" | grep --line-buffered -a -A"${CHITIN_VM_CONTEXT:-3}" -E '^(test |integration:|vm:|vm-exit=|thread |  left|  right|assertion)' || true

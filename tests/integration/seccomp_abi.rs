@@ -1,7 +1,7 @@
 //! Seccomp as the kernel of each ISA enforces it (on this host, and in cross/vm.sh's VMs): the
-//! ENOSYS stub above the profile, 64-bit argument words, the compat ABI (i386 on x86_64, arm on aarch64, s390 on s390x)
-//! and, where the kernel has no seccomp filter (sparc64), a config that asks for one failing
-//! closed.
+//! ENOSYS stub above the profile, 64-bit argument words, the compat ABI (i386 on x86_64, arm on
+//! aarch64, s390 on s390x) and, where the kernel has no seccomp filter (sparc64), a config that
+//! asks for one failing closed.
 //!
 //! Busybox reaches neither an arbitrary syscall number nor a compat ABI, so the tests run the
 //! probe of tests/probe/syscall.c: built here with the host's cc, or given by the VM.
@@ -32,7 +32,7 @@ pub fn needs_filters() -> TestResult {
     if kernel_filters() {
         Ok(())
     } else {
-        skip("this kernel has no seccomp filter (seccomp::fails_closed_without_filter_support)")
+        skip("this kernel has no seccomp filter (seccomp_abi::fails_closed_without_filter_support)")
     }
 }
 
