@@ -82,12 +82,11 @@ fi
 # The seccomp tests' syscall probe for the native ABI, and for the compat ABI where the kernel
 # has one (freestanding: Debian has no libc for s390's 31 bits), with the compat ABI's busybox
 # where Debian has one; the tests find them through /etc/test-env.
-probe_flags=(-static -O2 -Wall -Werror)
-free_flags=(-DFREESTANDING -nostdlib -ffreestanding -fno-pie -no-pie -fno-stack-protector)
-"${GCC[$isa]}" "${probe_flags[@]}" -o "$root/bin/syscall-probe" tests/probe/syscall.c
+sh tests/probe/build.sh "$root/bin/syscall-probe" native "${GCC[$isa]}"
 echo "export CHITIN_SYSCALL_PROBE=/bin/syscall-probe" > "$root/etc/test-env"
 if [ -n "${COMPAT_GCC[$isa]:-}" ]; then
-  ${COMPAT_GCC[$isa]} "${probe_flags[@]}" "${free_flags[@]}" -o "$root/bin/syscall-probe-compat" tests/probe/syscall.c
+  # COMPAT_GCC may carry a flag (-m31): split on purpose.
+  sh tests/probe/build.sh "$root/bin/syscall-probe-compat" compat ${COMPAT_GCC[$isa]}
   echo "export CHITIN_COMPAT_PROBE=${COMPAT_ABI[$isa]}:/bin/syscall-probe-compat" >> "$root/etc/test-env"
 fi
 if [ -n "${COMPAT_DEB_ARCH[$isa]:-}" ]; then

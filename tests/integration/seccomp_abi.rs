@@ -36,24 +36,22 @@ pub fn needs_filters() -> TestResult {
     }
 }
 
-fn source() -> &'static str {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/probe/syscall.c")
-}
-
-/// Builds the probe with the host's cc (once a run), or says why it cannot.
-fn built(name: &str, flags: &[&str]) -> Result<PathBuf, String> {
+/// Builds the probe with tests/probe/build.sh and the host's cc (once a run), or says why it
+/// cannot.
+fn built(name: &str, kind: &str, cc: &[&str]) -> Result<PathBuf, String> {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let cc = Command::new("cc")
-        .args(flags)
-        .args(["-static", "-O2", "-o"])
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/probe/build.sh");
+    let build = Command::new("sh")
+        .arg(script)
         .arg(&out)
-        .arg(source())
+        .arg(kind)
+        .args(cc)
         .output()
-        .map_err(|e| format!("cc: {e}"))?;
-    if !cc.status.success() {
+        .map_err(|e| format!("sh {script}: {e}"))?;
+    if !build.status.success() {
         return Err(format!(
-            "cc {flags:?} failed: {}",
-            String::from_utf8_lossy(&cc.stderr).trim()
+            "{script} {kind} {cc:?} failed: {}",
+            String::from_utf8_lossy(&build.stderr).trim()
         ));
     }
     Ok(out)
@@ -64,7 +62,7 @@ fn native_probe() -> Result<PathBuf, Outcome> {
     static PROBE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let p = PROBE.get_or_init(|| match std::env::var_os("CHITIN_SYSCALL_PROBE") {
         Some(p) => Ok(PathBuf::from(p)),
-        None => built("syscall-probe", &[]),
+        None => built("syscall-probe", "native", &["cc"]),
     });
     p.clone()
         .or_else(|why| skip(format!("no syscall probe: {why}")))
@@ -86,16 +84,7 @@ fn compat_probe() -> Result<(Arch, PathBuf), Outcome> {
         if !cfg!(target_arch = "x86_64") {
             return Err("CHITIN_COMPAT_PROBE is not set (cross/vm.sh sets it)".into());
         }
-        let flags = [
-            "-m32",
-            "-DFREESTANDING",
-            "-nostdlib",
-            "-ffreestanding",
-            "-fno-pie",
-            "-no-pie",
-            "-fno-stack-protector",
-        ];
-        built("syscall-probe-i386", &flags).map(|p| (Arch::X86, p))
+        built("syscall-probe-i386", "compat", &["cc", "-m32"]).map(|p| (Arch::X86, p))
     });
     p.clone()
         .or_else(|why| skip(format!("no compat probe: {why}")))

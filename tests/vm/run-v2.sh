@@ -77,9 +77,8 @@ for mod in tun fuse irqbypass vfio vfio_virqfd vfio_iommu_type1 vfio-pci-core vf
   esac
 done
 # The seccomp tests' syscall probes, native and i386 (tests/probe/syscall.c).
-cc -static -O2 -o "$root/bin/syscall-probe" tests/probe/syscall.c
-cc -m32 -DFREESTANDING -nostdlib -ffreestanding -fno-pie -no-pie -fno-stack-protector -static -O2 \
-  -o "$root/bin/syscall-probe-compat" tests/probe/syscall.c
+sh tests/probe/build.sh "$root/bin/syscall-probe" native cc
+sh tests/probe/build.sh "$root/bin/syscall-probe-compat" compat cc -m32
 # The list of tests this run must run (CHITIN_MUST_RUN), with the others beside it.
 mkdir -p "$root/etc/must-run"
 cp tests/must-run/* "$root/etc/must-run/"
