@@ -1,5 +1,6 @@
 # Sourced by cross/vm.sh (after cross/targets.sh): each ISA's machine under qemu-system-*, its
 # Debian packages, and the initramfs's init.
+source tests/apt.sh
 declare -A DEB_ARCH=([aarch64]=arm64 [ppc64le]=ppc64el [s390x]=s390x [sparc64]=sparc64 [armhf]=armhf)
 # The compat ABI of each kernel that has one (Debian's ppc64el kernel has none, sparc64's no
 # seccomp filter), the compiler of its probe, and Debian's architecture for its busybox.
@@ -38,13 +39,7 @@ vm_setup() {
   command -v cpio >/dev/null || pkgs+=(cpio)
   command -v python3 >/dev/null || pkgs+=(python3)
   [ "$isa" != aarch64 ] || command -v arm-linux-gnueabihf-gcc >/dev/null || pkgs+=(gcc-arm-linux-gnueabihf)
-  [ ${#pkgs[@]} -eq 0 ] && return
-  # A qemu-utils newer than Debian 12's (a backport) breaks Debian 12's qemu-system-common: take
-  # Debian 12's along.
-  if dpkg --compare-versions "$(dpkg-query -W -f '${Version}' qemu-utils 2>/dev/null || echo 0)" ge 1:8; then
-    pkgs+=(qemu-utils/bookworm)
-  fi
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --allow-downgrades "${pkgs[@]}" >/dev/null
+  [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
 }
 
 # The kernel package that Debian's meta-package for the ISA names now.

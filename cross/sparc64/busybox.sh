@@ -11,9 +11,8 @@ command -v sparc64-linux-gnu-gcc >/dev/null || need+=(gcc-sparc64-linux-gnu)
 command -v dpkg-source >/dev/null || need+=(dpkg-dev)
 for t in gpgv curl make xz; do command -v $t >/dev/null || need+=("${t/xz/xz-utils}"); done
 [ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
-fi
+source tests/apt.sh
+[ ${#need[@]} -eq 0 ] || apt_install "${need[@]}" >&2
 dest=$PWD/target/vm/sparc64-busybox
 if [ -x "$dest/busybox" ]; then echo "$dest/busybox"; exit 0; fi
 source tests/debian-index.sh

@@ -9,9 +9,8 @@ command -v sparc64-linux-gnu-gcc >/dev/null || need+=(gcc-sparc64-linux-gnu)
 compgen -G '/usr/src/linux-source-*.tar.xz' >/dev/null || need+=(linux-source)
 for t in bc flex bison make; do command -v $t >/dev/null || need+=($t); done
 command -v xz >/dev/null || need+=(xz-utils)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
-fi
+source tests/apt.sh
+[ ${#need[@]} -eq 0 ] || apt_install "${need[@]}" >&2
 src=$(ls /usr/src/linux-source-*.tar.xz | sort -V | tail -n 1)
 # A new fragment or a new linux-source (its name and size) builds anew.
 key=$( { cat cross/sparc64/kernel.config; basename "$src"; stat -c %s "$src"; } | sha256sum | cut -c1-16)

@@ -16,9 +16,8 @@ compgen -G '/boot/vmlinuz-*' >/dev/null || need+=(linux-image-amd64)
 command -v cpio >/dev/null || need+=(cpio)
 command -v apparmor_parser >/dev/null || need+=(apparmor)
 { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+source tests/apt.sh
+[ ${#need[@]} -eq 0 ] || apt_install "${need[@]}"
 kernel=$(ls /boot/vmlinuz-* | sort -V | tail -n 1)
 kver=${kernel#/boot/vmlinuz-}
 
