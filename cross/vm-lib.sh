@@ -60,12 +60,15 @@ deb_known() {
 # Downloads package $2 of ISA $1 and unpacks it under target/vm/debs/ (kept between runs);
 # prints the directory it is unpacked in.
 deb_fetch() {
-  local arch=${DEB_ARCH[$1]} dir deb
+  local arch=${DEB_ARCH[$1]} dir deb ver
   dir=$PWD/target/vm/debs/$arch
   deb_known "$1" "$2:$arch"
   mkdir -p "$dir"
-  deb=$(cd "$dir" && apt-get download -q "$2:$arch" 2>/dev/null >&2; ls -t "$2"_*_"$arch".deb "$2"_*_all.deb 2>/dev/null | head -n 1)
-  [ -n "$deb" ] || { echo "cross/vm.sh: could not download $2:$arch" >&2; return 1; }
+  # The candidate's file, as apt names it (an epoch's colon as %3a); downloaded once.
+  ver=$(apt-cache policy "$2:$arch" | sed -n 's/^ *Candidate: //p')
+  deb=${2}_${ver/:/%3a}_$arch.deb
+  [ -f "$dir/$deb" ] || (cd "$dir" && apt-get download -q "$2:$arch" >&2) ||
+    { echo "cross/vm.sh: could not download $2:$arch" >&2; return 1; }
   if [ ! -d "$dir/${deb%.deb}" ]; then
     dpkg-deb -x "$dir/$deb" "$dir/${deb%.deb}.part" && mv "$dir/${deb%.deb}.part" "$dir/${deb%.deb}"
   fi
