@@ -25,7 +25,7 @@ pub struct Cli {
     /// Log debug messages too.
     #[arg(long)]
     pub debug: bool,
-    /// Manage cgroups through systemd (not supported; refused).
+    /// Make containers' cgroups as systemd transient units (cgroupsPath is slice:prefix:name).
     #[arg(long = "systemd-cgroup")]
     pub systemd_cgroup: bool,
     /// Rootless mode: true, false or auto.

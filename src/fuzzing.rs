@@ -85,7 +85,13 @@ pub fn config(data: &[u8]) {
             return assert!(matches!(e, PlanError::Parse { .. }) || named, "{e}");
         }
     };
-    let plan = match Plan::new(&config, dir, "fuzz", &crate::plan::host::RealHost) {
+    let plan = match Plan::new(
+        &config,
+        dir,
+        "fuzz",
+        &crate::plan::host::RealHost,
+        crate::plan::Driver::Cgroupfs,
+    ) {
         Ok(p) => p,
         Err(e) => {
             let named = match &e {
@@ -237,7 +243,15 @@ mod tests {
             let Ok(config) = crate::plan::config::parse(&out, &dir.join("config.json")) else {
                 continue;
             };
-            if crate::plan::Plan::new(&config, dir, "fuzz", &crate::plan::host::RealHost).is_err() {
+            if crate::plan::Plan::new(
+                &config,
+                dir,
+                "fuzz",
+                &crate::plan::host::RealHost,
+                crate::plan::Driver::Cgroupfs,
+            )
+            .is_err()
+            {
                 refused_by_planner += 1;
             }
             super::config(&out);

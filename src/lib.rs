@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clone;
 pub mod commands;
 pub mod container;
+pub mod dbus;
 pub mod edits;
 pub mod fdpass;
 pub mod fsutil;

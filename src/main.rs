@@ -60,17 +60,16 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
         })?;
     }
     let cdi = cli.cdi_spec_dirs.as_deref();
-    command(&cli.root, &cli.tpm_tcti, cdi, cmd)
+    let driver = if cli.systemd_cgroup {
+        plan::Driver::Systemd
+    } else {
+        plan::Driver::Cgroupfs
+    };
+    command(&cli.root, &cli.tpm_tcti, (cdi, driver), cmd)
 }
 
 /// The global flags chitin takes but cannot honour are refused, never ignored.
 fn refuse_global_flags(cli: &Cli) -> Result<(), Error> {
-    if cli.systemd_cgroup {
-        return Err(Error::Usage(
-            "--systemd-cgroup: systemd cgroup management is not supported; use cgroupfs paths"
-                .into(),
-        ));
-    }
     match cli.rootless.as_str() {
         "false" | "auto" => {}
         "true" => {
@@ -91,11 +90,11 @@ fn refuse_global_flags(cli: &Cli) -> Result<(), Error> {
 fn command(
     root: &std::path::Path,
     tcti: &str,
-    cdi: Option<&[std::path::PathBuf]>,
+    (cdi, driver): (Option<&[std::path::PathBuf]>, plan::Driver),
     cmd: Command,
 ) -> Result<i32, Error> {
     match cmd {
-        Command::Create { flags, id } => commands::create(root, cdi, &flags, &id)?,
+        Command::Create { flags, id } => commands::create(root, (cdi, driver), &flags, &id)?,
         Command::Start { id } => commands::start(root, &id, tcti)?,
         Command::Run {
             flags,
@@ -109,7 +108,7 @@ fn command(
                 keep,
                 no_subreaper,
             };
-            return Ok(commands::run(root, (tcti, cdi), &flags, &id, how)?);
+            return Ok(commands::run(root, (tcti, cdi, driver), &flags, &id, how)?);
         }
         Command::State { id } => print(&format!("{}\n", commands::state(root, &id)?))?,
         Command::Tpm { what } => print(&commands::tpm(root, tcti, &what)?)?,

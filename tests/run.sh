@@ -2,8 +2,9 @@
 # Every test of chitin on a fresh Debian machine, as root: installs what the tests use (busybox
 # for the rootfs, runc to compare with, Docker, containerd and Podman as clients), runs the unit
 # tests, the fuzz targets for a bounded time and the integration tests on this host, then the
-# integration tests again on pure cgroup v2 in a QEMU VM (tests/vm/run-v2.sh), and the SELinux
-# tests in a second boot of it with SELinux.
+# integration tests again on pure cgroup v2 in a QEMU VM (tests/vm/run-v2.sh), the SELinux
+# tests in a second boot of it with SELinux, and the systemd cgroup driver's tests under a real
+# systemd (tests/vm/run-systemd.sh, on cgroup v2 and in systemd's hybrid mode).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -57,4 +58,7 @@ else
   CHITIN_MUST_RUN=$(must_run vm-v2) bash tests/vm/run-v2.sh "$@"
   # SELinux and AppArmor exclude each other: the SELinux tests in a second boot.
   CHITIN_MUST_RUN=$(must_run vm-selinux) bash tests/vm/run-v2.sh --selinux selinux::
+  # A real systemd as pid 1, on cgroup v2 and in its hybrid mode: the systemd cgroup driver.
+  CHITIN_MUST_RUN=$(must_run vm-systemd) bash tests/vm/run-systemd.sh systemd::
+  CHITIN_MUST_RUN=$(must_run vm-systemd-hybrid) bash tests/vm/run-systemd.sh --hybrid systemd::
 fi

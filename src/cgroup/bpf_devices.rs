@@ -233,20 +233,10 @@ mod tests {
         }
     }
 
-    fn rule(
-        allow: bool,
-        kind: char,
-        major: Option<i64>,
-        minor: Option<i64>,
-        access: &str,
-    ) -> DeviceRule {
-        DeviceRule {
-            allow,
-            kind,
-            major,
-            minor,
-            access: access.into(),
-        }
+    use DeviceRule as R;
+
+    fn rule(a: bool, k: char, ma: Option<i64>, mi: Option<i64>, acc: &str) -> DeviceRule {
+        R::of(a, k, ma, mi, acc)
     }
 
     #[test]

@@ -80,8 +80,7 @@ mod tests {
         let p = super::Placement {
             v1: Vec::new(),
             unified: Some("/nonexistent".into()),
-            created: Vec::new(),
-            default_parent: false,
+            ..Default::default()
         };
         let e = super::set(&p, true).unwrap_err().to_string();
         assert!(e.starts_with("no freezer: "), "{e}");

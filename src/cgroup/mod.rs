@@ -7,6 +7,7 @@ pub mod bpf_devices;
 pub mod freezer;
 pub mod resources;
 pub mod stats;
+pub mod systemd;
 
 use std::fs;
 use std::io;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::DeviceRule;
+use crate::plan::cgroups::{CgroupPlan, Unit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -33,6 +35,8 @@ pub enum CgroupError {
     NoFreezer,
     #[error("container's cgroup unexpectedly frozen ({})", .0.display())]
     Frozen(PathBuf),
+    #[error(transparent)]
+    Systemd(#[from] systemd::SystemdError),
 }
 
 impl From<crate::plan::resources::Invalid> for CgroupError {
@@ -189,26 +193,45 @@ impl Layout {
     /// Where the container's cgroup goes in every hierarchy, and which of those directories
     /// (parents included) do not exist yet: the ones `make` will create and `delete` remove.
     /// Known before anything is made, so that the state can record it first and a create killed
-    /// at any point leaves nothing `delete -f` cannot find.
-    pub fn place(&self, cgroups_path: &str, default_parent: bool) -> Placement {
+    /// at any point leaves nothing `delete -f` cannot find. With the systemd driver, what chitin
+    /// makes is known only once systemd has made its part (`enter_scope`).
+    pub fn place(&self, cg: &CgroupPlan) -> Placement {
         let mut placement = Placement {
-            default_parent,
+            default_parent: cg.default_parent,
+            unit: cg.unit.clone(),
             ..Placement::default()
         };
         for h in &self.v1 {
-            let dir = Layout::dir_for(h, cgroups_path);
-            placement.created.extend(missing(&dir));
             placement.v1.push(V1Dir {
                 controllers: h.controllers.clone(),
-                path: dir,
+                path: Layout::dir_for(h, &cg.path),
             });
         }
-        if let Some(h) = &self.unified {
-            let dir = Layout::dir_for(h, cgroups_path);
-            placement.created.extend(missing(&dir));
-            placement.unified = Some(dir);
+        placement.unified = self.unified.as_ref().map(|h| Layout::dir_for(h, &cg.path));
+        if placement.unit.is_none() {
+            placement.created = placement.all_dirs().flat_map(missing).collect();
         }
         placement
+    }
+
+    /// The systemd driver's create, first half: the scope around `pid`. What chitin itself
+    /// will make (the v1 hierarchies systemd leaves alone) is known from here, for the record.
+    pub fn start_scope(
+        &self,
+        placement: &mut Placement,
+        pid: i32,
+        props: Vec<systemd::props::Property>,
+    ) -> Result<(), CgroupError> {
+        let unit = placement.unit.as_ref().expect("a systemd placement");
+        systemd::Systemd::connect()?.start(unit, pid, props)?;
+        placement.created = placement.v1.iter().flat_map(|d| missing(&d.path)).collect();
+        Ok(())
+    }
+
+    /// The second half: the container's cgroup where systemd did not make it, with `pid` in it.
+    pub fn join_scope(&self, placement: &Placement, pid: i32) -> Result<(), CgroupError> {
+        self.make(placement)?;
+        placement.add(pid, true)
     }
 
     /// Makes the directories of `place`. On error, what was made is removed.
@@ -227,7 +250,8 @@ impl Layout {
                 });
             }
         }
-        if let (Some(h), Some(dir)) = (&self.unified, &placement.unified) {
+        // Under systemd, the slices' controllers are systemd's to enable.
+        if let (Some(h), Some(dir), None) = (&self.unified, &placement.unified, &placement.unit) {
             enable_controllers(&h.mountpoint, dir);
         }
         Ok(())
@@ -319,6 +343,10 @@ pub struct Placement {
     /// The path was chitin's default, whose parent is chitin's to remove when empty.
     #[serde(default)]
     pub default_parent: bool,
+    /// The systemd driver's unit: the driver a container was made with is the one that
+    /// updates and deletes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<Unit>,
 }
 
 /// Which hierarchy serves a controller for this container.
@@ -460,6 +488,29 @@ impl Placement {
     /// was chitin's default, the shared default parent; a parent still in use stays. The leaf of
     /// a container whose last task is still exiting is busy for a moment, so it is retried.
     pub fn remove(&self) -> Result<(), CgroupError> {
+        // systemd removes the cgroup of the unit it stops; what it could not stop is reported
+        // once chitin's own directories are gone. A unit made again for another container
+        // (after this one stopped) holds that one's cgroup: nothing here is this one's.
+        let stopped = match &self.unit {
+            Some(u) => systemd::Systemd::connect().and_then(|mut s| s.stop(u)),
+            None => Ok(systemd::Owner::This),
+        };
+        if matches!(stopped, Ok(systemd::Owner::Other)) {
+            return Ok(());
+        }
+        self.remove_dirs()?;
+        stopped?;
+        Ok(())
+    }
+
+    /// The systemd driver's unit is now another container's (see `remove`).
+    pub fn is_foreign(&self) -> bool {
+        let Some(u) = &self.unit else { return false };
+        let owner = systemd::Systemd::connect().and_then(|mut s| s.owner(u));
+        matches!(owner, Ok(systemd::Owner::Other))
+    }
+
+    fn remove_dirs(&self) -> Result<(), CgroupError> {
         let deadline = Instant::now() + Duration::from_secs(5);
         // Every hierarchy is tried, and cgroups the container made below its own go first; the
         // first failure is reported once the rest are done.

@@ -131,7 +131,7 @@ fn cpu(p: &Placement) -> Value {
 }
 
 /// "0-2,4" as [0, 1, 2, 4].
-fn cpu_list(text: &str) -> Vec<u64> {
+pub(crate) fn cpu_list(text: &str) -> Vec<u64> {
     text.trim()
         .split(',')
         .filter(|r| !r.is_empty())

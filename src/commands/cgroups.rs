@@ -240,6 +240,13 @@ pub fn update(root: &Path, id: &str, f: &UpdateFlags) -> Result<(), ContainerErr
             )));
         }
     }
+    // systemd's properties first, as runc: the files then have the last word.
+    if let Some(unit) = &r.cgroup.unit {
+        let props = crate::cgroup::systemd::props::resources(&view, &kind);
+        crate::cgroup::systemd::Systemd::connect()
+            .and_then(|mut s| s.set(&unit.name, props))
+            .map_err(CgroupError::from)?;
+    }
     resources::apply(&r.cgroup, &writes)?;
     r.resources = Some(merged);
     dir.write(&r)?;

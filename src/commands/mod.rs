@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::cgroup::Layout;
 use crate::cli::CreateFlags;
 use crate::container::{self, ContainerError};
-use crate::plan::{Config, Plan, RunOptions};
+use crate::plan::{Config, Driver, Plan, RunOptions};
 use crate::state::{self, Record, StateDir, Status};
 
 /// runc's containerState: what `state` and `list -f json` print.
@@ -31,6 +31,8 @@ struct StateView<'a> {
     owner: String,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     annotations: &'a BTreeMap<String, String>,
+    /// Beyond runc's fields: the driver that made the cgroup, and so updates and deletes it.
+    cgroup_driver: Driver,
 }
 
 fn view<'a>(dir: &Path, r: &'a Record, status: Status) -> StateView<'a> {
@@ -44,6 +46,10 @@ fn view<'a>(dir: &Path, r: &'a Record, status: Status) -> StateView<'a> {
         created: &r.created,
         owner: state::owner(dir),
         annotations: &r.annotations,
+        cgroup_driver: match r.cgroup.unit {
+            Some(_) => Driver::Systemd,
+            None => Driver::Cgroupfs,
+        },
     }
 }
 
@@ -81,7 +87,7 @@ struct Prepared {
 }
 
 fn plan_and_layout(
-    cdi: Option<&[PathBuf]>,
+    (cdi, driver): (Option<&[PathBuf]>, Driver),
     f: &CreateFlags,
     id: &str,
     detach: bool,
@@ -89,7 +95,7 @@ fn plan_and_layout(
     // Relative spec directories are the caller's, as the bundle is.
     let cdi: Option<Vec<PathBuf>> = cdi.map(|d| d.iter().map(|p| absolute(p)).collect());
     let providers = crate::edits::builtin(cdi.as_deref());
-    let (config, mut plan) = Plan::load(&f.bundle, id, &providers)?;
+    let (config, mut plan) = Plan::load(&f.bundle, id, &providers, driver)?;
     let opts = run_options(f, detach);
     opts.apply(&mut plan.process)?;
     let layout = Layout::detect()?;
@@ -109,11 +115,11 @@ impl Prepared {
 
 pub fn create(
     root: &Path,
-    cdi: Option<&[PathBuf]>,
+    how: (Option<&[PathBuf]>, Driver),
     f: &CreateFlags,
     id: &str,
 ) -> Result<(), ContainerError> {
-    plan_and_layout(cdi, f, id, true)?.create(root)?;
+    plan_and_layout(how, f, id, true)?.create(root)?;
     Ok(())
 }
 
@@ -159,7 +165,7 @@ pub fn tpm(
 /// the CDI spec directories both.
 pub fn run(
     root: &Path,
-    (tcti, cdi): (&str, Option<&[PathBuf]>),
+    (tcti, cdi, driver): (&str, Option<&[PathBuf]>, Driver),
     f: &CreateFlags,
     id: &str,
     how: RunHow,
@@ -169,7 +175,7 @@ pub fn run(
         keep,
         no_subreaper,
     } = how;
-    let prepared = plan_and_layout(cdi, f, id, detach)?;
+    let prepared = plan_and_layout((cdi, driver), f, id, detach)?;
     let plan = &prepared.plan;
     if !detach {
         // Blocked before the clone so that none is lost; the init unblocks them for itself.

@@ -116,7 +116,14 @@ mod tests {
                 spec,
                 seccomp: None,
             };
-            let mut plan = Plan::new(&config, &dir, "x", &crate::plan::host::RealHost).unwrap();
+            let mut plan = Plan::new(
+                &config,
+                &dir,
+                "x",
+                &crate::plan::host::RealHost,
+                crate::plan::Driver::Cgroupfs,
+            )
+            .unwrap();
             opts.apply(&mut plan.process).unwrap();
             assert_eq!(plan.hostname.as_deref(), Some("chitin"));
             assert!(plan.process.terminal);

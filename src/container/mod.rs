@@ -103,10 +103,13 @@ pub fn kill_all(r: &Record) -> Result<(), ContainerError> {
     if let Some(fd) = &fd {
         let _ = pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
     }
-    r.cgroup.kill_all();
-    // Frozen tasks die only once thawed.
-    if crate::cgroup::freezer::is_frozen(&r.cgroup) {
-        let _ = crate::cgroup::freezer::set(&r.cgroup, false);
+    // A cgroup that is now another container's is not this one's to empty.
+    if !r.cgroup.is_foreign() {
+        r.cgroup.kill_all();
+        // Frozen tasks die only once thawed.
+        if crate::cgroup::freezer::is_frozen(&r.cgroup) {
+            let _ = crate::cgroup::freezer::set(&r.cgroup, false);
+        }
     }
     if let Some(fd) = fd {
         // A pidfd polls readable once the process has exited.

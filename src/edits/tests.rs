@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::*;
 use crate::plan::host::FakeHost;
-use crate::plan::{Plan, config};
+use crate::plan::{Config, Plan, PlanError, config};
 
 fn config(v: serde_json::Value) -> Config {
     config::parse(
@@ -257,7 +257,7 @@ fn a_planning_error_about_an_injected_item_names_its_origin() {
     )
     .unwrap()
     .provenance;
-    let e = Plan::new(&c, Path::new("/b"), "c1", &FakeHost::bundle()).unwrap_err();
+    let e = plan_err(&c);
     assert_eq!(
         prov.name_origin(e).to_string(),
         "config.json: linux.devices[6].path (from CDI vendor.com/gpu=0, /etc/cdi/vendor.json): \"dev/gpu0\" is not an absolute path"
@@ -267,7 +267,7 @@ fn a_planning_error_about_an_injected_item_names_its_origin() {
     v["linux"]["devices"] = json!([{"path": "dev/x", "type": "c", "major": 1, "minor": 0}]);
     let mut c = config(v);
     let prov = apply(&mut c, &builtin(None)).unwrap().provenance;
-    let e = Plan::new(&c, Path::new("/b"), "c1", &FakeHost::bundle()).unwrap_err();
+    let e = plan_err(&c);
     assert_eq!(
         prov.name_origin(e).to_string(),
         "config.json: linux.devices[0].path: \"dev/x\" is not an absolute path"
@@ -396,4 +396,15 @@ fn a_cpuset_replaces_the_config_s_and_two_that_differ_conflict() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("linux.resources.cpu.cpus: set by CDI a"), "{e}");
+}
+
+fn plan_err(c: &Config) -> PlanError {
+    Plan::new(
+        c,
+        Path::new("/b"),
+        "c1",
+        &FakeHost::bundle(),
+        crate::plan::Driver::Cgroupfs,
+    )
+    .unwrap_err()
 }

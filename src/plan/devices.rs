@@ -36,6 +36,23 @@ pub struct DeviceRule {
 }
 
 impl DeviceRule {
+    #[cfg(test)]
+    pub(crate) fn of(
+        allow: bool,
+        kind: char,
+        major: Option<i64>,
+        minor: Option<i64>,
+        access: &str,
+    ) -> DeviceRule {
+        DeviceRule {
+            allow,
+            kind,
+            major,
+            minor,
+            access: access.into(),
+        }
+    }
+
     pub fn v1_line(&self) -> String {
         let n = |v: Option<i64>| v.map_or("*".to_string(), |v| v.to_string());
         if self.kind == 'a' && self.major.is_none() && self.minor.is_none() && self.access == "rwm"

@@ -7,7 +7,7 @@
 //! lsm); `check` holds the rules across sections, run on the whole plan. Every read of the host
 //! goes through `host::Host`, so that tests can give another.
 
-mod cgroups;
+pub mod cgroups;
 mod check;
 pub mod config;
 mod devices;
@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
 
+pub use cgroups::Driver;
 pub use config::Config;
 pub use devices::{DevKind, Device, DeviceRule};
 pub use hooks::{Hook, HookSet};
@@ -118,9 +119,7 @@ pub struct Plan {
     pub sysctls: Vec<(String, String)>,
     pub process: ProcessPlan,
     pub hooks: HookSet,
-    pub cgroups_path: String,
-    /// The path is chitin's default (so its parent is chitin's too).
-    pub cgroups_path_default: bool,
+    pub cgroup: cgroups::CgroupPlan,
     /// `linux.resources` but the device rules.
     pub resources: Option<resources::Resources>,
     pub device_rules: Vec<DeviceRule>,
@@ -163,6 +162,7 @@ impl Plan {
         bundle: &Path,
         id: &str,
         providers: &[Box<dyn crate::edits::Provider>],
+        driver: cgroups::Driver,
     ) -> Result<(Config, Plan), PlanError> {
         validate_id(id)?;
         let host = host::RealHost;
@@ -174,7 +174,7 @@ impl Plan {
             })?;
         let mut config = Config::read(&bundle)?;
         let applied = crate::edits::apply(&mut config, providers)?;
-        let mut plan = Plan::new(&config, &bundle, id, &host)
+        let mut plan = Plan::new(&config, &bundle, id, &host, driver)
             .map_err(|e| applied.provenance.name_origin(e))?;
         plan.actions = applied.actions;
         check::actions(&plan)?;
@@ -208,6 +208,7 @@ impl Plan {
         bundle: &Path,
         id: &str,
         host: &dyn Host,
+        driver: cgroups::Driver,
     ) -> Result<Plan, PlanError> {
         let spec = &config.spec;
         check::version(spec.version())?;
@@ -236,7 +237,7 @@ impl Plan {
             .process()
             .as_ref()
             .ok_or_else(|| PlanError::field("process", "missing"))?;
-        let (cgroups_path, cgroups_path_default) = cgroups::path(&linux, id)?;
+        let cgroup = cgroups::plan(&linux, id, driver)?;
         let namespaces = namespaces::plan(&linux, host)?;
         let plan = Plan {
             id: id.to_owned(),
@@ -265,8 +266,7 @@ impl Plan {
             readonly_paths: paths("linux.readonlyPaths", linux.readonly_paths())?,
             sysctls: sysctls(&linux),
             hooks: hooks::plan(spec)?,
-            cgroups_path,
-            cgroups_path_default,
+            cgroup,
             resources: resources(&linux)?,
             device_rules: devices::rules(&linux)?,
             seccomp: config

@@ -26,7 +26,7 @@ pub(super) fn base() -> serde_json::Value {
 
 fn err(tag: &str, config: serde_json::Value) -> String {
     let b = bundle(tag, config);
-    let e = Plan::load(&b, "c1", &crate::edits::builtin(None))
+    let e = Plan::load(&b, "c1", &crate::edits::builtin(None), Driver::Cgroupfs)
         .unwrap_err()
         .to_string();
     std::fs::remove_dir_all(&b).unwrap();
@@ -36,7 +36,7 @@ fn err(tag: &str, config: serde_json::Value) -> String {
 #[test]
 fn the_default_spec_plans() {
     let b = bundle("ok", base());
-    let (_, p) = Plan::load(&b, "c1", &crate::edits::builtin(None)).unwrap();
+    let (_, p) = Plan::load(&b, "c1", &crate::edits::builtin(None), Driver::Cgroupfs).unwrap();
     assert_eq!(p.process.args, vec!["sh"]);
     assert!(p.namespaces.is_new(NsKind::Pid) && p.namespaces.is_new(NsKind::Mount));
     assert_eq!(p.mounts.len(), 7);
@@ -50,7 +50,7 @@ fn the_default_spec_plans() {
         access: "rwm".into(),
     };
     assert_eq!(p.device_rules[0], deny_all);
-    assert_eq!(p.cgroups_path, "/chitin/c1");
+    assert_eq!(p.cgroup.path, "/chitin/c1");
     std::fs::remove_dir_all(&b).unwrap();
 }
 
@@ -107,7 +107,7 @@ fn bad_inputs_name_the_field() {
     let mut c = base();
     c["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_SPARC64"]});
     let b = bundle("sparc", c);
-    let (_, p) = Plan::load(&b, "c1", &crate::edits::builtin(None)).unwrap();
+    let (_, p) = Plan::load(&b, "c1", &crate::edits::builtin(None), Driver::Cgroupfs).unwrap();
     assert_eq!(
         p.seccomp.unwrap().archs,
         [chitin_arch::Arch::Sparc64],
@@ -116,7 +116,7 @@ fn bad_inputs_name_the_field() {
     std::fs::remove_dir_all(&b).unwrap();
 
     let b = std::env::temp_dir().join("chitin-plan-no-such-bundle");
-    let e = Plan::load(&b, "c1", &crate::edits::builtin(None))
+    let e = Plan::load(&b, "c1", &crate::edits::builtin(None), Driver::Cgroupfs)
         .unwrap_err()
         .to_string();
     assert!(
@@ -126,7 +126,7 @@ fn bad_inputs_name_the_field() {
 
     let b = bundle("json", base());
     std::fs::write(b.join("config.json"), "{\"ociVersion\": ").unwrap();
-    let e = Plan::load(&b, "c1", &crate::edits::builtin(None))
+    let e = Plan::load(&b, "c1", &crate::edits::builtin(None), Driver::Cgroupfs)
         .unwrap_err()
         .to_string();
     assert!(e.contains("config.json") && e.contains("EOF"), "{e}");
@@ -138,7 +138,7 @@ fn terminal_rules_follow_runc() {
     let mut c = base();
     c["process"]["terminal"] = true.into();
     let b = bundle("tty", c);
-    let (_, p) = Plan::load(&b, "c1", &crate::edits::builtin(None)).unwrap();
+    let (_, p) = Plan::load(&b, "c1", &crate::edits::builtin(None), Driver::Cgroupfs).unwrap();
     let detached = RunOptions {
         detach: true,
         ..Default::default()
@@ -172,7 +172,7 @@ pub(super) fn on(host: &FakeHost, config: serde_json::Value) -> Result<Plan, Str
         Path::new("/b/config.json"),
     )
     .map_err(|e| e.to_string())?;
-    Plan::new(&config, Path::new("/b"), "c1", host).map_err(|e| e.to_string())
+    Plan::new(&config, Path::new("/b"), "c1", host, Driver::Cgroupfs).map_err(|e| e.to_string())
 }
 
 pub(super) fn fails(host: &FakeHost, config: serde_json::Value, want: &str) {
@@ -488,7 +488,7 @@ fn cross_field_rules_name_the_field() {
 fn the_real_host_plans_a_bundle_on_disk() {
     let b = bundle("real", base());
     let config = Config::read(&b).unwrap();
-    let p = Plan::new(&config, &b, "c1", &RealHost).unwrap();
+    let p = Plan::new(&config, &b, "c1", &RealHost, Driver::Cgroupfs).unwrap();
     assert_eq!(p.rootfs, b.join("rootfs").canonicalize().unwrap());
     std::fs::remove_dir_all(&b).unwrap();
 }

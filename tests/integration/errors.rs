@@ -177,9 +177,17 @@ pub fn ids_and_signals() -> TestResult {
 
 pub fn refused_flags() -> TestResult {
     let ctx = Ctx::new("flags")?;
-    let out = ctx.chitin(&["--systemd-cgroup", "list"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--systemd-cgroup"));
+    // A systemd-form path without --systemd-cgroup is refused before anything is made.
+    let mut b = ctx.bundle("true");
+    b.config["linux"]["cgroupsPath"] = json!("system.slice:x:y");
+    let id = ctx.id();
+    let (code, err) = ctx.create(&b, &id, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("linux.cgroupsPath") && err.contains("--systemd-cgroup"),
+        "{err}"
+    );
+    assert!(!ctx.root.join(&id).exists());
     let out = ctx.chitin(&["--rootless", "true", "list"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("rootless"));

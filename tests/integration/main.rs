@@ -21,6 +21,7 @@ mod seccomp;
 mod seccomp_abi;
 mod selinux;
 mod support;
+mod systemd;
 mod terminal;
 mod tpm;
 mod tty;
@@ -98,6 +99,11 @@ fn main() {
         cgroups::ps_lists_the_container,
         cgroups::stats_event,
         cgroups::unsupported_resources_are_refused,
+        systemd::scope_follows_the_container,
+        systemd::delete_force_stops_the_scope,
+        systemd::device_rules_survive_daemon_reload,
+        systemd::a_failed_or_crashed_create_does_not_block_the_next,
+        systemd::without_systemd_nothing_is_left,
         cgroups::device_rules_v1,
         cgroups::ebpf_device_filter,
         cgroups::v1_only_host,

@@ -21,14 +21,7 @@ source tests/apt.sh
 kernel=$(ls /boot/vmlinuz-* | sort -V | tail -n 1)
 kver=${kernel#/boot/vmlinuz-}
 
-cargo build --quiet
-# The test harness itself (cargo also lists the chitin binary it needs, in no fixed order).
-testbin=$(cargo test --test integration --no-run --message-format=json 2>/dev/null | python3 -c '
-import json, sys
-exes = [m["executable"] for m in map(json.loads, sys.stdin)
-        if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]]
-print(exes[-1] if exes else "")')
-[ -x "$testbin" ] || { echo "no integration test binary" >&2; exit 1; }
+source tests/vm/test-binary.sh
 
 work=$(mktemp -d /tmp/chitin-vm.XXXXXX)
 trap 'rm -rf "$work"' EXIT

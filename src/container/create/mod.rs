@@ -9,7 +9,9 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use super::{ContainerError, io_ctx};
-use crate::cgroup::{Layout, Placement};
+use crate::cgroup::resources::Write;
+use crate::cgroup::systemd::props::Property;
+use crate::cgroup::{CgroupError, Layout, Placement};
 use crate::clone::clone_init;
 use crate::init::{InitContext, InitFds};
 use crate::logger::trace;
@@ -76,6 +78,8 @@ struct Prepared {
     record: Record,
     filter: Option<Filter>,
     listener: Option<OwnedFd>,
+    /// The systemd driver's unit properties; its limits are applied once the scope exists.
+    unit: Option<(Vec<Property>, Vec<Write>)>,
 }
 
 impl Prepared {
@@ -102,8 +106,14 @@ fn prepare(
         Some(p) => crate::seccomp::prepare(p, &plan.annotations)?,
         None => None,
     };
-    let placement = layout.place(&plan.cgroups_path, plan.cgroups_path_default);
+    let placement = layout.place(&plan.cgroup);
     placement.check_reuse()?;
+    let unit_props = match &plan.cgroup.unit {
+        Some(_) => {
+            Some(crate::cgroup::systemd::unit_properties(plan, layout).map_err(CgroupError::from)?)
+        }
+        None => None,
+    };
     let mut undo = Undo {
         dir: Some(StateDir::create(root, &plan.id)?),
         placement: None,
@@ -119,17 +129,47 @@ fn prepare(
     dir.write_config(&config.saved(plan))?;
     let listener = above(channels::start_barrier(dir)?, opts.first_own_fd())?;
     undo.placement = Some(record.cgroup.clone());
-    layout.make(&record.cgroup)?;
-    // Limits are in place before the init exists: it never runs unrestricted.
-    crate::cgroup::resources::apply(&record.cgroup, &writes)?;
-    record.cgroup.apply_device_rules(&plan.device_rules)?;
+    let unit = match unit_props {
+        Some(props) => Some((props, writes)),
+        None => {
+            layout.make(&record.cgroup)?;
+            // Limits are in place before the init exists: it never runs unrestricted.
+            limit(&record.cgroup, &writes, plan)?;
+            None
+        }
+    };
     undo.vfs = configure_vfs(plan, &mut record, dir)?;
     Ok(Prepared {
         undo,
         record,
         filter,
         listener: Some(listener),
+        unit,
     })
+}
+
+fn limit(placement: &Placement, writes: &[Write], plan: &Plan) -> Result<(), CgroupError> {
+    crate::cgroup::resources::apply(placement, writes)?;
+    placement.apply_device_rules(&plan.device_rules)
+}
+
+/// The systemd driver: the init waits at the barrier while systemd makes its scope, chitin its
+/// cgroup in the other hierarchies, and both apply the limits (cgroup::systemd says why here).
+fn enter_scope(
+    p: &mut Prepared,
+    pid: i32,
+    plan: &Plan,
+    layout: &Layout,
+) -> Result<(), ContainerError> {
+    let (props, writes) = p.unit.take().expect("a systemd placement");
+    let started = layout.start_scope(&mut p.record.cgroup, pid, props);
+    // Whatever systemd made, delete (and the undo) stop its unit.
+    p.undo.placement = Some(p.record.cgroup.clone());
+    started?;
+    p.dir().write(&p.record)?;
+    layout.join_scope(&p.record.cgroup, pid)?;
+    limit(&p.record.cgroup, &writes, plan)?;
+    Ok(())
 }
 
 /// The SR-IOV VFs' settings the plan's actions ask for, made from the PF's side; what each was
@@ -202,7 +242,11 @@ fn launch(
         parent_end,
         child_end,
     } = Channels::open(opts, plan.process.terminal)?;
-    let unified_fd = open_cgroup_dir(p.record.cgroup.unified.as_deref())?;
+    // systemd's scope does not exist before its process does.
+    let unified_fd = match p.unit {
+        Some(_) => None,
+        None => open_cgroup_dir(p.record.cgroup.unified.as_deref())?,
+    };
     let binds = open_bind_sources(plan, opts.first_own_fd())?;
     let clone_flags = [NsKind::User, NsKind::Pid]
         .into_iter()
@@ -244,7 +288,11 @@ fn launch(
     // The parent keeps none of the init's ends: EOF on the sync socket must mean the init is gone.
     drop((child_end, listener, console, unified_fd, binds));
     trace!("cloned the container init {pid} (into its cgroup by clone3: {into_cgroup})");
-    p.record.cgroup.add(pid, into_cgroup)?;
+    if p.unit.is_some() {
+        enter_scope(p, pid, plan, layout)?;
+    } else {
+        p.record.cgroup.add(pid, into_cgroup)?;
+    }
     if let Some(adj) = plan.process.oom_score_adj {
         let proc = crate::fsutil::open_proc(Path::new("/proc")).map_err(io_ctx("/proc"))?;
         let file = format!("{pid}/oom_score_adj");
