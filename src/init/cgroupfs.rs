@@ -83,11 +83,28 @@ pub fn mount(
         hierarchy
             .mount(root, flags, cgroupns)
             .step(|| format!("cgroup hierarchy {}", h.controllers))?;
+        comounted_links(root, &m.dest, &name).step(|| format!("links to {}", name.display()))?;
     }
     if flags.contains(MsFlags::MS_RDONLY) {
         let t = open_in_root(root, &m.dest, OFlag::O_PATH).step(|| "reopening".into())?;
         setattr(t.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, false)
             .step(|| "read-only cgroup tmpfs".into())?;
+    }
+    Ok(())
+}
+
+/// Controllers mounted together ("cpu,cpuacct", "net_cls,net_prio", as systemd mounts them) are
+/// each reachable by its own name too, a symlink to the shared mount, as on the host and in runc.
+fn comounted_links(root: BorrowedFd<'_>, dest: &Path, name: &Path) -> std::io::Result<()> {
+    let Some(joined) = name.to_str().filter(|n| n.contains(',')) else {
+        return Ok(());
+    };
+    let dir = open_in_root(root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+    for c in joined.split(',').filter(|c| !c.starts_with("name=")) {
+        match nix::unistd::symlinkat(joined, dir.as_fd(), c) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }

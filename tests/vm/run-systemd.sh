@@ -5,6 +5,7 @@
 # $CHITIN_VM_CACHE). chitin and the test binary come in on a second disk made per run. Arguments
 # filter the tests by name, as for the test binary. With --hybrid first, systemd mounts the hybrid
 # hierarchy (v1 controllers, cgroup2 at /sys/fs/cgroup/unified) in place of pure cgroup v2.
+# CHITIN_CLIENT_RUNTIME, if set, passes on to the tests (the clients' runtime: runc as the control).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 unified=1 mode=systemd
@@ -24,9 +25,10 @@ kver=${kernel#/boot/vmlinuz-}
 
 # The userland. Docker, containerd and Podman are there for the runs that drive them (systemd
 # cgroup driver); busybox-static for the tests' rootfs (tests/rootfs.sh); apparmor for Docker's
-# default profile and the AppArmor tests (Debian's kernel runs AppArmor).
+# default profile and the AppArmor tests (Debian's kernel runs AppArmor); tmux and curl for the
+# client tests (a terminal, the Engine API).
 pkgs=(systemd systemd-sysv dbus udev iproute2 kmod procps util-linux busybox-static apparmor
-  iptables docker.io containerd runc podman crun conmon catatonit uidmap)
+  iptables docker.io containerd runc podman crun conmon catatonit uidmap tmux curl)
 mm_opts=(--variant=minbase --mode=root --aptopt='Acquire::Languages "none"'
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*'
   --dpkgopt='path-exclude=/usr/share/locale/*')
@@ -133,6 +135,7 @@ for a in $(cat /proc/cmdline); do
   case $a in
     chitin.filter=*) filter=$(echo "${a#chitin.filter=}" | tr , ' ') ;;
     chitin.must=?*) must=/opt/chitin/must-run/${a#chitin.must=} ;;
+    chitin.client_runtime=?*) export CHITIN_CLIENT_RUNTIME=${a#chitin.client_runtime=} ;;
   esac
 done
 cd /tmp
@@ -185,7 +188,7 @@ timeout "${CHITIN_VM_TIMEOUT:-1500}" qemu-system-x86_64 -accel tcg -machine q35 
   -drive file="$img",format=raw,if=virtio,snapshot=on \
   -drive file="$work/opt.ext4",format=raw,if=virtio,readonly=on \
   -kernel "$kernel" -initrd "$work/initramfs.gz" \
-  -append "console=ttyS0 loglevel=4 panic=-1 systemd.unified_cgroup_hierarchy=$unified chitin.filter=$filter chitin.must=$must" |
+  -append "console=ttyS0 loglevel=4 panic=-1 systemd.unified_cgroup_hierarchy=$unified chitin.filter=$filter chitin.must=$must chitin.client_runtime=${CHITIN_CLIENT_RUNTIME:-}" |
   tee "$log" | grep -a -A"${CHITIN_VM_CONTEXT:-3}" -E '^(test |integration:|vm:|vm-exit=|thread |  left|  right|assertion)' || true
 code=$(sed -n 's/^vm-exit=\([0-9]*\).*/\1/p' "$log" | tail -n 1)
 if [ -z "$code" ]; then

@@ -72,12 +72,14 @@ impl Containerd {
             .arg(runtime())
             .arg("--runc-root")
             .arg(self.dir.join("runtime"))
-            .arg("--cgroup")
-            .arg(format!("{}/{id}", self.parent))
-            .arg("--rootfs")
-            .arg(sandbox().rootfs())
-            .arg(id)
-            .args(args);
+            .arg("--cgroup");
+        if super::systemd_mode() {
+            c.arg(format!("{}:ctr:{id}", self.parent))
+                .arg("--runc-systemd-cgroup");
+        } else {
+            c.arg(format!("{}/{id}", self.parent));
+        }
+        c.arg("--rootfs").arg(sandbox().rootfs()).arg(id).args(args);
         c
     }
 
@@ -111,8 +113,9 @@ pub fn run_exec_kill_rm() -> TestResult {
     ));
     assert_eq!(r.code, 4, "{} {}", r.out, r.err);
     assert!(r.out.starts_with("hello from ctr\n"), "{}", r.out);
+    let cgroup = sandbox().container_cgroup("ctr", "ctr", "fg");
     assert!(
-        r.out.contains(&format!("{}/fg\n", c.parent)),
+        r.out.contains(&format!("{cgroup}\n")),
         "its cgroup: {}",
         r.out
     );

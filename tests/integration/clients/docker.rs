@@ -65,6 +65,9 @@ impl Docker {
             .args(["--bridge", "none", "--iptables=false", "--ip6tables=false"])
             .arg("--ip-masq=false")
             .args(extra);
+        if super::systemd_mode() {
+            c.args(["--exec-opt", "native.cgroupdriver=systemd"]);
+        }
         let d = Docker {
             daemon: Mutex::new(Some(sb.daemon(c, &dir.join("dockerd.log")))),
             dir,
@@ -547,12 +550,15 @@ pub fn stop_signal_and_sub_cgroups() -> TestResult {
 
     // In a cgroup namespace, with CAP_SYS_ADMIN to make its cgroup mount writable (--privileged
     // would ask for capabilities this host's bounding set lacks), it moves itself to a
-    // sub-cgroup (in the memory hierarchy on v1, the only one on v2).
+    // sub-cgroup (in the memory hierarchy on v1, the only one on v2). Docker's AppArmor profile,
+    // where the kernel runs AppArmor, forbids that mount.
     let script = "d=/sys/fs/cgroup; [ -d $d/memory ] && d=$d/memory; mount -o remount,bind,rw $d && \
                   mkdir $d/sub && echo $$ > $d/sub/cgroup.procs && echo moved; sleep 1000";
     let id = ok(d.cli().args([
         "run",
         "-d",
+        "--security-opt",
+        "apparmor=unconfined",
         "--cap-add",
         "SYS_ADMIN",
         "--cgroupns",
@@ -574,7 +580,7 @@ pub fn stop_signal_and_sub_cgroups() -> TestResult {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let dirs: Vec<PathBuf> =
-        crate::support::cgroup_dirs(&format!("{}/{id}", sandbox().parents_of("docker")));
+        crate::support::cgroup_dirs(&sandbox().container_cgroup("docker", "docker", &id));
     assert!(dirs.iter().any(|d| d.join("sub").is_dir()), "{dirs:?}");
     ok(d.cli().args(["rm", "-f", &id]));
     super::wait_until(10, "the cgroups gone", || dirs.iter().all(|d| !d.exists()));

@@ -7,6 +7,11 @@
 //! and in a network namespace of their own, so that their bridges, firewall rules and the veths
 //! the netDevices tests hand over never touch the host's. Their containers' cgroups go under one
 //! parent per client, removed at the end of the run.
+//!
+//! Where systemd is pid 1 the engines run in their systemd cgroup mode, as on the hosts they are
+//! made for: dockerd's native.cgroupdriver=systemd, Podman's cgroup_manager "systemd" and ctr's
+//! --runc-systemd-cgroup; their parents are slices then, and the sandbox keeps /run/dbus and
+//! /run/systemd, through which they and the runtime reach systemd.
 
 pub mod ctr;
 pub mod docker;
@@ -37,6 +42,11 @@ pub fn runtime() -> &'static Path {
         }
         Ok(path) => PathBuf::from(path),
     })
+}
+
+/// The engines' systemd cgroup mode (the module's comment), where systemd is pid 1 (sd_booted).
+pub fn systemd_mode() -> bool {
+    Path::new("/run/systemd/system").is_dir()
 }
 
 pub fn which(prog: &str) -> Option<PathBuf> {
@@ -81,10 +91,27 @@ impl Sandbox {
         let etc = dir.join("etc-containers");
         fs::create_dir_all(&etc).unwrap();
         // Podman also keeps its locks in /dev/shm and temporary files in /var/tmp.
-        let mut script = String::from(
-            "set -e; ip link set lo up; \
-             for d in /run /var/lib /var/tmp /dev/shm; do mount -t tmpfs tmpfs $d; done; ",
+        let mut script = String::from("set -e; ip link set lo up; ");
+        let keep = dir.join("keep");
+        if systemd_mode() {
+            for d in ["dbus", "systemd"] {
+                script.push_str(&format!(
+                    "mkdir -p {k}/{d}; mount --rbind /run/{d} {k}/{d}; ",
+                    k = keep.display()
+                ));
+            }
+        }
+        script.push_str(
+            "for d in /run /var/lib /var/tmp /dev/shm; do mount -t tmpfs tmpfs $d; done; ",
         );
+        if systemd_mode() {
+            for d in ["dbus", "systemd"] {
+                script.push_str(&format!(
+                    "mkdir /run/{d}; mount --move {k}/{d} /run/{d}; ",
+                    k = keep.display()
+                ));
+            }
+        }
         if let Ok(rd) = fs::read_dir("/etc/containers") {
             for e in rd.flatten().filter(|e| e.path().is_file()) {
                 fs::copy(e.path(), etc.join(e.file_name())).unwrap();
@@ -141,16 +168,49 @@ impl Sandbox {
             .expect("starting a daemon")
     }
 
-    /// A cgroup parent for one client's containers: "/chitin-clients-<pid>-<name>".
+    /// A cgroup parent for one client's containers: "/chitin-clients-<pid>-<name>", or in
+    /// systemd mode the slice "chitinclients<pid>-<name>.slice" (systemd's to remove).
     pub fn cgroup_parent(&self, name: &str) -> String {
         let p = self.parents_of(name);
-        self.parents.lock().unwrap().push(p.clone());
+        if !systemd_mode() {
+            self.parents.lock().unwrap().push(p.clone());
+        }
         p
     }
 
     /// The cgroup parent of client `name`'s containers.
     pub fn parents_of(&self, name: &str) -> String {
-        format!("/chitin-clients-{}-{name}", std::process::id())
+        let pid = std::process::id();
+        if systemd_mode() {
+            format!("chitinclients{pid}-{name}.slice")
+        } else {
+            format!("/chitin-clients-{pid}-{name}")
+        }
+    }
+
+    /// The directory of client `name`'s parent from each hierarchy's root: the slice's in
+    /// systemd mode, where each '-' opens a level.
+    pub fn parent_dir(&self, name: &str) -> String {
+        let parent = self.parents_of(name);
+        let Some(stem) = parent.strip_suffix(".slice") else {
+            return parent;
+        };
+        let mut path = String::new();
+        for (i, _) in stem.match_indices('-').chain([(stem.len(), "")]) {
+            path.push_str(&format!("/{}.slice", &stem[..i]));
+        }
+        path
+    }
+
+    /// The cgroup of client `name`'s container `id`: in its parent, or in systemd mode the
+    /// scope `prefix-id.scope` in its slice.
+    pub fn container_cgroup(&self, name: &str, prefix: &str, id: &str) -> String {
+        let dir = self.parent_dir(name);
+        if systemd_mode() {
+            format!("{dir}/{prefix}-{id}.scope")
+        } else {
+            format!("{dir}/{id}")
+        }
     }
 
     fn mnt_ns(pid: &str) -> Option<PathBuf> {
