@@ -109,7 +109,47 @@ pub fn resources(r: &Resources, kind_of: &dyn Fn(&str) -> Option<Kind>) -> Vec<P
             None => {}
         }
     }
+    p.extend(r.unified.iter().filter_map(|(k, v)| unified(k, v)));
     p
+}
+
+/// A `linux.resources.unified` file that systemd also writes, as its property; systemd would put
+/// its own value back on a reload otherwise. The others (memory.oom.group, io.max, ...) systemd
+/// leaves alone.
+fn unified(file: &str, value: &str) -> Option<Property> {
+    let v = value.trim();
+    let bytes = || match v {
+        "max" => Some(Value::U64(INFINITY)),
+        n => n.parse().ok().map(Value::U64),
+    };
+    let name = match file {
+        "memory.max" => "MemoryMax",
+        "memory.high" => "MemoryHigh",
+        "memory.low" => "MemoryLow",
+        "memory.min" => "MemoryMin",
+        "memory.swap.max" => "MemorySwapMax",
+        "pids.max" => "TasksMax",
+        "cpu.weight" => "CPUWeight",
+        "cpuset.cpus" => return Some(prop("AllowedCPUs", bitmask(v))),
+        "cpuset.mems" => return Some(prop("AllowedMemoryNodes", bitmask(v))),
+        // "QUOTA PERIOD", or "max PERIOD".
+        "cpu.max" => {
+            let mut it = v.split_whitespace();
+            let quota = it.next()?;
+            let period = it.next().map_or(Some(100_000), |p| p.parse().ok())?.max(1);
+            let q = if quota == "max" {
+                -1
+            } else {
+                quota.parse().ok()?
+            };
+            return Some(prop(
+                "CPUQuotaPerSecUSec",
+                Value::U64(quota_per_sec(q, period)),
+            ));
+        }
+        _ => return None,
+    };
+    bytes().map(|b| prop(name, b))
 }
 
 /// CFS quota per period as systemd's quota per second. systemd keeps it as a whole percentage of

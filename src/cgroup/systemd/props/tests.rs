@@ -121,6 +121,27 @@ fn resources_by_cgroup_version() {
             ("IOWeight", &Value::U64(4950)),
         ]
     );
+    let u = Resources {
+        unified: [
+            ("memory.high", "50331648"),
+            ("memory.oom.group", "1"),
+            ("pids.max", "max"),
+            ("cpu.max", "25000 50000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        ..Resources::default()
+    };
+    assert_eq!(
+        names(&resources(&u, &|_| Some(Kind::V2))),
+        vec![
+            ("MemoryHigh", &Value::U64(50331648)),
+            ("TasksMax", &Value::U64(u64::MAX)),
+            ("CPUQuotaPerSecUSec", &Value::U64(500_000)),
+        ],
+        "memory.oom.group is not systemd's"
+    );
     let v1 = resources(&r, &|_| Some(Kind::V1));
     let v1: Vec<&str> = v1.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
