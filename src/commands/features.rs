@@ -101,17 +101,23 @@ fn annotations() -> Value {
     for d in chitin_devices::annotations() {
         a.insert(d.key.into(), d.what.into());
     }
+    a.insert(
+        crate::cgroup::systemd::props::ANNOTATION.into(),
+        "with --systemd-cgroup: NAME=VALUE sets the unit property NAME (GVariant text; *Sec in seconds)".into(),
+    );
     Value::Object(a)
 }
 
 /// Annotations of a config that widen what the container can reach or change what the runtime
-/// does: one turns seccomp off, the devices' hand hardware in.
+/// does: one turns seccomp off, the devices' hand hardware in, systemd's set unit properties.
 fn unsafe_annotations() -> Vec<&'static str> {
     let devices = chitin_devices::annotations()
         .into_iter()
         .filter(|a| a.unsafe_);
     std::iter::once(crate::seccomp::SKIP_ANNOTATION)
         .chain(devices.map(|a| a.key))
+        // As runc: raw unit properties can lift the container's limits.
+        .chain([crate::cgroup::systemd::props::ANNOTATION])
         .collect()
 }
 

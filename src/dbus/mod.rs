@@ -75,9 +75,10 @@ pub struct Bus {
     timeout: Duration,
 }
 
-/// The system bus's socket: DBUS_SYSTEM_BUS_ADDRESS's unix path, else the well-known one.
-fn system_bus_path() -> Result<PathBuf, DbusError> {
-    let Ok(addr) = std::env::var("DBUS_SYSTEM_BUS_ADDRESS") else {
+/// The system bus's socket: DBUS_SYSTEM_BUS_ADDRESS's (`address`) unix path, else the
+/// well-known one.
+fn system_bus_path(address: Option<String>) -> Result<PathBuf, DbusError> {
+    let Some(addr) = address else {
         return Ok(PathBuf::from("/run/dbus/system_bus_socket"));
     };
     // Several addresses may be given, ';'-separated; the first unix path is taken.
@@ -92,7 +93,7 @@ fn system_bus_path() -> Result<PathBuf, DbusError> {
 impl Bus {
     /// Connects to the system bus and says Hello; each reply is waited for `timeout` at most.
     pub fn system(timeout: Duration) -> Result<Bus, DbusError> {
-        let path = system_bus_path()?;
+        let path = system_bus_path(std::env::var("DBUS_SYSTEM_BUS_ADDRESS").ok())?;
         let sock = UnixStream::connect(&path).map_err(|source| DbusError::Connect {
             path: path.clone(),
             source,
@@ -333,19 +334,12 @@ mod tests {
 
     #[test]
     fn the_bus_address() {
-        // SAFETY: no other test of this binary reads or writes this variable.
-        unsafe {
-            std::env::set_var(
-                "DBUS_SYSTEM_BUS_ADDRESS",
-                "unix:abstract=x;unix:path=/tmp/bus,guid=1",
-            )
-        };
-        assert_eq!(system_bus_path().unwrap(), PathBuf::from("/tmp/bus"));
-        unsafe { std::env::set_var("DBUS_SYSTEM_BUS_ADDRESS", "tcp:host=x") };
-        assert!(system_bus_path().is_err());
-        unsafe { std::env::remove_var("DBUS_SYSTEM_BUS_ADDRESS") };
+        let path = |a: Option<&str>| system_bus_path(a.map(str::to_owned));
+        let two = Some("unix:abstract=x;unix:path=/tmp/bus,guid=1");
+        assert_eq!(path(two).unwrap(), PathBuf::from("/tmp/bus"));
+        assert!(path(Some("tcp:host=x")).is_err());
         assert_eq!(
-            system_bus_path().unwrap(),
+            path(None).unwrap(),
             PathBuf::from("/run/dbus/system_bus_socket")
         );
     }

@@ -349,8 +349,15 @@ pub fn features_and_version() -> TestResult {
             "org.chitin.devices.sriov",
             "org.chitin.devices.vfio",
             "org.chitin.devices.rdma",
-            "org.chitin.tpm.device"
+            "org.chitin.tpm.device",
+            "org.systemd.property."
         ])
+    );
+    assert_eq!(f["linux"]["cgroup"]["systemd"], true);
+    assert!(
+        f["annotations"]["org.systemd.property."]
+            .as_str()
+            .is_some_and(|d| d.contains("--systemd-cgroup"))
     );
     for a in ["org.chitin.devices.sriov", "org.chitin.devices.rdma"] {
         assert!(

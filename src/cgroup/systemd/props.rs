@@ -18,7 +18,7 @@ pub(super) fn prop(name: &str, v: Value) -> Property {
     (name.to_owned(), v)
 }
 
-const ANNOTATION: &str = "org.systemd.property.";
+pub const ANNOTATION: &str = "org.systemd.property.";
 const INFINITY: u64 = u64::MAX;
 
 /// The scope's identity and accounting, as runc sets them (its process is added by
