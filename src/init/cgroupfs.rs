@@ -130,8 +130,11 @@ impl Hierarchy<'_> {
                 flags,
                 NONE,
             )?),
+            // A named hierarchy's source is its name, as runc mounts it ("systemd").
             (true, false) => Ok(mount_at(
-                Some(Path::new("cgroup")),
+                Some(Path::new(
+                    self.controllers.strip_prefix("name=").unwrap_or("cgroup"),
+                )),
                 sub.as_fd(),
                 Some("cgroup"),
                 flags,

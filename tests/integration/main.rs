@@ -143,6 +143,7 @@ fn main() {
         compare::same_lifecycle_as_runc,
         differential::generated_bundles,
         differential::client_configs,
+        differential::under_systemd,
         differential::events_as_runc_reports_them,
         reliability::parallel_cycles_leak_nothing,
         reliability::racing_commands_on_one_container,

@@ -98,6 +98,20 @@ pub const ALLOWED: &[Allow] = &[
     },
     Allow {
         cases: "*",
+        hosts: HYBRID,
+        line: "+ cgroupfs\tunified",
+        why: "the same mount point, as the probe lists /sys/fs/cgroup",
+    },
+    Allow {
+        cases: "*",
+        hosts: &[Host::Hybrid, Host::V1],
+        line: "? {mount\t/sys/fs/cgroup/misc *,in:/sys/fs/cgroup\td* misc}",
+        why: "runc 1.1 predates the misc controller: without a cgroup namespace it binds that \
+              hierarchy's root (mode 555); chitin makes the container's cgroup there as in every \
+              other hierarchy and binds it",
+    },
+    Allow {
+        cases: "*",
         hosts: &[Host::Hybrid, Host::V1],
         line: "? mount\t/sys/fs/cgroup/systemd cgroup * rw,name=systemd root=/ *",
         why: "the name=systemd hierarchy in a cgroup namespace: runc names its source \"systemd\", \
@@ -143,8 +157,15 @@ pub const ALLOWED: &[Allow] = &[
     Allow {
         cases: "*",
         hosts: &[Host::V2],
-        line: "+ mount\t/sys/fs/cgroup cgroup2 cgroup2 * root=/chitin-tests/*",
-        why: "the other half of the entry above",
+        line: "+ mount\t/sys/fs/cgroup cgroup2 cgroup2 * root=/{chitin-tests,machine.slice}/*",
+        why: "the other half of the entry above (the tests' cgroups, or their systemd scopes)",
+    },
+    Allow {
+        cases: "*",
+        hosts: &[Host::V2],
+        line: "- cgroupfs\t*",
+        why: "the entries above: under runc the container lists the host's top-level cgroups \
+              (init.scope, system.slice, ...), under chitin its own cgroup, with none below it",
     },
     Allow {
         cases: "*",

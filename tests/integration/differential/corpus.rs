@@ -22,7 +22,7 @@ fn spec_of(ctx: &Ctx, rt: &Path, name: &str) -> Value {
     serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap()
 }
 
-fn plain(mut v: Value) -> Value {
+pub(super) fn plain(mut v: Value) -> Value {
     v["process"]["terminal"] = false.into();
     v
 }

@@ -29,6 +29,8 @@ pub type Prepare = Box<dyn Fn(&Path) -> Value>;
 pub struct Case {
     pub name: String,
     pub config: Value,
+    /// The runtime's global flags (before the command).
+    pub global: Vec<&'static str>,
     pub flags: Vec<&'static str>,
     /// Changes to the config made for each runtime's run, given the bundle.
     pub prepare: Option<Prepare>,
@@ -43,6 +45,7 @@ impl Case {
         Case {
             name: name.to_owned(),
             config,
+            global: Vec::new(),
             flags: Vec::new(),
             prepare: None,
             holders: Vec::new(),
@@ -188,6 +191,7 @@ fn run_case(rt: &Path, root: &Path, case: &Case, bundle: &Path, id: &str) -> Rep
     let _ = Command::new(rt)
         .arg("--root")
         .arg(root)
+        .args(&case.global)
         .args(["delete", "-f", id])
         .stderr(Stdio::null())
         .status();
@@ -212,6 +216,7 @@ fn run_foreground(rt: &Path, root: &Path, case: &Case, bundle: &Path, id: &str) 
     let out = Command::new(rt)
         .arg("--root")
         .arg(root)
+        .args(&case.global)
         .arg("run")
         .args(&case.flags)
         .arg("-b")
@@ -266,6 +271,7 @@ fn run_on_console(rt: &Path, root: &Path, case: &Case, bundle: &Path, id: &str) 
     let st = Command::new(rt)
         .arg("--root")
         .arg(root)
+        .args(&case.global)
         .args(["run", "-d", "--console-socket"])
         .arg(&sock)
         .args(&case.flags)
@@ -342,6 +348,32 @@ pub fn client_configs() -> TestResult {
     let ctx = Ctx::new("diffcl")?;
     runc()?;
     check(&ctx, fixtures::cases(&ctx), 15)
+}
+
+/// Under systemd, both runtimes with `--systemd-cgroup` and a scope for a path: runc's own spec
+/// and the clients' configs that mount the cgroup filesystem each way.
+pub fn under_systemd() -> TestResult {
+    if !Path::new("/run/systemd/system").is_dir() {
+        return skip("systemd is not pid 1 here (tests/vm/run-systemd.sh boots a system with it)");
+    }
+    let ctx = Ctx::new("diffsd")?;
+    let runc = runc()?;
+    let spec = corpus::plain(corpus::runc_spec(&ctx, &runc));
+    let mut cases = vec![Case::new("runc-spec", spec)];
+    cases.extend(fixtures::cases(&ctx).into_iter().filter(|c| {
+        [
+            "docker-default",
+            "docker-cgroupns-private",
+            "podman-cgroupns-host",
+        ]
+        .contains(&c.name.as_str())
+    }));
+    for c in &mut cases {
+        c.name = format!("systemd-{}", c.name);
+        c.global = vec!["--systemd-cgroup"];
+        c.config["linux"]["cgroupsPath"] = format!("machine-chitin.slice:diff:{}", c.name).into();
+    }
+    check(&ctx, cases, 4)
 }
 
 /// The shape of a JSON value: objects as their keys (each with its value's shape), arrays as

@@ -34,6 +34,13 @@ while read -r _ _ _ root mp opts rest; do
   fi
 done < /proc/self/mountinfo
 
+# The cgroup filesystem's top level: on v1 a hierarchy per directory, and the links to
+# co-mounted ones ("cpu -> cpu,cpuacct"); on v2 the cgroups below the one shown.
+for f in /sys/fs/cgroup/*; do
+  if [ -L "$f" ]; then p cgroupfs "${f##*/} -> $(readlink "$f")"
+  elif [ -d "$f" ]; then p cgroupfs "${f##*/}"; fi
+done
+
 # Devices and links under /dev.
 find /dev -xdev | sort | while read -r f; do
   if [ -L "$f" ]; then p dev "$f -> $(readlink "$f")"
