@@ -243,8 +243,9 @@ pub fn update(root: &Path, id: &str, f: &UpdateFlags) -> Result<(), ContainerErr
     // systemd's properties first, as runc: the files then have the last word.
     if let Some(unit) = &r.cgroup.unit {
         let props = crate::cgroup::systemd::props::resources(&view, &kind);
+        let v2 = r.cgroup.v1_dir("devices").is_none();
         crate::cgroup::systemd::Systemd::connect()
-            .and_then(|mut s| s.set(&unit.name, props))
+            .and_then(|mut s| s.set(&unit.name, props, v2))
             .map_err(CgroupError::from)?;
     }
     resources::apply(&r.cgroup, &writes)?;

@@ -48,6 +48,8 @@ const ERROR: u8 = 3;
 const SIGNAL: u8 = 4;
 /// The specification's limit on a message.
 const MAX_MESSAGE: usize = 128 << 20;
+/// Signals kept while waiting for a reply.
+const MAX_KEPT_SIGNALS: usize = 1024;
 
 #[derive(Debug, Clone, Default)]
 pub struct Message {
@@ -57,6 +59,8 @@ pub struct Message {
     pub interface: Option<String>,
     pub member: Option<String>,
     pub error_name: Option<String>,
+    /// The sender's unique name, as the bus vouches for it.
+    pub sender: Option<String>,
     pub body: Vec<Value>,
 }
 
@@ -164,8 +168,10 @@ impl Bus {
         self.serial += 1;
         let serial = self.serial;
         self.sock.write_all(&encode(to, member, args, serial))?;
+        // One deadline for the reply, however many signals arrive before it.
+        let deadline = Instant::now() + self.timeout;
         loop {
-            let m = self.receive()?;
+            let m = self.receive_by(deadline)?;
             match m.kind {
                 METHOD_RETURN | ERROR if m.reply_serial == Some(serial) => {
                     if m.kind == METHOD_RETURN {
@@ -181,7 +187,13 @@ impl Bus {
                             .to_owned(),
                     });
                 }
-                SIGNAL => self.signals.push_back(m),
+                SIGNAL => {
+                    // Kept for wait_signal, within bounds on a busy bus.
+                    if self.signals.len() >= MAX_KEPT_SIGNALS {
+                        self.signals.pop_front();
+                    }
+                    self.signals.push_back(m);
+                }
                 _ => {}
             }
         }
@@ -198,18 +210,21 @@ impl Bus {
         }
         let deadline = Instant::now() + within;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(DbusError::Timeout(within));
-            }
-            self.sock.set_read_timeout(Some(left.min(self.timeout)))?;
-            let m = self.receive();
-            self.sock.set_read_timeout(Some(self.timeout))?;
-            let m = m?;
+            let m = self.receive_by(deadline)?;
             if m.kind == SIGNAL && wanted(&m) {
                 return Ok(m);
             }
         }
+    }
+
+    /// The next message, if it comes before `deadline`.
+    fn receive_by(&mut self, deadline: Instant) -> Result<Message, DbusError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(DbusError::Timeout(self.timeout));
+        }
+        self.sock.set_read_timeout(Some(left))?;
+        self.receive()
     }
 
     fn receive(&mut self) -> Result<Message, DbusError> {
@@ -226,7 +241,7 @@ impl Bus {
         let body_len = r.u32()? as usize;
         r.pos = 12;
         let fields_len = r.u32()? as usize;
-        let header_len = (16 + fields_len).next_multiple_of(8);
+        let header_len = (16usize.saturating_add(fields_len)).next_multiple_of(8);
         let total = header_len.saturating_add(body_len);
         if total > MAX_MESSAGE {
             return Err(Malformed("message over 128 MiB".into()).into());
@@ -297,6 +312,7 @@ fn decode(buf: &[u8], big: bool, header_len: usize) -> Result<Message, DbusError
             (3, _) => m.member = s,
             (4, _) => m.error_name = s,
             (5, Value::U32(n)) => m.reply_serial = Some(*n),
+            (7, _) => m.sender = s,
             (8, _) => body_sig = s.unwrap_or_default(),
             _ => {}
         }

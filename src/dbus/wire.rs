@@ -197,7 +197,10 @@ impl<'a> Reader<'a> {
     }
 
     fn text(&mut self, len: usize) -> Result<String, Malformed> {
-        let bytes = self.take(len + 1)?;
+        let Some(with_nul) = len.checked_add(1) else {
+            return malformed("string too long");
+        };
+        let bytes = self.take(with_nul)?;
         if bytes[len] != 0 {
             return malformed("string without its nul");
         }
@@ -277,7 +280,12 @@ impl<'a> Reader<'a> {
                 }
                 while self.pos < end {
                     after = elem_sig;
+                    let before = self.pos;
                     items.push(self.get_at(&mut after, depth + 1)?);
+                    // An element of no bytes would never end the array; one past it is not in it.
+                    if self.pos == before || self.pos > end {
+                        return malformed("array elements do not fill its length");
+                    }
                 }
                 let used = elem_sig.len() - after.len();
                 *sig = after;
@@ -289,6 +297,9 @@ impl<'a> Reader<'a> {
             b'(' | b'{' => {
                 self.align(8)?;
                 let close = if c == b'(' { b')' } else { b'}' };
+                if sig.first() == Some(&close) {
+                    return malformed("empty struct");
+                }
                 let mut fields = Vec::new();
                 while sig.first() != Some(&close) {
                     fields.push(self.get_at(sig, depth + 1)?);
@@ -409,5 +420,16 @@ mod tests {
                 .get(&mut s)
                 .is_err()
         );
+        // An array of empty structs would loop for ever; an element past the array's end.
+        let mut s: &[u8] = b"a()";
+        assert!(
+            Reader::new(&[8, 0, 0, 0, 0, 0, 0, 0], 0, false)
+                .get(&mut s)
+                .is_err()
+        );
+        let mut s: &[u8] = b"at";
+        let mut buf = vec![4, 0, 0, 0, 0, 0, 0, 0];
+        buf.extend_from_slice(&[0; 8]);
+        assert!(Reader::new(&buf, 0, false).get(&mut s).is_err());
     }
 }

@@ -8,6 +8,7 @@
 //! container's (with the cgroupfs driver it is there from its first instruction, clone3's
 //! CLONE_INTO_CGROUP).
 
+mod devices;
 pub mod props;
 
 use std::time::Duration;
@@ -48,6 +49,10 @@ const JOB: Duration = Duration::from_secs(30);
 
 pub struct Systemd {
     bus: Bus,
+    /// The manager's unique name on the bus: job signals from anyone else are not systemd's.
+    owner: String,
+    /// systemd's version (252 for "252.39-1~deb12u2"): which properties it takes.
+    version: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,20 +65,49 @@ pub enum Owner {
 impl Systemd {
     pub fn connect() -> Result<Systemd, SystemdError> {
         let mut bus = Bus::system(REPLY)?;
+        let dbus = Target {
+            destination: "org.freedesktop.DBus",
+            path: "/org/freedesktop/DBus",
+            interface: "org.freedesktop.DBus",
+        };
         // Job signals are sent to those who asked for them; matched before any job is made.
         bus.call(
-            &Target {
-                destination: "org.freedesktop.DBus",
-                path: "/org/freedesktop/DBus",
-                interface: "org.freedesktop.DBus",
-            },
+            &dbus,
             "AddMatch",
             &[Value::str(
                 "type='signal',sender='org.freedesktop.systemd1',path='/org/freedesktop/systemd1',interface='org.freedesktop.systemd1.Manager',member='JobRemoved'",
             )],
         )?;
         bus.call(&MANAGER, "Subscribe", &[])?;
-        Ok(Systemd { bus })
+        let owner = bus.call(&dbus, "GetNameOwner", &[Value::str(MANAGER.destination)])?;
+        let owner = owner
+            .first()
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let version = get(&mut bus, MANAGER.path, MANAGER.interface, "Version")?;
+        // "252.39-1~deb12u2", "239 (239-74.el8)": the leading number.
+        let version = version
+            .as_str()
+            .map(|v| {
+                v.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Ok(Systemd {
+            bus,
+            owner,
+            version,
+        })
+    }
+
+    /// The properties this systemd takes (props::for_version); `v2` where the device rules are
+    /// cgroup v2's.
+    fn known(&self, props: Vec<Property>, v2: bool) -> Vec<Property> {
+        let proc_devices = || std::fs::read_to_string("/proc/devices").unwrap_or_default();
+        props::for_version(props, self.version, &proc_devices, v2)
     }
 
     /// Makes the transient unit and waits for systemd to have started it. A unit of that name
@@ -83,8 +117,10 @@ impl Systemd {
         &mut self,
         unit: &Unit,
         pid: i32,
-        mut props: Vec<Property>,
+        props: Vec<Property>,
+        v2: bool,
     ) -> Result<(), SystemdError> {
+        let mut props = self.known(props, v2);
         let pids = Value::Array("u".into(), vec![Value::U32(pid as u32)]);
         props.push(props::prop("PIDs", pids));
         let args = [
@@ -106,7 +142,8 @@ impl Systemd {
     }
 
     /// Changes a running unit's properties (runtime only, as runc: not written to /etc).
-    pub fn set(&mut self, unit: &str, props: Vec<Property>) -> Result<(), SystemdError> {
+    pub fn set(&mut self, unit: &str, props: Vec<Property>, v2: bool) -> Result<(), SystemdError> {
+        let props = self.known(props, v2);
         if props.is_empty() {
             return Ok(());
         }
@@ -128,7 +165,12 @@ impl Systemd {
         let name = unit.name.as_str();
         let args = [Value::str(name), Value::str("replace")];
         match self.bus.call(&MANAGER, "StopUnit", &args) {
-            Ok(job) => self.wait_job(name, "stop", &job)?,
+            // As runc: a stop that did not end well is told, and the unit reset all the same.
+            Ok(job) => {
+                if let Err(e) = self.wait_job(name, "stop", &job) {
+                    crate::logger::warn(&e.to_string());
+                }
+            }
             Err(e) if e.name() == Some("org.freedesktop.systemd1.NoSuchUnit") => {}
             Err(e) => return Err(unit_error(name, "stopping", e)),
         }
@@ -152,26 +194,18 @@ impl Systemd {
         let Some(path) = path.first().and_then(Value::as_str) else {
             return Ok(Owner::Nobody);
         };
-        let props = Target {
-            destination: MANAGER.destination,
+        let desc = get(
+            &mut self.bus,
             path,
-            interface: "org.freedesktop.DBus.Properties",
-        };
-        let args = [
-            Value::str("org.freedesktop.systemd1.Unit"),
-            Value::str("Description"),
-        ];
-        let desc = self
-            .bus
-            .call(&props, "Get", &args)
-            .map_err(|e| unit_error(&unit.name, "reading the description of", e))?;
-        Ok(
-            if desc.first() == Some(&Value::variant(Value::str(&unit.description))) {
-                Owner::This
-            } else {
-                Owner::Other
-            },
+            "org.freedesktop.systemd1.Unit",
+            "Description",
         )
+        .map_err(|e| unit_error(&unit.name, "reading the description of", e))?;
+        Ok(if desc.as_str() == Some(unit.description.as_str()) {
+            Owner::This
+        } else {
+            Owner::Other
+        })
     }
 
     fn reset_failed(&mut self, unit: &str) {
@@ -189,8 +223,13 @@ impl Systemd {
                 what: format!("no job in systemd's answer to {verb}"),
             });
         };
+        // From systemd itself: any client of the bus may send a signal of that name.
+        let owner = self.owner.clone();
         let ours = |m: &Message| {
-            m.member.as_deref() == Some("JobRemoved")
+            m.sender.as_deref() == Some(owner.as_str())
+                && m.path.as_deref() == Some(MANAGER.path)
+                && m.interface.as_deref() == Some(MANAGER.interface)
+                && m.member.as_deref() == Some("JobRemoved")
                 && m.body.get(1).and_then(Value::as_str) == Some(&job)
         };
         let m = self
@@ -207,6 +246,23 @@ impl Systemd {
                 ),
             }),
         }
+    }
+}
+
+/// A property of an object of systemd's (org.freedesktop.DBus.Properties.Get), unwrapped from
+/// its variant.
+fn get(bus: &mut Bus, path: &str, interface: &str, name: &str) -> Result<Value, DbusError> {
+    let props = Target {
+        destination: MANAGER.destination,
+        path,
+        interface: "org.freedesktop.DBus.Properties",
+    };
+    let reply = bus.call(&props, "Get", &[Value::str(interface), Value::str(name)])?;
+    match reply.into_iter().next() {
+        Some(Value::Variant(v)) => Ok(*v),
+        other => Err(DbusError::Malformed(crate::dbus::wire::Malformed(format!(
+            "{name}: {other:?} is not a variant"
+        )))),
     }
 }
 

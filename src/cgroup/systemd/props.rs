@@ -110,6 +110,9 @@ pub fn resources(r: &Resources, kind_of: &dyn Fn(&str) -> Option<Kind>) -> Vec<P
         }
     }
     p.extend(r.unified.iter().filter_map(|(k, v)| unified(k, v)));
+    if let Some((_, v)) = r.unified.iter().find(|(k, _)| k == "cpu.max") {
+        p.extend(cpu_max(v));
+    }
     p
 }
 
@@ -132,24 +135,33 @@ fn unified(file: &str, value: &str) -> Option<Property> {
         "cpu.weight" => "CPUWeight",
         "cpuset.cpus" => return Some(prop("AllowedCPUs", bitmask(v))),
         "cpuset.mems" => return Some(prop("AllowedMemoryNodes", bitmask(v))),
-        // "QUOTA PERIOD", or "max PERIOD".
-        "cpu.max" => {
-            let mut it = v.split_whitespace();
-            let quota = it.next()?;
-            let period = it.next().map_or(Some(100_000), |p| p.parse().ok())?.max(1);
-            let q = if quota == "max" {
-                -1
-            } else {
-                quota.parse().ok()?
-            };
-            return Some(prop(
-                "CPUQuotaPerSecUSec",
-                Value::U64(quota_per_sec(q, period)),
-            ));
-        }
+        // Two properties: cpu_max.
         _ => return None,
     };
     bytes().map(|b| prop(name, b))
+}
+
+/// cgroup v2's "QUOTA PERIOD" (or "max PERIOD"; the period may be left out) as systemd's quota
+/// per second and period.
+fn cpu_max(v: &str) -> Vec<Property> {
+    let mut it = v.split_whitespace();
+    let period = it.clone().nth(1);
+    let quota = match it.next() {
+        Some("max") => -1,
+        Some(q) => match q.parse() {
+            Ok(q) => q,
+            Err(_) => return Vec::new(),
+        },
+        None => return Vec::new(),
+    };
+    let Some(period) = period.map_or(Some(100_000), |p| p.parse::<u64>().ok()) else {
+        return Vec::new();
+    };
+    let per_sec = quota_per_sec(quota, period.max(1));
+    vec![
+        prop("CPUQuotaPerSecUSec", Value::U64(per_sec)),
+        prop("CPUQuotaPeriodUSec", Value::U64(period)),
+    ]
 }
 
 /// CFS quota per period as systemd's quota per second. systemd keeps it as a whole percentage of
@@ -162,113 +174,57 @@ fn quota_per_sec(quota: i64, period: u64) -> u64 {
     per_sec.div_ceil(10_000) * 10_000
 }
 
-/// "0-2,5" as systemd's CPU set: a byte array, bit n for CPU n.
+/// "0-2,5" as systemd's CPU set: a byte array, bit n for CPU n. Numbers past the kernel's limit
+/// on CPUs (8192) are left out before any range is expanded.
 fn bitmask(list: &str) -> Value {
+    const MAX: u64 = 8192;
     let mut bytes: Vec<u8> = Vec::new();
-    // The kernel's limit on CPUs (and so on a sane list): 8192.
-    for n in crate::cgroup::stats::cpu_list(list)
-        .into_iter()
-        .filter(|n| *n < 8192)
-    {
-        let (i, bit) = ((n / 8) as usize, n % 8);
-        if bytes.len() <= i {
-            bytes.resize(i + 1, 0);
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (Ok(a), Ok(b)) = (a.trim().parse::<u64>(), b.trim().parse::<u64>()) else {
+            continue;
+        };
+        for n in a.min(MAX)..=b.min(MAX - 1) {
+            let (i, bit) = ((n / 8) as usize, n % 8);
+            if bytes.len() <= i {
+                bytes.resize(i + 1, 0);
+            }
+            bytes[i] |= 1 << bit;
         }
-        bytes[i] |= 1 << bit;
     }
     Value::Array("y".into(), bytes.into_iter().map(Value::Byte).collect())
 }
 
-/// One exception to the default of the device rules: (type, major, minor, access).
-#[derive(Debug, Clone, PartialEq)]
-struct Exception {
-    kind: char,
-    major: Option<i64>,
-    minor: Option<i64>,
-    access: String,
-}
-
-impl Exception {
-    /// `self` and `other` name some device in common.
-    fn overlaps(&self, other: &Exception) -> bool {
-        let field = |a: Option<i64>, b: Option<i64>| a.is_none() || b.is_none() || a == b;
-        (self.kind == 'a' || other.kind == 'a' || self.kind == other.kind)
-            && field(self.major, other.major)
-            && field(self.minor, other.minor)
-    }
-}
-
-/// The device rules as DevicePolicy and DeviceAllow. The rules are played in order, as the
-/// kernel plays them, to a default and its exceptions. systemd can say "deny but these" only:
-/// - allow all with no exceptions is DevicePolicy=auto;
-/// - deny all but some is DevicePolicy=strict with the exceptions, each in the narrowest form
-///   systemd has ("/dev/char/M:m", "char-M", "char-*"); a deny that overlaps an allow takes its
-///   access from the whole allow, and "*:m" (no systemd form) is left out: narrower, never wider;
-/// - allow all but some cannot be said. On cgroup v2 chitin's own eBPF program enforces the
-///   rules whatever systemd's says, so systemd is told auto; on v1, where systemd would rewrite
-///   the devices files, strict with no exceptions, as runc does (safe, if narrower).
 pub fn devices(rules: &[DeviceRule], v2: bool) -> Vec<Property> {
-    let mut allow_all = true;
-    let mut exceptions: Vec<Exception> = Vec::new();
-    for r in rules {
-        let e = Exception {
-            kind: r.kind,
-            major: r.major,
-            minor: r.minor,
-            access: r.access.clone(),
-        };
-        if r.kind == 'a' && r.major.is_none() && r.minor.is_none() && has_all(&r.access) {
-            allow_all = r.allow;
-            exceptions.clear();
-        } else if r.allow != allow_all {
-            exceptions.push(e);
-        } else {
-            // Back to the default for what it names.
-            for x in exceptions.iter_mut().filter(|x| x.overlaps(&e)) {
-                x.access.retain(|c| !e.access.contains(c));
+    super::devices::properties(rules, v2)
+}
+
+/// The properties that `version` of systemd knows (a unit with one it does not know is
+/// refused whole): CPUQuotaPeriodUSec came in 242, AllowedCPUs and AllowedMemoryNodes in 244,
+/// MemoryMin and "char-MAJOR" device entries in 240.
+pub fn for_version(
+    props: Vec<Property>,
+    version: u32,
+    proc_devices: &dyn Fn() -> String,
+    v2: bool,
+) -> Vec<Property> {
+    let since = |name: &str| match name {
+        "CPUQuotaPeriodUSec" => 242,
+        "AllowedCPUs" | "AllowedMemoryNodes" => 244,
+        "MemoryMin" => 240,
+        _ => 0,
+    };
+    props
+        .into_iter()
+        .filter(|(name, _)| since(name) <= version)
+        .map(|(name, v)| match name.as_str() {
+            "DeviceAllow" if version < 240 => {
+                let list = super::devices::for_old_systemd(&v, &proc_devices(), v2);
+                (name, list)
             }
-            exceptions.retain(|x| !x.access.is_empty());
-        }
-    }
-    let policy = |p: &str| prop("DevicePolicy", Value::str(p));
-    if allow_all {
-        if exceptions.is_empty() || v2 {
-            return vec![policy("auto"), prop("DeviceAllow", allow_list(vec![]))];
-        }
-        return vec![policy("strict"), prop("DeviceAllow", allow_list(vec![]))];
-    }
-    let mut entries = Vec::new();
-    for x in &exceptions {
-        let words: &[&str] = match x.kind {
-            'c' => &["char"],
-            'b' => &["block"],
-            _ => &["char", "block"],
-        };
-        for word in words {
-            let path = match (x.major, x.minor) {
-                (Some(ma), Some(mi)) => format!("/dev/{word}/{ma}:{mi}"),
-                (Some(ma), None) => format!("{word}-{ma}"),
-                (None, None) => format!("{word}-*"),
-                (None, Some(_)) => continue,
-            };
-            entries.push((path, x.access.clone()));
-        }
-    }
-    vec![policy("strict"), prop("DeviceAllow", allow_list(entries))]
-}
-
-fn has_all(access: &str) -> bool {
-    "rwm".chars().all(|c| access.contains(c))
-}
-
-fn allow_list(entries: Vec<(String, String)>) -> Value {
-    Value::Array(
-        "(ss)".into(),
-        entries
-            .into_iter()
-            .map(|(p, a)| Value::Struct(vec![Value::Str(p), Value::Str(a)]))
-            .collect(),
-    )
+            _ => (name, v),
+        })
+        .collect()
 }
 
 /// A raw property annotation that cannot be passed on: the annotation and why.
@@ -300,6 +256,9 @@ pub fn annotations(a: &BTreeMap<String, String>) -> Result<Vec<Property>, BadAnn
         }
         if name == "Description" {
             return Err(bad("chitin names the container in it (delete checks it)"));
+        }
+        if name == "Slice" {
+            return Err(bad("the slice is linux.cgroupsPath's (slice:prefix:name)"));
         }
         let value = parse_variant(text.trim()).ok_or_else(|| {
             bad("the value is not in GVariant's text form (true, 'text', uint64 5, ['a'])")

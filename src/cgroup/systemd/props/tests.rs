@@ -1,80 +1,6 @@
 use super::*;
 use crate::plan::resources::{BlockIo, Cpu, Memory};
 
-use DeviceRule as R;
-
-fn allow_list(props: &[Property]) -> (String, Vec<(String, String)>) {
-    let policy = props[0].1.as_str().unwrap().to_owned();
-    let Value::Array(_, items) = &props[1].1 else {
-        panic!("DeviceAllow is an array")
-    };
-    let items = items
-        .iter()
-        .map(|i| match i {
-            Value::Struct(f) => (
-                f[0].as_str().unwrap().to_owned(),
-                f[1].as_str().unwrap().to_owned(),
-            ),
-            _ => panic!("(ss)"),
-        })
-        .collect();
-    (policy, items)
-}
-
-#[test]
-fn device_rules_in_systemd_s_syntax() {
-    let rules = [
-        R::of(false, 'a', None, None, "rwm"),
-        R::of(true, 'c', Some(1), Some(3), "rwm"),
-        R::of(true, 'c', Some(136), None, "rwm"),
-        R::of(true, 'b', None, None, "m"),
-        R::of(true, 'c', None, Some(5), "rwm"),
-        R::of(true, 'a', Some(10), Some(200), "rw"),
-        // Taken back: w of /dev/null.
-        R::of(false, 'c', Some(1), Some(3), "w"),
-    ];
-    let (policy, list) = allow_list(&devices(&rules, false));
-    assert_eq!(policy, "strict");
-    let want = [
-        ("/dev/char/1:3", "rm"),
-        ("char-136", "rwm"),
-        ("block-*", "m"),
-        ("/dev/char/10:200", "rw"),
-        ("/dev/block/10:200", "rw"),
-    ];
-    let want: Vec<(String, String)> = want
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
-    assert_eq!(
-        list, want,
-        "the *:5 rule has no systemd form and is left out"
-    );
-}
-
-#[test]
-fn a_deny_inside_a_wider_allow_narrows_the_allow() {
-    // systemd cannot say "c 5:* but not 5:1": the whole of c 5:* loses w, never more is allowed.
-    let rules = [
-        R::of(false, 'a', None, None, "rwm"),
-        R::of(true, 'c', Some(5), None, "rwm"),
-        R::of(false, 'c', Some(5), Some(1), "w"),
-    ];
-    let (_, list) = allow_list(&devices(&rules, false));
-    assert_eq!(list, vec![("char-5".to_string(), "rm".to_string())]);
-}
-
-#[test]
-fn allow_all_and_blacklists() {
-    let all = [R::of(true, 'a', None, None, "rwm")];
-    assert_eq!(allow_list(&devices(&all, false)), ("auto".into(), vec![]));
-    let but = [all[0].clone(), R::of(false, 'c', Some(1), Some(3), "rwm")];
-    // v1: systemd would rewrite the files from its properties: deny all rather than allow all.
-    assert_eq!(allow_list(&devices(&but, false)), ("strict".into(), vec![]));
-    // v2: chitin's own eBPF program keeps the deny whatever systemd attaches.
-    assert_eq!(allow_list(&devices(&but, true)), ("auto".into(), vec![]));
-}
-
 fn names(p: &[Property]) -> Vec<(&str, &Value)> {
     p.iter().map(|(k, v)| (k.as_str(), v)).collect()
 }
@@ -139,6 +65,7 @@ fn resources_by_cgroup_version() {
             ("MemoryHigh", &Value::U64(50331648)),
             ("TasksMax", &Value::U64(u64::MAX)),
             ("CPUQuotaPerSecUSec", &Value::U64(500_000)),
+            ("CPUQuotaPeriodUSec", &Value::U64(50_000)),
         ],
         "memory.oom.group is not systemd's"
     );
@@ -199,4 +126,18 @@ fn raw_properties_from_annotations() {
         let e = annotations(&one).unwrap_err();
         assert_eq!(e.key, k, "{v}");
     }
+}
+
+#[test]
+fn cpu_sets_stop_at_the_kernel_s_limit() {
+    let Value::Array(_, bytes) = bitmask("0, 2") else {
+        panic!("an array")
+    };
+    assert_eq!(bytes, [Value::Byte(0b101)]);
+    // Not 4 G entries: 8192 CPUs at most, and what does not parse is left out.
+    let Value::Array(_, bytes) = bitmask("0-4294967295,x,3-") else {
+        panic!("an array")
+    };
+    assert_eq!(bytes.len(), 1024);
+    assert!(bytes.iter().all(|b| *b == Value::Byte(0xff)));
 }
