@@ -241,17 +241,25 @@ pub fn update(root: &Path, id: &str, f: &UpdateFlags) -> Result<(), ContainerErr
         }
     }
     // systemd's properties first, as runc: the files then have the last word.
-    if let Some(unit) = &r.cgroup.unit {
-        let props = crate::cgroup::systemd::props::resources(&view, &kind);
-        let v2 = r.cgroup.v1_dir("devices").is_none();
-        crate::cgroup::systemd::Systemd::connect()
-            .and_then(|mut s| s.set(&unit.name, props, v2))
-            .map_err(CgroupError::from)?;
-    }
+    set_unit_properties(&r.cgroup, &view, &kind)?;
     resources::apply(&r.cgroup, &writes)?;
     r.resources = Some(merged);
     dir.write(&r)?;
     Ok(())
+}
+
+/// The systemd driver's unit properties for the resources `update` changes.
+fn set_unit_properties(
+    p: &crate::cgroup::Placement,
+    view: &Resources,
+    kind: &dyn Fn(&str) -> Option<Kind>,
+) -> Result<(), CgroupError> {
+    let Some(unit) = &p.unit else { return Ok(()) };
+    let props = crate::cgroup::systemd::props::resources(view, kind);
+    let v2 = p.v1_dir("devices").is_none();
+    crate::cgroup::systemd::Systemd::connect()
+        .and_then(|mut s| s.set(&unit.name, props, v2))
+        .map_err(CgroupError::from)
 }
 
 /// `ps`: the container's processes, as pids (json) or as ps(1) lines (table).

@@ -262,53 +262,57 @@ impl<'a> Reader<'a> {
                 }
                 Value::variant(v)
             }
-            b'a' => {
-                let len = self.u32()? as usize;
-                let elem_sig = *sig;
-                let Some(&first) = elem_sig.first() else {
-                    return malformed("array without an element type");
-                };
-                self.align(alignment(first))?;
-                let Some(end) = self.pos.checked_add(len).filter(|e| *e <= self.buf.len()) else {
-                    return malformed("array longer than the message");
-                };
-                let mut items = Vec::new();
-                let mut after = elem_sig;
-                // An empty array still has to skip its element's signature.
-                if len == 0 {
-                    skip_type(&mut after)?;
-                }
-                while self.pos < end {
-                    after = elem_sig;
-                    let before = self.pos;
-                    items.push(self.get_at(&mut after, depth + 1)?);
-                    // An element of no bytes would never end the array; one past it is not in it.
-                    if self.pos == before || self.pos > end {
-                        return malformed("array elements do not fill its length");
-                    }
-                }
-                let used = elem_sig.len() - after.len();
-                *sig = after;
-                Value::Array(
-                    String::from_utf8_lossy(&elem_sig[..used]).into_owned(),
-                    items,
-                )
-            }
-            b'(' | b'{' => {
-                self.align(8)?;
-                let close = if c == b'(' { b')' } else { b'}' };
-                if sig.first() == Some(&close) {
-                    return malformed("empty struct");
-                }
-                let mut fields = Vec::new();
-                while sig.first() != Some(&close) {
-                    fields.push(self.get_at(sig, depth + 1)?);
-                }
-                *sig = &sig[1..];
-                Value::Struct(fields)
-            }
+            b'a' => self.array(sig, depth)?,
+            b'(' => Value::Struct(self.fields(sig, b')', depth)?),
+            b'{' => Value::Struct(self.fields(sig, b'}', depth)?),
             other => return malformed(format!("type {:?} not supported", other as char)),
         })
+    }
+
+    /// An array: its length in bytes, then elements of the type at the front of `sig`.
+    fn array(&mut self, sig: &mut &[u8], depth: u32) -> Result<Value, Malformed> {
+        let len = self.u32()? as usize;
+        let elem_sig = *sig;
+        let Some(&first) = elem_sig.first() else {
+            return malformed("array without an element type");
+        };
+        self.align(alignment(first))?;
+        let Some(end) = self.pos.checked_add(len).filter(|e| *e <= self.buf.len()) else {
+            return malformed("array longer than the message");
+        };
+        let mut items = Vec::new();
+        let mut after = elem_sig;
+        // An empty array still has to skip its element's signature.
+        if len == 0 {
+            skip_type(&mut after)?;
+        }
+        while self.pos < end {
+            after = elem_sig;
+            let before = self.pos;
+            items.push(self.get_at(&mut after, depth + 1)?);
+            // An element of no bytes would never end the array; one past it is not in it.
+            if self.pos == before || self.pos > end {
+                return malformed("array elements do not fill its length");
+            }
+        }
+        let used = elem_sig.len() - after.len();
+        *sig = after;
+        let elem = String::from_utf8_lossy(&elem_sig[..used]).into_owned();
+        Ok(Value::Array(elem, items))
+    }
+
+    /// A struct's or dict entry's fields, up to `close`.
+    fn fields(&mut self, sig: &mut &[u8], close: u8, depth: u32) -> Result<Vec<Value>, Malformed> {
+        self.align(8)?;
+        if sig.first() == Some(&close) {
+            return malformed("empty struct");
+        }
+        let mut fields = Vec::new();
+        while sig.first() != Some(&close) {
+            fields.push(self.get_at(sig, depth + 1)?);
+        }
+        *sig = &sig[1..];
+        Ok(fields)
     }
 }
 

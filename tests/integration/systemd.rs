@@ -133,41 +133,7 @@ pub fn scope_follows_the_container() -> TestResult {
     assert_eq!(show(&unit, "TasksMax"), "60");
     assert_eq!(show(&unit, memory_property()), (128u64 << 20).to_string());
     assert_eq!(read(&cgroup_file(&unit, "pids", "pids.max")), "60");
-    // systemd writes its properties again on a reload: they are the container's limits.
-    let limits = || {
-        let (memory, cpu) = if v2() {
-            ("memory.max", "cpu.max")
-        } else {
-            ("memory.limit_in_bytes", "cpu.cfs_quota_us")
-        };
-        let mut l = vec![
-            read(&cgroup_file(&unit, "pids", "pids.max")),
-            read(&cgroup_file(&unit, "memory", memory)),
-            read(&cgroup_file(&unit, "cpu", cpu)),
-        ];
-        if v2() {
-            l.push(read(&cgroup_file(&unit, "memory", "memory.high")));
-        }
-        l
-    };
-    let before = limits();
-    assert!(before[2].starts_with("50000"), "{before:?}");
-    // And on a change of any of them (an administrator's set-property): all of its controller's.
-    for args in [
-        &["daemon-reload"][..],
-        &[
-            "set-property",
-            "--runtime",
-            &unit,
-            "MemoryAccounting=yes",
-            "CPUAccounting=yes",
-            "TasksAccounting=yes",
-        ],
-    ] {
-        let st = Command::new("systemctl").args(args).status().unwrap();
-        assert!(st.success());
-        assert_eq!(limits(), before, "after systemctl {}", args[0]);
-    }
+    limits_survive_systemd_applying_them(&unit);
     let stats: Value =
         serde_json::from_slice(&ctx.chitin_ok(&["events", "--stats", &id]).stdout).unwrap();
     assert!(
@@ -185,6 +151,40 @@ pub fn scope_follows_the_container() -> TestResult {
     gone(&unit);
     assert!(!ctx.root.join(&id).exists());
     Ok(())
+}
+
+/// systemd writes a unit's limits again from its properties (a reload; a change of any of them,
+/// as an administrator's set-property): they must be the container's.
+fn limits_survive_systemd_applying_them(unit: &str) {
+    let limits = || {
+        let (memory, cpu) = if v2() {
+            ("memory.max", "cpu.max")
+        } else {
+            ("memory.limit_in_bytes", "cpu.cfs_quota_us")
+        };
+        let mut l = vec![
+            read(&cgroup_file(unit, "pids", "pids.max")),
+            read(&cgroup_file(unit, "memory", memory)),
+            read(&cgroup_file(unit, "cpu", cpu)),
+        ];
+        if v2() {
+            l.push(read(&cgroup_file(unit, "memory", "memory.high")));
+        }
+        l
+    };
+    let before = limits();
+    assert!(before[2].starts_with("50000"), "{before:?}");
+    let accounting = [
+        "MemoryAccounting=yes",
+        "CPUAccounting=yes",
+        "TasksAccounting=yes",
+    ];
+    let set_property = [&["set-property", "--runtime", unit][..], &accounting[..]].concat();
+    for args in [&["daemon-reload"][..], &set_property] {
+        let st = Command::new("systemctl").args(args).status().unwrap();
+        assert!(st.success());
+        assert_eq!(limits(), before, "after systemctl {}", args[0]);
+    }
 }
 
 pub fn delete_force_stops_the_scope() -> TestResult {
