@@ -155,17 +155,26 @@ impl Placement {
 
     /// SIGKILLs every process in the cgroup: with cgroup.kill where the kernel has it (no race
     /// with forks), else pid by pid.
+    /// Frozen tasks die only once thawed: a frozen cgroup is thawed after. A cgroup that is now
+    /// another container's (`is_foreign`) is not this one's to empty.
     pub fn kill_all(&self) {
-        if let Some(u) = &self.unified {
-            if fs::write(u.join("cgroup.kill"), "1").is_ok() {
-                return;
+        if self.is_foreign() {
+            return;
+        }
+        let killed = self
+            .unified
+            .as_ref()
+            .is_some_and(|u| fs::write(u.join("cgroup.kill"), "1").is_ok());
+        if !killed {
+            for pid in self.pids() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
-        for pid in self.pids() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        if freezer::is_frozen(self) {
+            let _ = freezer::set(self, false);
         }
     }
 

@@ -130,17 +130,18 @@ fn cpu(p: &Placement) -> Value {
     })
 }
 
-/// "0-2,4" as [0, 1, 2, 4].
+/// "0-2,4" as [0, 1, 2, 4]. Numbers past the kernel's limit on CPUs (8192) are left out before
+/// any range is expanded, and what does not parse is skipped.
 pub(crate) fn cpu_list(text: &str) -> Vec<u64> {
-    text.trim()
-        .split(',')
-        .filter(|r| !r.is_empty())
-        .flat_map(|r| {
-            let (a, b) = r.split_once('-').unwrap_or((r, r));
-            let (a, b) = (a.parse().unwrap_or(0), b.parse().unwrap_or(0));
-            a..=b
-        })
-        .collect()
+    const MAX: u64 = 8192;
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        if let (Ok(a), Ok(b)) = (a.trim().parse::<u64>(), b.trim().parse::<u64>()) {
+            out.extend(a.min(MAX)..=b.min(MAX - 1));
+        }
+    }
+    out
 }
 
 fn cpuset(p: &Placement) -> Value {

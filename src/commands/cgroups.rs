@@ -256,6 +256,9 @@ fn set_unit_properties(
 ) -> Result<(), CgroupError> {
     let Some(unit) = &p.unit else { return Ok(()) };
     let props = crate::cgroup::systemd::props::resources(view, kind);
+    if props.is_empty() {
+        return Ok(());
+    }
     let v2 = p.v1_dir("devices").is_none();
     crate::cgroup::systemd::Systemd::connect()
         .and_then(|mut s| s.set(&unit.name, props, v2))

@@ -103,14 +103,7 @@ pub fn kill_all(r: &Record) -> Result<(), ContainerError> {
     if let Some(fd) = &fd {
         let _ = pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
     }
-    // A cgroup that is now another container's is not this one's to empty.
-    if !r.cgroup.is_foreign() {
-        r.cgroup.kill_all();
-        // Frozen tasks die only once thawed.
-        if crate::cgroup::freezer::is_frozen(&r.cgroup) {
-            let _ = crate::cgroup::freezer::set(&r.cgroup, false);
-        }
-    }
+    r.cgroup.kill_all();
     if let Some(fd) = fd {
         // A pidfd polls readable once the process has exited.
         let mut pfd = [nix::poll::PollFd::new(

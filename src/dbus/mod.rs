@@ -71,6 +71,13 @@ pub struct Target<'a> {
     pub interface: &'a str,
 }
 
+/// The bus itself: Hello, AddMatch, GetNameOwner.
+pub const BUS_DRIVER: Target<'static> = Target {
+    destination: "org.freedesktop.DBus",
+    path: "/org/freedesktop/DBus",
+    interface: "org.freedesktop.DBus",
+};
+
 pub struct Bus {
     sock: UnixStream,
     serial: u32,
@@ -110,15 +117,7 @@ impl Bus {
             timeout,
         };
         bus.authenticate()?;
-        bus.call(
-            &Target {
-                destination: "org.freedesktop.DBus",
-                path: "/org/freedesktop/DBus",
-                interface: "org.freedesktop.DBus",
-            },
-            "Hello",
-            &[],
-        )?;
+        bus.call(&BUS_DRIVER, "Hello", &[])?;
         Ok(bus)
     }
 

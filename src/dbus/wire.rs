@@ -176,24 +176,23 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    /// N bytes, aligned to N, in the message's byte order turned into the host's (big-endian
+    /// bytes are reversed into little-endian order, which from_le_bytes reads).
+    fn fixed<const N: usize>(&mut self) -> Result<[u8; N], Malformed> {
+        self.align(N)?;
+        let mut b: [u8; N] = self.take(N)?.try_into().expect("N bytes");
+        if self.big {
+            b.reverse();
+        }
+        Ok(b)
+    }
+
     pub fn u32(&mut self) -> Result<u32, Malformed> {
-        self.align(4)?;
-        let b: [u8; 4] = self.take(4)?.try_into().expect("4 bytes");
-        Ok(if self.big {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
+        self.fixed().map(u32::from_le_bytes)
     }
 
     fn u64(&mut self) -> Result<u64, Malformed> {
-        self.align(8)?;
-        let b: [u8; 8] = self.take(8)?.try_into().expect("8 bytes");
-        Ok(if self.big {
-            u64::from_be_bytes(b)
-        } else {
-            u64::from_le_bytes(b)
-        })
+        self.fixed().map(u64::from_le_bytes)
     }
 
     fn text(&mut self, len: usize) -> Result<String, Malformed> {
@@ -224,16 +223,7 @@ impl<'a> Reader<'a> {
         Ok(match c {
             b'y' => Value::Byte(self.take(1)?[0]),
             b'b' => Value::Bool(self.u32()? != 0),
-            b'n' | b'q' => {
-                self.align(2)?;
-                let b: [u8; 2] = self.take(2)?.try_into().expect("2 bytes");
-                let v = if self.big {
-                    u16::from_be_bytes(b)
-                } else {
-                    u16::from_le_bytes(b)
-                };
-                Value::U32(u32::from(v))
-            }
+            b'n' | b'q' => Value::U32(u32::from(self.fixed().map(u16::from_le_bytes)?)),
             b'i' => Value::I32(self.u32()? as i32),
             b'u' | b'h' => Value::U32(self.u32()?),
             b'x' => Value::I64(self.u64()? as i64),

@@ -305,6 +305,11 @@ impl Bundle {
     }
 }
 
+/// systemd runs as pid 1 here (sd_booted(3): it makes this directory).
+pub fn systemd_booted() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
 /// The directories a container's cgroup would have, in every mounted hierarchy.
 pub fn cgroup_dirs(cgroups_path: &str) -> Vec<PathBuf> {
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();

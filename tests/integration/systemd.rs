@@ -9,15 +9,14 @@ use serde_json::{Value, json};
 
 use crate::clients::which;
 use crate::harness::{Outcome, TestResult, skip};
-use crate::support::{Bundle, Ctx, Guard, cgroup_dirs, processes_with};
+use crate::support::{Bundle, Ctx, Guard, cgroup_dirs, processes_with, systemd_booted};
 
 /// The slice the tests' scopes go in: nested, to show systemd's slice naming at work.
 const SLICE: &str = "machine-chitin.slice";
 const SLICE_DIR: &str = "/machine.slice/machine-chitin.slice";
 
 fn systemd() -> Result<(), Outcome> {
-    // sd_booted(3): systemd as pid 1 makes this directory.
-    if !Path::new("/run/systemd/system").is_dir() {
+    if !systemd_booted() {
         return skip("systemd is not pid 1 here (tests/vm/run-systemd.sh boots a system with it)");
     }
     Ok(())
@@ -111,6 +110,7 @@ pub fn scope_follows_the_container() -> TestResult {
     let own = read(Path::new(&format!("/proc/{pid}/cgroup")));
     assert!(own.contains(&format!("{SLICE_DIR}/{unit}")), "{own}");
     ctx.chitin_ok(&["--systemd-cgroup", "start", &id]);
+    // In its cgroup namespace the scope is "/"; a process outside it would read "/../..".
     let inside = ctx.exec_process(&id, &["cat", "/proc/self/cgroup"]);
     assert!(
         inside.contains(&format!("{SLICE_DIR}/{unit}")) || inside.contains("0::/\n"),
@@ -305,7 +305,7 @@ pub fn a_failed_or_crashed_create_does_not_block_the_next() -> TestResult {
 /// Without systemd (none on the bus, or no bus), a --systemd-cgroup create fails naming it and
 /// leaves no state, cgroup or process. On a host with systemd there is nothing to show.
 pub fn without_systemd_nothing_is_left() -> TestResult {
-    if Path::new("/run/systemd/system").is_dir() {
+    if systemd_booted() {
         return skip("systemd runs here");
     }
     let ctx = Ctx::new("nosd")?;

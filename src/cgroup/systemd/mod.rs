@@ -13,7 +13,7 @@ pub mod props;
 
 use std::time::Duration;
 
-use crate::dbus::{Bus, DbusError, Message, Target, Value};
+use crate::dbus::{BUS_DRIVER, Bus, DbusError, Message, Target, Value};
 use crate::plan::cgroups::Unit;
 use props::Property;
 
@@ -65,21 +65,20 @@ pub enum Owner {
 impl Systemd {
     pub fn connect() -> Result<Systemd, SystemdError> {
         let mut bus = Bus::system(REPLY)?;
-        let dbus = Target {
-            destination: "org.freedesktop.DBus",
-            path: "/org/freedesktop/DBus",
-            interface: "org.freedesktop.DBus",
-        };
         // Job signals are sent to those who asked for them; matched before any job is made.
         bus.call(
-            &dbus,
+            &BUS_DRIVER,
             "AddMatch",
             &[Value::str(
                 "type='signal',sender='org.freedesktop.systemd1',path='/org/freedesktop/systemd1',interface='org.freedesktop.systemd1.Manager',member='JobRemoved'",
             )],
         )?;
         bus.call(&MANAGER, "Subscribe", &[])?;
-        let owner = bus.call(&dbus, "GetNameOwner", &[Value::str(MANAGER.destination)])?;
+        let owner = bus.call(
+            &BUS_DRIVER,
+            "GetNameOwner",
+            &[Value::str(MANAGER.destination)],
+        )?;
         let owner = owner
             .first()
             .and_then(Value::as_str)
@@ -300,7 +299,10 @@ pub fn unit_properties(
     if let Some(r) = &plan.resources {
         p.extend(props::resources(r, &kind_of));
     }
-    p.extend(props::devices(&plan.device_rules, !layout.has_v1_devices()));
+    p.extend(devices::properties(
+        &plan.device_rules,
+        !layout.has_v1_devices(),
+    ));
     p.extend(props::annotations(&plan.annotations)?);
     Ok(p)
 }

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 
 use crate::cgroup::resources::{Kind, blkio_to_io_weight, shares_to_weight};
 use crate::dbus::Value;
-use crate::plan::DeviceRule;
 use crate::plan::cgroups::Unit;
 use crate::plan::resources::Resources;
 
@@ -24,7 +23,7 @@ const INFINITY: u64 = u64::MAX;
 /// The scope's identity and accounting, as runc sets them (its process is added by
 /// Systemd::start).
 pub fn scope(unit: &Unit, kind_of: &dyn Fn(&str) -> Option<Kind>) -> Vec<Property> {
-    let io = match kind_of("io").or(kind_of("blkio")) {
+    let io = match io_kind(kind_of) {
         Some(Kind::V1) => "BlockIOAccounting",
         _ => "IOAccounting",
     };
@@ -39,6 +38,11 @@ pub fn scope(unit: &Unit, kind_of: &dyn Fn(&str) -> Option<Kind>) -> Vec<Propert
         props.push(prop(a, Value::Bool(true)));
     }
     props
+}
+
+/// Where IO weights go: v2's io, or v1's blkio.
+fn io_kind(kind_of: &dyn Fn(&str) -> Option<Kind>) -> Option<Kind> {
+    kind_of("io").or(kind_of("blkio"))
 }
 
 /// The resources systemd has properties for; the rest exist only as files.
@@ -103,7 +107,7 @@ pub fn resources(r: &Resources, kind_of: &dyn Fn(&str) -> Option<Kind>) -> Vec<P
         _ => {}
     }
     if let Some(w) = r.block_io.as_ref().and_then(|b| b.weight) {
-        match kind_of("io").or(kind_of("blkio")) {
+        match io_kind(kind_of) {
             Some(Kind::V2) => p.push(prop("IOWeight", Value::U64(blkio_to_io_weight(w)))),
             Some(Kind::V1) => p.push(prop("BlockIOWeight", Value::U64(u64::from(w)))),
             None => {}
@@ -174,29 +178,17 @@ fn quota_per_sec(quota: i64, period: u64) -> u64 {
     per_sec.div_ceil(10_000) * 10_000
 }
 
-/// "0-2,5" as systemd's CPU set: a byte array, bit n for CPU n. Numbers past the kernel's limit
-/// on CPUs (8192) are left out before any range is expanded.
+/// "0-2,5" as systemd's CPU set: a byte array, bit n for CPU n.
 fn bitmask(list: &str) -> Value {
-    const MAX: u64 = 8192;
     let mut bytes: Vec<u8> = Vec::new();
-    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let (Ok(a), Ok(b)) = (a.trim().parse::<u64>(), b.trim().parse::<u64>()) else {
-            continue;
-        };
-        for n in a.min(MAX)..=b.min(MAX - 1) {
-            let (i, bit) = ((n / 8) as usize, n % 8);
-            if bytes.len() <= i {
-                bytes.resize(i + 1, 0);
-            }
-            bytes[i] |= 1 << bit;
+    for n in crate::cgroup::stats::cpu_list(list) {
+        let (i, bit) = ((n / 8) as usize, n % 8);
+        if bytes.len() <= i {
+            bytes.resize(i + 1, 0);
         }
+        bytes[i] |= 1 << bit;
     }
     Value::Array("y".into(), bytes.into_iter().map(Value::Byte).collect())
-}
-
-pub fn devices(rules: &[DeviceRule], v2: bool) -> Vec<Property> {
-    super::devices::properties(rules, v2)
 }
 
 /// The properties that `version` of systemd knows (a unit with one it does not know is

@@ -44,9 +44,9 @@ pub fn runtime() -> &'static Path {
     })
 }
 
-/// The engines' systemd cgroup mode (the module's comment), where systemd is pid 1 (sd_booted).
+/// The engines' systemd cgroup mode (the module's comment), where systemd is pid 1.
 pub fn systemd_mode() -> bool {
-    Path::new("/run/systemd/system").is_dir()
+    crate::support::systemd_booted()
 }
 
 pub fn which(prog: &str) -> Option<PathBuf> {

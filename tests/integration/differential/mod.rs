@@ -353,7 +353,7 @@ pub fn client_configs() -> TestResult {
 /// Under systemd, both runtimes with `--systemd-cgroup` and a scope for a path: runc's own spec
 /// and the clients' configs that mount the cgroup filesystem each way.
 pub fn under_systemd() -> TestResult {
-    if !Path::new("/run/systemd/system").is_dir() {
+    if !crate::support::systemd_booted() {
         return skip("systemd is not pid 1 here (tests/vm/run-systemd.sh boots a system with it)");
     }
     let ctx = Ctx::new("diffsd")?;
