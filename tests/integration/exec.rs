@@ -383,11 +383,18 @@ pub fn terminal() -> TestResult {
         crate::support::bin(),
         ctx.root.display()
     );
-    let out = std::process::Command::new("script")
+    // script(1) sends EOF down its pty when its stdin ends. If that happens before chitin puts
+    // the terminal in raw mode, n_tty has queued the EOF as a NUL, which raw mode then reads as
+    // data and the container's pty echoes as "^@": so script's stdin stays open until the end.
+    let mut child = std::process::Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
-        .stdin(std::process::Stdio::null())
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let stdin = child.stdin.take();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
     let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
     assert!(text.contains("/dev/pts/"), "{text}");
     assert!(text.contains("\nl\n") || text.contains("\nc\n"), "{text}");
