@@ -153,6 +153,11 @@ pub fn exec(root: &Path, id: &str, req: &ExecRequest) -> Result<i32, ContainerEr
         join.join.iter().map(|(k, _)| k).collect::<Vec<_>>()
     );
     let placement = placement(&record.cgroup, req.cgroup.as_deref())?;
+    if let Some(m) = &plan.process.tuning.affinity.initial {
+        // Ours, which the clone inherits until it is in the container's cgroup (this thread's).
+        crate::init::tuning::set_affinity(m)
+            .map_err(|e| io_ctx("process.execCPUAffinity.initial")(e.into()))?;
+    }
     let seccomp = match &plan.seccomp {
         Some(p) => crate::seccomp::prepare(p, &plan.annotations)?,
         None => None,

@@ -63,6 +63,8 @@ pub fn prepare<'a>(
     super::fds::close_on_exec(ctx.opts.first_own_fd())?;
     let env = enter_cwd(p, cwd)?;
     set_rlimits(p)?;
+    // After the rlimits: in a user namespace RLIMIT_RTPRIO and RLIMIT_NICE are what allow it.
+    super::tuning::apply(&p.tuning)?;
     if !ctx.opts.no_new_keyring {
         join_keyring(p, ctx.id)?;
     }

@@ -10,6 +10,7 @@ mod exec;
 pub mod fds;
 mod net;
 mod rootfs;
+pub mod tuning;
 
 use std::convert::Infallible;
 use std::io;

@@ -153,25 +153,12 @@ pub fn version(version: &str) -> Result<(), PlanError> {
 
 /// Fields chitin cannot honour yet are refused, never silently ignored.
 pub fn unsupported(spec: &Spec) -> Result<(), PlanError> {
-    if let Some(l) = spec.linux() {
-        let checks = [
-            ("linux.intelRdt", l.intel_rdt().is_some()),
-            ("linux.personality", l.personality().is_some()),
-            ("linux.memoryPolicy", l.memory_policy().is_some()),
-        ];
-        if let Some((f, _)) = checks.iter().find(|(_, set)| *set) {
-            return Err(PlanError::unsupported(f));
-        }
-    }
-    if let Some(p) = spec.process() {
-        let checks = [
-            ("process.ioPriority", p.io_priority().is_some()),
-            ("process.scheduler", p.scheduler().is_some()),
-            ("process.execCPUAffinity", p.exec_cpu_affinity().is_some()),
-        ];
-        if let Some((f, _)) = checks.iter().find(|(_, set)| *set) {
-            return Err(PlanError::unsupported(f));
-        }
+    if spec
+        .linux()
+        .as_ref()
+        .is_some_and(|l| l.intel_rdt().is_some())
+    {
+        return Err(PlanError::unsupported("linux.intelRdt"));
     }
     Ok(())
 }

@@ -58,6 +58,9 @@ impl Config {
             }
         }
         let mut value = serde_json::to_value(&spec).expect("a spec serializes");
+        if let Some(p) = value.get_mut("process") {
+            respell_sched_flags(p, Spelling::RuntimeSpec);
+        }
         if let (Some(s), Some(linux)) = (&self.seccomp, value.get_mut("linux")) {
             linux["seccomp"] = s.clone();
         }
@@ -84,7 +87,7 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Config, PlanError> {
             .map_err(parse)?;
     check_top_level(&value)?;
     if let Some(p) = value.get_mut("process") {
-        drop_unknown_capabilities(p);
+        for_oci_spec(p);
     }
     let seccomp = value
         .get_mut("linux")
@@ -125,7 +128,7 @@ fn check_top_level(spec: &serde_json::Value) -> Result<(), PlanError> {
 
 /// Capability names this build does not know (a newer kernel's) are left out with a warning, as
 /// runc 1.2 does, rather than refusing a config written for a newer runtime.
-pub fn drop_unknown_capabilities(process: &mut serde_json::Value) {
+fn drop_unknown_capabilities(process: &mut serde_json::Value) {
     let Some(sets) = process
         .pointer_mut("/capabilities")
         .and_then(|c| c.as_object_mut())
@@ -147,5 +150,55 @@ pub fn drop_unknown_capabilities(process: &mut serde_json::Value) {
             }
             known
         });
+    }
+}
+
+/// A process as read (config.json's or `exec --process`'s), made what oci-spec takes: unknown
+/// capabilities left out, the scheduler flags respelled, and an empty execCPUAffinity list (the
+/// runtime-spec's "leave it to the kernel", which oci-spec refuses) as none.
+pub fn for_oci_spec(process: &mut serde_json::Value) {
+    drop_unknown_capabilities(process);
+    respell_sched_flags(process, Spelling::OciSpec);
+    if let Some(a) = process
+        .get_mut("execCPUAffinity")
+        .and_then(|a| a.as_object_mut())
+    {
+        a.retain(|_, v| v.as_str() != Some(""));
+    }
+}
+
+/// oci-spec 0.10 spells two scheduler flags unlike the runtime-spec (which runc follows): the
+/// runtime-spec's name and oci-spec's.
+const SCHED_FLAG_SPELLINGS: [(&str, &str); 2] = [
+    ("SCHED_FLAG_RESET_ON_FORK", "SCHED_RESET_ON_FORK"),
+    ("SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_D_L_OVERRUN"),
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Spelling {
+    RuntimeSpec,
+    OciSpec,
+}
+
+/// `process.scheduler.flags` in one spelling, as read (runtime-spec to oci-spec) or saved.
+pub fn respell_sched_flags(process: &mut serde_json::Value, to: Spelling) {
+    let Some(flags) = process
+        .pointer_mut("/scheduler/flags")
+        .and_then(|f| f.as_array_mut())
+    else {
+        return;
+    };
+    for f in flags.iter_mut() {
+        let found = SCHED_FLAG_SPELLINGS.iter().find_map(|&(spec, oci)| {
+            let (from, into) = if to == Spelling::OciSpec {
+                (spec, oci)
+            } else {
+                (oci, spec)
+            };
+            (f.as_str() == Some(from)).then_some(into)
+        });
+        if let Some(name) = found {
+            *f = name.into();
+        }
     }
 }

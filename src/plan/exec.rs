@@ -60,9 +60,10 @@ impl ExecPlan {
             .process()
             .as_ref()
             .ok_or_else(|| PlanError::field("process", "missing"))?;
-        let container = super::process::plan(container, rootfs, host)?;
+        let linux = spec.linux().as_ref();
+        let container = super::process::plan(container, linux, rootfs, host)?;
         let mut process = match &req.process_file {
-            Some(path) => from_file(path, req.tty, rootfs, container, host)?,
+            Some(path) => from_file(path, req.tty, linux, rootfs, container, host)?,
             None if req.args.is_empty() => {
                 return Err(refuse("exec needs a command (or --process)"));
             }
@@ -109,6 +110,7 @@ impl ExecPlan {
 fn from_file(
     path: &Path,
     tty: bool,
+    linux: Option<&oci_spec::runtime::Linux>,
     rootfs: &Path,
     container: ProcessPlan,
     host: &dyn Host,
@@ -117,8 +119,8 @@ fn from_file(
     let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
     let mut v: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
-    // As in a config: capability names this build does not know are left out.
-    super::config::drop_unknown_capabilities(&mut v);
+    // As in a config: capability names this build does not know are left out, and so on.
+    super::config::for_oci_spec(&mut v);
     if let Some(o) = v.as_object_mut() {
         // runc decodes the file into a zero-valued process: without `user`, uid and gid 0.
         o.entry("user")
@@ -130,7 +132,7 @@ fn from_file(
     }
     let p: oci_spec::runtime::Process = serde_path_to_error::deserialize(v)
         .map_err(|e| bad(format!("{}: {}", e.path(), e.inner())))?;
-    let mut p = super::process::plan(&p, rootfs, host)?;
+    let mut p = super::process::plan(&p, linux, rootfs, host)?;
     p.apparmor_profile = p.apparmor_profile.take().or(container.apparmor_profile);
     p.selinux_label = p.selinux_label.take().or(container.selinux_label);
     Ok(p)

@@ -23,6 +23,7 @@ pub mod net_devices;
 mod options;
 pub mod process;
 pub mod resources;
+pub mod tuning;
 mod userns;
 
 use std::collections::BTreeMap;
@@ -237,12 +238,15 @@ impl Plan {
             .process()
             .as_ref()
             .ok_or_else(|| PlanError::field("process", "missing"))?;
+        let mut process = process::plan(process, Some(&linux), &rootfs, host)?;
+        // The runtime-spec: execCPUAffinity is not for the container's init.
+        process.tuning.affinity = tuning::ExecAffinity::default();
         let cgroup = cgroups::plan(&linux, id, driver)?;
         let namespaces = namespaces::plan(&linux, host)?;
         let plan = Plan {
             id: id.to_owned(),
             bundle: bundle.to_path_buf(),
-            process: process::plan(process, &rootfs, host)?,
+            process,
             rootfs,
             root_readonly: root.readonly().unwrap_or(false),
             annotations: spec

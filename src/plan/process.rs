@@ -9,6 +9,7 @@ use caps::{Capability, CapsHashSet};
 use oci_spec::runtime::{LinuxCapabilities, PosixRlimit};
 
 use super::host::Host;
+use super::tuning::Tuning;
 use super::{PlanError, absolute};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,11 +31,15 @@ pub struct ProcessPlan {
     pub apparmor_profile: Option<String>,
     /// The SELinux context the process runs in from its execve on (and its session keyring has).
     pub selinux_label: Option<String>,
+    /// Scheduling, I/O priority, CPU affinity, personality and NUMA memory policy.
+    pub tuning: Tuning,
 }
 
-/// The process part of a config (also `exec --process`): checked and in plain values.
+/// The process part of a config (also `exec --process`), with the container-wide settings of
+/// `linux` that every process of the container gets: checked and in plain values.
 pub fn plan(
     p: &oci_spec::runtime::Process,
+    linux: Option<&oci_spec::runtime::Linux>,
     rootfs: &Path,
     host: &dyn Host,
 ) -> Result<ProcessPlan, PlanError> {
@@ -73,6 +78,15 @@ pub fn plan(
             ));
         }
     }
+    let mut tuning = super::tuning::process(
+        p.scheduler().as_ref(),
+        p.io_priority().as_ref(),
+        p.exec_cpu_affinity().as_ref(),
+    )?;
+    if let Some(l) = linux {
+        (tuning.personality, tuning.memory_policy) =
+            super::tuning::container(l.personality().as_ref(), l.memory_policy().as_ref())?;
+    }
     Ok(ProcessPlan {
         args,
         env,
@@ -97,6 +111,7 @@ pub fn plan(
             "process.selinuxLabel",
             p.selinux_label().as_deref(),
         )?,
+        tuning,
     })
 }
 

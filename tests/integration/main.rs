@@ -25,6 +25,7 @@ mod systemd;
 mod terminal;
 mod tpm;
 mod tty;
+mod tuning;
 
 use clients::{ctr, docker, docker_cdi, docker_userns, podman};
 use harness::Test;
@@ -49,6 +50,10 @@ fn main() {
         lifecycle::json_log_on_failure,
         lifecycle::debug_traces_each_step,
         process::user_groups_umask_cwd_env,
+        tuning::scheduler_io_priority_personality_memory_policy,
+        tuning::real_time_within_the_rt_budget,
+        tuning::cpu_affinity_of_init_and_exec,
+        tuning::bad_tuning_is_refused_by_field,
         process::capabilities_all_five_sets,
         process::capabilities_runc_accepts,
         process::execute_bit_is_the_kernels_to_check,
