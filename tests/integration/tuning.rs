@@ -21,7 +21,7 @@ fn cpus_online() -> String {
 
 /// What `uname -m` says under PER_LINUX32 here (i686 on x86_64, armv8l on aarch64, ...).
 fn linux32_machine() -> String {
-    let out = Command::new("busybox")
+    let out = Command::new(crate::support::BUSYBOX)
         .args(["linux32", "uname", "-m"])
         .output()
         .unwrap();
@@ -116,20 +116,28 @@ pub fn cpu_affinity_of_init_and_exec() -> TestResult {
     b.save();
     // Pinned to CPU 0 by its caller.
     let pinned = |args: &[&str]| {
-        let out = Command::new("taskset")
-            .args(["-c", "0", crate::support::bin(), "--root"])
-            .arg(&ctx.root)
-            .args(args)
-            .stdin(std::process::Stdio::null())
+        let mut c = Command::new(crate::support::bin());
+        c.arg("--root").arg(&ctx.root).args(args);
+        c.stdin(std::process::Stdio::null())
             // Not create's: its init keeps the stdio it is given.
             .stderr(std::process::Stdio::null())
             .stdout(if args[0] == "create" {
                 std::process::Stdio::null()
             } else {
                 std::process::Stdio::piped()
-            })
-            .output()
-            .unwrap();
+            });
+        // SAFETY: only sched_setaffinity runs between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+                let mut cpu0 = nix::sched::CpuSet::new();
+                cpu0.set(0)?;
+                Ok(nix::sched::sched_setaffinity(
+                    nix::unistd::Pid::from_raw(0),
+                    &cpu0,
+                )?)
+            });
+        }
+        let out = c.output().unwrap();
         assert!(out.status.success(), "{args:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
