@@ -83,6 +83,52 @@ pub const ALLOWED: &[Allow] = &[
         line: "+ domainname\texample.org",
         why: "the other half of the domainname entry",
     },
+    // runc 1.1.5 predates these fields and ignores them (runc 1.2 has the scheduler and I/O
+    // priority, 1.4 personality and memory policy); chitin applies each, as
+    // tuning::scheduler_io_priority_personality_memory_policy checks from inside.
+    Allow {
+        cases: "everything",
+        hosts: ANY,
+        line: "- sched\t0 0 0",
+        why: "runc 1.1.5 ignores process.scheduler (SCHED_BATCH, nice 5 in this case)",
+    },
+    Allow {
+        cases: "everything",
+        hosts: ANY,
+        line: "+ sched\t5 0 3",
+        why: "chitin's half of the process.scheduler entry: nice 5, SCHED_BATCH (3)",
+    },
+    Allow {
+        cases: "everything",
+        hosts: ANY,
+        line: "- ionice\tnone: prio 0",
+        why: "runc 1.1.5 ignores process.ioPriority (best-effort 6 in this case)",
+    },
+    Allow {
+        cases: "everything",
+        hosts: ANY,
+        line: "+ ionice\tbest-effort: prio 6",
+        why: "chitin's half of the process.ioPriority entry",
+    },
+    Allow {
+        cases: "everything",
+        hosts: ANY,
+        line: "? machine\t*",
+        why: "runc 1.1.5 ignores linux.personality: under LINUX32 uname -m says the 32-bit \
+              machine (i686 on x86_64) for chitin only",
+    },
+    Allow {
+        cases: "everything",
+        hosts: ANY,
+        line: "- mempolicy\tdefault",
+        why: "runc 1.1.5 ignores linux.memoryPolicy (MPOL_PREFERRED node 0 in this case)",
+    },
+    Allow {
+        cases: "everything",
+        hosts: ANY,
+        line: "+ mempolicy\tprefer:0",
+        why: "chitin's half of the linux.memoryPolicy entry",
+    },
     Allow {
         cases: "*",
         hosts: HYBRID,

@@ -138,6 +138,8 @@ fn everything(mut v: Value) -> Case {
     p["user"] = json!({"uid": 1000, "gid": 1000, "umask": 23, "additionalGids": [65534, 5]});
     p["noNewPrivileges"] = false.into();
     p["oomScoreAdj"] = 123.into();
+    p["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 5});
+    p["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
     p["rlimits"] = json!([
         {"type": "RLIMIT_NOFILE", "hard": 4096, "soft": 2048},
         {"type": "RLIMIT_NPROC", "hard": 512, "soft": 256},
@@ -171,6 +173,8 @@ fn everything(mut v: Value) -> Case {
     ]);
     let l = &mut v["linux"];
     l["sysctl"] = json!({"kernel.msgmax": "4096", "net.ipv4.ip_forward": "1"});
+    l["personality"] = json!({"domain": "LINUX32"});
+    l["memoryPolicy"] = json!({"mode": "MPOL_PREFERRED", "nodes": "0"});
     l["rootfsPropagation"] = "slave".into();
     l["maskedPaths"]
         .as_array_mut()

@@ -10,7 +10,12 @@ p umask "$(umask)"
 p cwd "$(pwd)"
 p hostname "$(hostname)"
 p domainname "$(cat /proc/sys/kernel/domainname)"
-grep -E '^(Cap|NoNewPrivs|Seccomp|Seccomp_filters|Uid|Gid|Groups|SigBlk|SigIgn|Speculation)' /proc/self/status | each status
+grep -E '^(Cap|NoNewPrivs|Seccomp|Seccomp_filters|Uid|Gid|Groups|SigBlk|SigIgn|Speculation|Cpus_allowed_list|Mems_allowed_list)' /proc/self/status | each status
+# Scheduling (nice, rt priority, policy), I/O priority, personality and NUMA memory policy.
+p sched "$(awk '{print $19, $40, $41}' /proc/self/stat)"
+p ionice "$(ionice)"
+p machine "$(uname -m)"
+p mempolicy "$(head -n 1 /proc/self/numa_maps 2>/dev/null | cut -d' ' -f2)"
 p oom_score_adj "$(cat /proc/self/oom_score_adj)"
 tail -n +2 /proc/self/limits | each rlimit
 
