@@ -58,6 +58,9 @@ pub struct CreateFlags {
     /// Unix socket that receives the pty master when process.terminal is true.
     #[arg(long = "console-socket", value_name = "PATH")]
     pub console_socket: Option<PathBuf>,
+    /// Unix socket that receives a pidfd of the container's init.
+    #[arg(long = "pidfd-socket", value_name = "PATH")]
+    pub pidfd_socket: Option<PathBuf>,
     /// File to write the container init's pid to.
     #[arg(long = "pid-file", value_name = "PATH")]
     pub pid_file: Option<PathBuf>,
@@ -80,6 +83,9 @@ pub struct ExecFlags {
     pub process: Option<PathBuf>,
     #[arg(long = "console-socket", value_name = "PATH")]
     pub console_socket: Option<PathBuf>,
+    /// Unix socket that receives a pidfd of the process.
+    #[arg(long = "pidfd-socket", value_name = "PATH")]
+    pub pidfd_socket: Option<PathBuf>,
     /// Working directory in the container.
     #[arg(long)]
     pub cwd: Option<PathBuf>,

@@ -48,6 +48,7 @@ pub fn request(f: &ExecFlags, command: &[String]) -> Result<ExecRequest, Contain
         ignore_paused: f.ignore_paused,
         opts: RunOptions {
             console_socket: f.console_socket.clone(),
+            pidfd_socket: f.pidfd_socket.clone(),
             pid_file: f.pid_file.clone(),
             no_pivot: false,
             // The container's session keyring is already the one it has.

@@ -58,6 +58,7 @@ fn run_options(f: &CreateFlags, detach: bool) -> RunOptions {
     let listen_fds = RunOptions::listen_fds_from_env();
     RunOptions {
         console_socket: f.console_socket.clone(),
+        pidfd_socket: f.pidfd_socket.clone(),
         pid_file: f.pid_file.as_ref().map(|p| absolute(p)),
         no_pivot: f.no_pivot,
         no_new_keyring: f.no_new_keyring,

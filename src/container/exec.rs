@@ -166,6 +166,7 @@ pub fn exec(root: &Path, id: &str, req: &ExecRequest) -> Result<i32, ContainerEr
     let Channels {
         console,
         console_relay,
+        pidfd_socket,
         parent_end,
         child_end,
     } = Channels::open(opts, plan.process.terminal)?;
@@ -207,6 +208,9 @@ pub fn exec(root: &Path, id: &str, req: &ExecRequest) -> Result<i32, ContainerEr
     if let Some(pf) = &opts.pid_file {
         // As runc: a process whose pid cannot be handed over is not left running.
         write_pid_file(pf, pid).map_err(kill)?;
+    }
+    if let Some(sock) = &pidfd_socket {
+        super::send_pidfd(sock, pid, "exec").map_err(kill)?;
     }
     if opts.detach {
         return Ok(0);

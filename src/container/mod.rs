@@ -50,6 +50,25 @@ pub(crate) fn io_ctx(what: impl Into<String>) -> impl FnOnce(io::Error) -> Conta
     move |source| ContainerError::Io { what, source }
 }
 
+/// Sends a pidfd of `pid` (a child of ours, not yet reaped: the pid is still its) to the
+/// --pidfd-socket, named as runc names it.
+pub(crate) fn send_pidfd(
+    sock: &std::os::fd::OwnedFd,
+    pid: i32,
+    name: &str,
+) -> Result<(), ContainerError> {
+    use std::os::fd::AsFd;
+    // SAFETY: pidfd_open returns a new fd or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw < 0 {
+        return Err(io_ctx("pidfd_open")(io::Error::last_os_error()));
+    }
+    // SAFETY: a fresh fd that we own.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw as i32) };
+    crate::fdpass::send_fd(sock.as_fd(), name, std::os::fd::AsRawFd::as_raw_fd(&fd))
+        .map_err(io_ctx("--pidfd-socket"))
+}
+
 /// A pidfd for the container's init, if it is still the process the state names.
 pub fn pidfd(r: &Record) -> Option<std::os::fd::OwnedFd> {
     if r.pid <= 0 {

@@ -8,6 +8,8 @@ use super::{PlanError, ProcessPlan};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunOptions {
     pub console_socket: Option<PathBuf>,
+    /// Receives a pidfd of the process once it runs (runc's --pidfd-socket).
+    pub pidfd_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,

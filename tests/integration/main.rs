@@ -60,6 +60,7 @@ fn main() {
         process::rlimits_and_oom_score_adj,
         process::hostname_and_domainname,
         process::console_socket_gets_the_pty_master,
+        process::pidfd_socket_gets_the_process,
         process::terminal_without_socket_is_refused_when_detached,
         process::preserve_fds_and_listen_fds,
         process::created_init_holds_no_caller_fd,

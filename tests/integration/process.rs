@@ -412,3 +412,70 @@ pub fn rlimit_above_the_runtime_s_own() -> TestResult {
     assert!(!ctx.root.join(&id).exists(), "nothing left behind");
     Ok(())
 }
+
+/// The pid a pidfd refers to, from its fdinfo.
+fn pidfd_pid(fd: &OwnedFd) -> i64 {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:\t"))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("not a pidfd: {info}"))
+}
+
+/// --pidfd-socket on create and exec: the socket gets a pidfd of the init, then of the exec'd
+/// process, which signals it; a socket nobody listens on fails create before anything is made.
+pub fn pidfd_socket_gets_the_process() -> TestResult {
+    let ctx = Ctx::new("pidfd")?;
+    let b = ctx.bundle("sleep 100");
+    b.save();
+    let sock_path = ctx.base.join("pidfd.sock");
+    let listener = UnixListener::bind(&sock_path).unwrap();
+    let id = ctx.id();
+    let flag = ["--pidfd-socket".as_ref(), sock_path.as_os_str()];
+    let (code, err) = ctx.create(&b, &id, &flag);
+    assert_eq!(code, 0, "create: {err}");
+    let (conn, _) = listener.accept().unwrap();
+    let init = recv_fd(&conn);
+    assert_eq!(pidfd_pid(&init), ctx.state(&id)["pid"].as_i64().unwrap());
+    ctx.chitin_ok(&["start", &id]);
+
+    let pid_file = ctx.base.join("exec.pid");
+    let sock = sock_path.to_str().unwrap();
+    // Detached, the process keeps the stdio it is given: none that output() would wait on.
+    let st = ctx
+        .cmd()
+        .args(["exec", "-d", "--pidfd-socket", sock, "--pid-file"])
+        .arg(&pid_file)
+        .args([&id, "sleep", "100"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (conn, _) = listener.accept().unwrap();
+    let exec = recv_fd(&conn);
+    let pid: i64 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    assert_eq!(pidfd_pid(&exec), pid);
+    // SAFETY: pidfd_send_signal on a pidfd we own, no siginfo.
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, exec.as_raw_fd(), 9, 0usize, 0) };
+    assert_eq!(rc, 0);
+    let mut pfd = [nix::poll::PollFd::new(
+        std::os::fd::AsFd::as_fd(&exec),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    assert_eq!(
+        nix::poll::poll(&mut pfd, 5000u16).unwrap(),
+        1,
+        "the exec'd process ended"
+    );
+    ctx.chitin_ok(&["delete", "-f", &id]);
+
+    drop(listener);
+    std::fs::remove_file(&sock_path).unwrap();
+    let id = ctx.id();
+    let (code, err) = ctx.create(&b, &id, &flag);
+    assert_ne!(code, 0);
+    assert!(err.contains("--pidfd-socket"), "{err}");
+    assert!(!ctx.root.join(&id).exists(), "nothing left");
+    Ok(())
+}

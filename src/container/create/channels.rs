@@ -34,6 +34,8 @@ pub(crate) fn above(fd: OwnedFd, min: u32) -> Result<OwnedFd, ContainerError> {
 pub(crate) struct Channels {
     pub console: Option<OwnedFd>,
     pub console_relay: Option<OwnedFd>,
+    /// --pidfd-socket, connected before anything is made; the runtime's alone.
+    pub pidfd_socket: Option<OwnedFd>,
     pub parent_end: OwnedFd,
     pub child_end: OwnedFd,
 }
@@ -53,10 +55,18 @@ impl Channels {
             }
             (None, false) => (None, None),
         };
+        let pidfd_socket = match &opts.pidfd_socket {
+            Some(path) => Some(OwnedFd::from(
+                std::os::unix::net::UnixStream::connect(path)
+                    .map_err(io_ctx(format!("--pidfd-socket {}", path.display())))?,
+            )),
+            None => None,
+        };
         let (parent_end, child_end) = crate::sync::pair().map_err(io_ctx("socketpair"))?;
         Ok(Channels {
             console,
             console_relay,
+            pidfd_socket,
             parent_end,
             child_end: above(child_end, min_fd)?,
         })

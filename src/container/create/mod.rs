@@ -227,6 +227,7 @@ fn record(config: &Config, plan: &Plan, cgroup: Placement) -> Record {
 struct Launched {
     sync: OwnedFd,
     console_relay: Option<OwnedFd>,
+    pidfd_socket: Option<OwnedFd>,
 }
 
 /// The init, cloned into its cgroup (and its user and pid namespaces), waiting for Go.
@@ -239,6 +240,7 @@ fn launch(
     let Channels {
         console,
         console_relay,
+        pidfd_socket,
         parent_end,
         child_end,
     } = Channels::open(opts, plan.process.terminal)?;
@@ -304,6 +306,7 @@ fn launch(
     Ok(Launched {
         sync: parent_end,
         console_relay,
+        pidfd_socket,
     })
 }
 
@@ -318,6 +321,9 @@ fn finish(
     let pid = p.record.pid;
     if let Some(pf) = &opts.pid_file {
         write_pid_file(pf, pid)?;
+    }
+    if let Some(sock) = &launched.pidfd_socket {
+        super::send_pidfd(sock, pid, "init")?;
     }
     trace!("created {}: init {pid} waits for start", p.record.id);
     p.undo.pid = None;
