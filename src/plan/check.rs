@@ -190,6 +190,9 @@ fn sysctl(key: &str, ns: &Namespaces) -> Result<(), PlanError> {
         (NsKind::Net, ns.is_private(NsKind::Net))
     } else if matches!(key, "kernel.hostname" | "kernel.domainname") {
         (NsKind::Uts, ns.is_private(NsKind::Uts))
+    } else if key.starts_with("user.") {
+        // The per-user-namespace counts (max_user_namespaces and the like), as runc 1.4.
+        (NsKind::User, ns.is_private(NsKind::User))
     } else {
         return Err(PlanError::field(
             &field,

@@ -283,6 +283,28 @@ pub fn sysctls_apply_in_the_container() -> TestResult {
         host_before,
         "the host is untouched"
     );
+    // user.* belong to the user namespace: allowed with one of the container's own.
+    let host_before = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap();
+    let mut b = ctx.bundle("cat /proc/sys/user/max_user_namespaces");
+    b.config["linux"]["sysctl"] = json!({"user.max_user_namespaces": "7"});
+    let (code, _, err) = ctx.run(&b, &ctx.id());
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("linux.sysctl[\\\"user.max_user_namespaces\\\"]: needs a private user namespace"),
+        "{err}"
+    );
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 1000}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 1000}]);
+    assert_eq!(ctx.run_ok(&b), "7\n");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap(),
+        host_before,
+        "the host's count is untouched"
+    );
     Ok(())
 }
 
