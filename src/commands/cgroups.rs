@@ -101,6 +101,38 @@ fn with_coupled_fields(mut change: Value, merged: &Value) -> Value {
     change
 }
 
+/// The block I/O device lists of `change` as the record keeps them: an entry replaces that
+/// device's entry in `old`, the other devices' stay, and a throttle of rate 0 (which lifts the
+/// kernel's rule) leaves none.
+fn per_device_lists(mut change: Value, old: &Value) -> Value {
+    const LISTS: [&str; 5] = [
+        "weightDevice",
+        "throttleReadBpsDevice",
+        "throttleWriteBpsDevice",
+        "throttleReadIOPSDevice",
+        "throttleWriteIOPSDevice",
+    ];
+    let Some(b) = change.get_mut("blockIO").and_then(Value::as_object_mut) else {
+        return change;
+    };
+    let dev = |e: &Value| (e["major"].as_i64(), e["minor"].as_i64());
+    for key in LISTS {
+        let Some(new) = b.get(key).and_then(Value::as_array) else {
+            continue;
+        };
+        let mut list: Vec<Value> = old["blockIO"][key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| !new.iter().any(|n| dev(n) == dev(o)))
+            .cloned()
+            .collect();
+        list.extend(new.iter().filter(|n| n["rate"] != 0).cloned());
+        b.insert(key.into(), list.into());
+    }
+    change
+}
+
 /// Objects merge key by key; anything else replaces.
 fn merge(base: &mut Value, new: Value) {
     match (base, new) {
@@ -208,7 +240,8 @@ pub fn update(root: &Path, id: &str, f: &UpdateFlags) -> Result<(), ContainerErr
     unlimited_swap_with_memory(&mut delta, &r.cgroup);
     let mut merged =
         serde_json::to_value(r.resources.clone().unwrap_or_default()).expect("resources serialize");
-    merge(&mut merged, delta.clone());
+    let lists = per_device_lists(delta.clone(), &merged);
+    merge(&mut merged, lists);
     let view = parsed(with_coupled_fields(delta, &merged))?;
     let merged = parsed(merged)?;
     let kind = |c: &str| match (c, &r.cgroup) {

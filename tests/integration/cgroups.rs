@@ -990,3 +990,108 @@ pub fn pause_a_created_container() -> TestResult {
     );
     Ok(())
 }
+
+/// The disks' (major, minor), by name (zram and loop devices take throttling rules too; a
+/// partition takes none).
+fn block_devices() -> Vec<(i64, i64)> {
+    let mut disks: Vec<_> = std::fs::read_dir("/sys/block")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
+    disks.sort_by_key(|d| d.file_name());
+    disks
+        .iter()
+        .filter_map(|d| {
+            let text = std::fs::read_to_string(d.path().join("dev")).ok()?;
+            let (a, b) = text.trim().split_once(':')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect()
+}
+
+/// `update -r` with per-device lists (runc 1.3.3): an entry replaces that device's rule and
+/// leaves the others; a rate of 0 removes the rule. The record keeps the merged lists.
+pub fn update_per_device_block_io() -> TestResult {
+    let disks = block_devices();
+    let Some(&(major, minor)) = disks.first() else {
+        return crate::harness::skip("no block device to throttle");
+    };
+    let ctx = Ctx::new("updblk")?;
+    let id = ctx.id();
+    let dev = |rate: u64| json!([{"major": major, "minor": minor, "rate": rate}]);
+    let b = bundle(
+        &ctx,
+        "sleep 100",
+        &id,
+        json!({"blockIO": {"throttleReadBpsDevice": dev(1 << 20),
+                           "throttleWriteIOPSDevice": dev(100)}}),
+    );
+    b.save();
+    assert_eq!(ctx.run_detached(&b, &id), 0);
+    let update = |res: Value| {
+        let f = ctx.base.join("res.json");
+        std::fs::write(&f, res.to_string()).unwrap();
+        let out = ctx
+            .cmd()
+            .args(["update", "-r"])
+            .arg(&f)
+            .arg(&id)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let blkio = dir(&id, "blkio");
+    let io = dir(&id, "io");
+    let rules = || {
+        if is_v1("blkio") {
+            ["read_bps_device", "read_iops_device", "write_iops_device"]
+                .map(|f| read(blkio.join(format!("blkio.throttle.{f}"))))
+                .join("|")
+        } else {
+            read(io.join("io.max"))
+        }
+    };
+    let d = format!("{major}:{minor}");
+    update(json!({"blockIO": {"throttleReadBpsDevice": dev(2 << 20),
+                              "throttleReadIOPSDevice": dev(50)}}));
+    let want = if is_v1("blkio") {
+        format!("{d} 2097152|{d} 50|{d} 100")
+    } else {
+        format!("{d} rbps=2097152 wbps=max riops=50 wiops=100")
+    };
+    assert_eq!(rules(), want);
+    update(json!({"blockIO": {"throttleWriteIOPSDevice": dev(0)}}));
+    let want = if is_v1("blkio") {
+        format!("{d} 2097152|{d} 50|")
+    } else {
+        format!("{d} rbps=2097152 wbps=max riops=50 wiops=max")
+    };
+    assert_eq!(rules(), want, "rate 0 lifts the rule");
+    let saved = std::fs::read_to_string(ctx.root.join(&id).join("state.json")).unwrap();
+    let saved: Value = serde_json::from_str(&saved).unwrap();
+    let res = &saved["resources"]["blockIO"];
+    assert_eq!(res["throttleReadBpsDevice"], dev(2 << 20), "{saved}");
+    assert_eq!(res["throttleReadIOPSDevice"], dev(50), "{saved}");
+    assert!(
+        res["throttleWriteIOPSDevice"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{saved}"
+    );
+    // Another disk's rule joins the list; the first disk's stays in the record.
+    if let Some(&(major, minor)) = disks.get(1) {
+        let other = json!([{"major": major, "minor": minor, "rate": 4096}]);
+        update(json!({"blockIO": {"throttleReadBpsDevice": other}}));
+        let saved = std::fs::read_to_string(ctx.root.join(&id).join("state.json")).unwrap();
+        let saved: Value = serde_json::from_str(&saved).unwrap();
+        let list = &saved["resources"]["blockIO"]["throttleReadBpsDevice"];
+        assert_eq!(list, &json!([dev(2 << 20)[0], other[0]]));
+    }
+    ctx.chitin_ok(&["delete", "-f", &id]);
+    Ok(())
+}

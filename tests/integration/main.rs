@@ -102,6 +102,7 @@ fn main() {
         cgroups::pause_a_created_container,
         cgroups::update_changes_limits,
         cgroups::update_from_the_merged_resources,
+        cgroups::update_per_device_block_io,
         cgroups::ps_lists_the_container,
         cgroups::stats_event,
         cgroups::unsupported_resources_are_refused,

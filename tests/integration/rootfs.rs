@@ -290,7 +290,9 @@ pub fn sysctls_apply_in_the_container() -> TestResult {
     let (code, _, err) = ctx.run(&b, &ctx.id());
     assert_ne!(code, 0);
     assert!(
-        err.contains("linux.sysctl[\\\"user.max_user_namespaces\\\"]: needs a private user namespace"),
+        err.contains(
+            "linux.sysctl[\\\"user.max_user_namespaces\\\"]: needs a private user namespace"
+        ),
         "{err}"
     );
     b.config["linux"]["namespaces"]
