@@ -166,10 +166,10 @@ pub struct UpdateFlags {
     pub kernel_memory_tcp: Option<String>,
     #[arg(long = "pids-limit", allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
-    /// Intel RDT (not supported; refused).
+    /// The L3 cache schema of the container's resctrl group ("L3:0=ff;1=ff").
     #[arg(long = "l3-cache-schema")]
     pub l3_cache_schema: Option<String>,
-    /// Intel RDT (not supported; refused).
+    /// The memory bandwidth schema of the container's resctrl group ("MB:0=50;1=50").
     #[arg(long = "mem-bw-schema")]
     pub mem_bw_schema: Option<String>,
 }

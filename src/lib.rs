@@ -20,6 +20,7 @@ pub mod netdev;
 pub mod plan;
 pub mod profiles;
 pub mod pty;
+pub mod resctrl;
 pub mod seccomp;
 pub mod selfexe;
 pub mod state;

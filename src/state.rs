@@ -91,6 +91,10 @@ pub struct Record {
     /// What `start` does before the container runs (edits::Action).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<chitin_devices::Action>,
+    /// The resctrl group (linux.intelRdt), which exec'd processes join and delete removes if
+    /// chitin made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intel_rdt: Option<crate::resctrl::RdtGroup>,
     /// SR-IOV VFs' settings as they were before create changed them, put back by delete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vfs: Vec<crate::netdev::vf::VfState>,

@@ -12,7 +12,7 @@ use crate::cgroup::{CgroupError, Ctl, freezer, stats};
 use crate::cli::UpdateFlags;
 use crate::container::{ContainerError, io_ctx};
 use crate::plan::resources::Resources;
-use crate::state::{StateDir, Status};
+use crate::state::{Record, StateDir, Status};
 
 fn running(dir: &StateDir, r: &crate::state::Record, what: &str) -> Result<Status, ContainerError> {
     match dir.status(r) {
@@ -145,6 +145,43 @@ fn merge(base: &mut Value, new: Value) {
     }
 }
 
+/// `--l3-cache-schema` and `--mem-bw-schema`: the container's resctrl group with the text for
+/// its schemata. Refused, as runc 1.4 does, for a container made without linux.intelRdt.
+fn rdt_schemata<'a>(
+    f: &UpdateFlags,
+    r: &'a Record,
+) -> Result<Option<(&'a crate::resctrl::RdtGroup, String)>, ContainerError> {
+    let lines: Vec<&str> = [&f.l3_cache_schema, &f.mem_bw_schema]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    if f.mem_bw_schema
+        .as_ref()
+        .is_some_and(|m| !m.starts_with("MB:") || m.contains('\n'))
+    {
+        return Err(ContainerError::Status(
+            "--mem-bw-schema: one line starting with \"MB:\"".into(),
+        ));
+    }
+    let group = r.intel_rdt.as_ref().ok_or_else(|| {
+        ContainerError::Status(
+            "--l3-cache-schema/--mem-bw-schema: the container was made without linux.intelRdt"
+                .into(),
+        )
+    })?;
+    // Only resctrl's root has info/: closID "/", whose schemata are the host's.
+    if group.dir.join("info").is_dir() {
+        return Err(ContainerError::Status(
+            "--l3-cache-schema/--mem-bw-schema: the container is in resctrl's root group, whose schemata are the host's".into(),
+        ));
+    }
+    Ok(Some((group, lines.join("\n"))))
+}
+
 /// The resources that `update`'s flags ask for, as runtime-spec JSON.
 fn from_flags(f: &UpdateFlags) -> Result<Value, ContainerError> {
     let mut v = json!({});
@@ -194,11 +231,6 @@ fn from_flags(f: &UpdateFlags) -> Result<Value, ContainerError> {
             set(&["memory", key], json!(ram_in_bytes(flag, s)?));
         }
     }
-    if f.l3_cache_schema.is_some() || f.mem_bw_schema.is_some() {
-        return Err(ContainerError::Status(
-            "--l3-cache-schema/--mem-bw-schema: Intel RDT is not supported".into(),
-        ));
-    }
     Ok(v)
 }
 
@@ -236,6 +268,7 @@ pub fn update(root: &Path, id: &str, f: &UpdateFlags) -> Result<(), ContainerErr
     let dir = StateDir::open(root, id)?;
     let mut r = dir.read()?;
     running(&dir, &r, "update")?;
+    let rdt = rdt_schemata(f, &r)?;
     let mut delta = delta;
     unlimited_swap_with_memory(&mut delta, &r.cgroup);
     let mut merged =
@@ -276,6 +309,9 @@ pub fn update(root: &Path, id: &str, f: &UpdateFlags) -> Result<(), ContainerErr
     // systemd's properties first, as runc: the files then have the last word.
     set_unit_properties(&r.cgroup, &view, &kind)?;
     resources::apply(&r.cgroup, &writes)?;
+    if let Some((group, text)) = rdt {
+        group.set_schemata(&text)?;
+    }
     r.resources = Some(merged);
     dir.write(&r)?;
     Ok(())

@@ -202,6 +202,9 @@ pub fn exec(root: &Path, id: &str, req: &ExecRequest) -> Result<i32, ContainerEr
     placement
         .add(pid, into_cgroup)
         .map_err(|e| kill(e.into()))?;
+    if let Some(r) = &record.intel_rdt {
+        r.add(pid).map_err(|e| kill(e.into()))?;
+    }
     crate::logger::trace!("exec: cloned {pid} (into its cgroup by clone3: {into_cgroup})");
     until_exec(parent_end.as_fd(), &plan, &record, seccomp.as_ref()).map_err(kill)?;
     crate::logger::trace!("exec: {pid} execs {:?}", plan.process.args);

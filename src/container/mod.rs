@@ -37,6 +37,8 @@ pub enum ContainerError {
     Tpm(#[from] crate::tpm::TpmError),
     #[error(transparent)]
     NetDev(#[from] crate::netdev::NetDevError),
+    #[error(transparent)]
+    Rdt(#[from] crate::resctrl::RdtError),
     #[error("container init: {0}")]
     Init(#[from] crate::sync::ExpectError),
     #[error("{what}: {source}")]
@@ -161,6 +163,9 @@ pub fn destroy(dir: StateDir, r: &Record, hooks_cwd: Option<&Path>) -> Result<()
         }
     }
     r.cgroup.remove()?;
+    if let Some(g) = &r.intel_rdt {
+        g.remove()?;
+    }
     dir.remove()?;
     Ok(())
 }

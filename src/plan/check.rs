@@ -2,8 +2,6 @@
 //! namespaces that sysctls, the hostname, id maps, time offsets and masks need; and the fields
 //! chitin refuses.
 
-use oci_spec::runtime::Spec;
-
 use super::host::Host;
 use super::{Namespaces, NsKind, OCI_MAJOR, Plan, PlanError};
 
@@ -149,18 +147,6 @@ pub fn version(version: &str) -> Result<(), PlanError> {
         )),
         Some(_) => Ok(()),
     }
-}
-
-/// Fields chitin cannot honour yet are refused, never silently ignored.
-pub fn unsupported(spec: &Spec) -> Result<(), PlanError> {
-    if spec
-        .linux()
-        .as_ref()
-        .is_some_and(|l| l.intel_rdt().is_some())
-    {
-        return Err(PlanError::unsupported("linux.intelRdt"));
-    }
-    Ok(())
 }
 
 /// Sysctls are only allowed when the namespace they belong to is the container's own.

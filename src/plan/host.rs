@@ -30,6 +30,10 @@ pub trait Host {
     fn is_root(&self) -> bool;
     /// The index of a network interface in the runtime's network namespace.
     fn interface_index(&self, name: &str) -> Option<u32>;
+    /// Where resctrl is mounted, if it is.
+    fn resctrl_root(&self) -> Option<PathBuf>;
+    /// A small file of the host's pseudo-filesystems.
+    fn read_file(&self, path: &Path) -> io::Result<String>;
 }
 
 /// Where the kernel answers "is this a valid context?": a write that fails with EINVAL if not.
@@ -119,6 +123,14 @@ impl Host for RealHost {
         // SAFETY: a NUL-terminated name that outlives the call.
         Some(unsafe { libc::if_nametoindex(name.as_ptr()) }).filter(|i| *i != 0)
     }
+
+    fn resctrl_root(&self) -> Option<PathBuf> {
+        crate::resctrl::mount_point()
+    }
+
+    fn read_file(&self, path: &Path) -> io::Result<String> {
+        std::fs::read_to_string(path)
+    }
 }
 
 #[cfg(test)]
@@ -145,6 +157,8 @@ mod fake {
         pub rlimit_ceilings: BTreeMap<i32, u64>,
         pub rootless: bool,
         pub interfaces: BTreeSet<String>,
+        /// Where resctrl is mounted.
+        pub resctrl: Option<PathBuf>,
     }
 
     impl FakeHost {
@@ -214,6 +228,15 @@ mod fake {
         fn interface_index(&self, name: &str) -> Option<u32> {
             let i = self.interfaces.iter().position(|n| n == name)?;
             Some(i as u32 + 2)
+        }
+        fn resctrl_root(&self) -> Option<PathBuf> {
+            self.resctrl.clone()
+        }
+        fn read_file(&self, path: &Path) -> io::Result<String> {
+            self.files
+                .get(path)
+                .cloned()
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod exec;
 mod hooks;
 pub mod host;
 mod idmap;
+pub mod intel_rdt;
 pub mod lsm;
 pub mod mount_options;
 mod mounts;
@@ -124,6 +125,8 @@ pub struct Plan {
     /// `linux.resources` but the device rules.
     pub resources: Option<resources::Resources>,
     pub device_rules: Vec<DeviceRule>,
+    /// linux.intelRdt: the resctrl group and what to write to it.
+    pub intel_rdt: Option<intel_rdt::RdtPlan>,
     pub seccomp: Option<crate::seccomp::Profile>,
     /// What providers asked for beyond the config (a measurement), done by `start`.
     pub actions: Vec<crate::edits::Action>,
@@ -213,7 +216,6 @@ impl Plan {
     ) -> Result<Plan, PlanError> {
         let spec = &config.spec;
         check::version(spec.version())?;
-        check::unsupported(spec)?;
         let root = spec
             .root()
             .as_ref()
@@ -273,6 +275,9 @@ impl Plan {
             cgroup,
             resources: resources(&linux)?,
             device_rules: devices::rules(&linux)?,
+            intel_rdt: (linux.intel_rdt().as_ref())
+                .map(|r| intel_rdt::plan(r, id, host))
+                .transpose()?,
             seccomp: config
                 .seccomp
                 .clone()

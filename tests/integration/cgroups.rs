@@ -1095,3 +1095,40 @@ pub fn update_per_device_block_io() -> TestResult {
     ctx.chitin_ok(&["delete", "-f", &id]);
     Ok(())
 }
+
+/// linux.intelRdt where no resctrl is mounted: refused naming the field, before anything is
+/// made (the groups themselves are tested on a fake resctrl tree: src/resctrl, plan::intel_rdt).
+/// `update --l3-cache-schema` of a container made without it is refused too, as by runc 1.4.
+pub fn intel_rdt_without_resctrl() -> TestResult {
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(" - resctrl ");
+    if mounted {
+        return skip("resctrl is mounted here: the refusal needs a host without it");
+    }
+    let ctx = Ctx::new("rdt")?;
+    let id = ctx.id();
+    let mut b = bundle(&ctx, "sleep 100", &id, json!({}));
+    b.config["linux"]["intelRdt"] = json!({"l3CacheSchema": "L3:0=f"});
+    b.save();
+    let (code, err) = ctx.create(&b, &id, &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("linux.intelRdt: no resctrl filesystem is mounted"),
+        "{err}"
+    );
+    assert!(!ctx.root.join(&id).exists());
+    assert!(!dir(&id, "memory").exists());
+
+    b.config["linux"]
+        .as_object_mut()
+        .unwrap()
+        .remove("intelRdt");
+    assert_eq!(ctx.run_detached(&b, &id), 0);
+    let out = ctx.chitin(&["update", "--l3-cache-schema", "L3:0=f", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("made without linux.intelRdt"), "{err}");
+    ctx.chitin_ok(&["delete", "-f", &id]);
+    Ok(())
+}

@@ -103,6 +103,7 @@ fn main() {
         cgroups::update_changes_limits,
         cgroups::update_from_the_merged_resources,
         cgroups::update_per_device_block_io,
+        cgroups::intel_rdt_without_resctrl,
         cgroups::ps_lists_the_container,
         cgroups::stats_event,
         cgroups::unsupported_resources_are_refused,

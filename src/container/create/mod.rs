@@ -37,6 +37,8 @@ struct Undo {
     net: Option<crate::netdev::Attached>,
     /// SR-IOV VFs' settings made, which go back on drop.
     vfs: Option<crate::netdev::vf::Configured>,
+    /// The resctrl group, removed on drop where chitin made it.
+    rdt: Option<crate::resctrl::RdtGroup>,
 }
 
 impl Drop for Undo {
@@ -50,6 +52,9 @@ impl Drop for Undo {
         }
         if let Some(p) = self.placement.take() {
             let _ = p.remove();
+        }
+        if let Some(r) = self.rdt.take() {
+            let _ = r.remove();
         }
         if let Some(d) = self.dir.take() {
             let _ = d.remove();
@@ -120,6 +125,7 @@ fn prepare(
         pid: None,
         net: None,
         vfs: None,
+        rdt: None,
     };
     let dir = undo.dir.as_ref().expect("just set");
     // The record, with the cgroup to be made, comes first: `delete -f` can then clean up after
@@ -138,6 +144,11 @@ fn prepare(
             None
         }
     };
+    if let Some(r) = &plan.intel_rdt {
+        // In the record already: `delete -f` removes what a killed create made.
+        undo.rdt = Some(r.group.clone());
+        r.group.make(&r.schemata)?;
+    }
     undo.vfs = configure_vfs(plan, &mut record, dir)?;
     Ok(Prepared {
         undo,
@@ -219,6 +230,7 @@ fn record(config: &Config, plan: &Plan, cgroup: Placement) -> Record {
         // Joined counts as shared, as in runc.
         shares_pid_ns: !plan.namespaces.is_new(NsKind::Pid),
         actions: plan.actions.clone(),
+        intel_rdt: plan.intel_rdt.as_ref().map(|r| r.group.clone()),
         vfs: Vec::new(),
     }
 }
@@ -295,6 +307,9 @@ fn launch(
     } else {
         p.record.cgroup.add(pid, into_cgroup)?;
     }
+    if let Some(r) = &p.record.intel_rdt {
+        r.add(pid)?;
+    }
     if let Some(adj) = plan.process.oom_score_adj {
         let proc = crate::fsutil::open_proc(Path::new("/proc")).map_err(io_ctx("/proc"))?;
         let file = format!("{pid}/oom_score_adj");
@@ -328,6 +343,7 @@ fn finish(
     trace!("created {}: init {pid} waits for start", p.record.id);
     p.undo.pid = None;
     p.undo.placement = None;
+    p.undo.rdt = None;
     if let Some(net) = p.undo.net.take() {
         net.keep();
     }
