@@ -85,7 +85,7 @@ pub fn plan(
     )?;
     if let Some(l) = linux {
         (tuning.personality, tuning.memory_policy) =
-            super::tuning::container(l.personality().as_ref(), l.memory_policy().as_ref())?;
+            super::tuning::container(l.personality().as_ref(), l.memory_policy().as_ref(), host)?;
     }
     Ok(ProcessPlan {
         args,

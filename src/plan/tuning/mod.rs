@@ -8,7 +8,10 @@ use oci_spec::runtime::{
     MemoryPolicyModeType, Scheduler,
 };
 
+use std::path::Path;
+
 use super::PlanError;
+use super::host::Host;
 
 /// The largest CPU or node number a list may name (the kernel's NR_CPUS is at most 8192).
 pub const MAX_CPUS: usize = 8192;
@@ -92,6 +95,7 @@ pub fn parse_list(field: &str, text: &str) -> Result<Mask, PlanError> {
 pub fn container(
     personality: Option<&LinuxPersonality>,
     policy: Option<&LinuxMemoryPolicy>,
+    host: &dyn Host,
 ) -> Result<(Option<u32>, Option<MemPolicy>), PlanError> {
     let persona = personality
         .map(|p| {
@@ -107,7 +111,57 @@ pub fn container(
             })
         })
         .transpose()?;
-    Ok((persona, policy.map(memory_policy).transpose()?))
+    let policy = policy.map(memory_policy).transpose()?;
+    if let Some(p) = &policy {
+        online_nodes(host, &p.nodes)?;
+    }
+    Ok((persona, policy))
+}
+
+/// A memory policy needs a kernel with NUMA, and names only nodes it has online.
+fn online_nodes(host: &dyn Host, nodes: &Mask) -> Result<(), PlanError> {
+    let field = "linux.memoryPolicy";
+    let online = host.read_file(Path::new(ONLINE_NODES)).map_err(|_| {
+        PlanError::field(
+            field,
+            "this kernel has no NUMA memory policies (CONFIG_NUMA)",
+        )
+    })?;
+    let online = parse_list(ONLINE_NODES, online.trim())?;
+    let missing = (0..nodes.0.len() * 64)
+        .filter(|n| nodes.0[n / 64] & 1 << (n % 64) != 0)
+        .find(|n| online.0.get(n / 64).is_none_or(|w| w & 1 << (n % 64) == 0));
+    match missing {
+        Some(n) => Err(PlanError::field(
+            &format!("{field}.nodes"),
+            format!("node {n} is not online (online: {})", online_text(&online)),
+        )),
+        None => Ok(()),
+    }
+}
+
+const ONLINE_NODES: &str = "/sys/devices/system/node/online";
+
+/// A mask as a list ("0-1,4").
+fn online_text(m: &Mask) -> String {
+    let set: Vec<usize> = (0..m.0.len() * 64)
+        .filter(|n| m.0[n / 64] & 1 << (n % 64) != 0)
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < set.len() {
+        let start = set[i];
+        while i + 1 < set.len() && set[i + 1] == set[i] + 1 {
+            i += 1;
+        }
+        out.push(if set[i] == start {
+            start.to_string()
+        } else {
+            format!("{start}-{}", set[i])
+        });
+        i += 1;
+    }
+    out.join(",")
 }
 
 /// The process's own fields.

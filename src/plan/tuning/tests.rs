@@ -143,7 +143,8 @@ fn memory_policies() {
 
 #[test]
 fn personality_and_its_flags() {
-    let persona = |v: Value| container(Some(&serde_json::from_value(v).unwrap()), None);
+    let host = crate::plan::host::FakeHost::bundle();
+    let persona = |v: Value| container(Some(&serde_json::from_value(v).unwrap()), None, &host);
     assert_eq!(persona(json!({"domain": "LINUX32"})).unwrap().0, Some(8));
     assert_eq!(persona(json!({"domain": "LINUX"})).unwrap().0, Some(0));
     assert!(err(persona(json!({"domain": "LINUX", "flags": ["X"]}))).contains("personality.flags"));
@@ -180,4 +181,23 @@ fn scheduler_flags_spelled_as_the_runtime_spec() {
     let mut back = json!({"scheduler": serde_json::to_value(&parsed).unwrap()});
     respell_sched_flags(&mut back, Spelling::RuntimeSpec);
     assert_eq!(back["scheduler"]["flags"], spec["flags"]);
+}
+
+#[test]
+fn memory_policy_nodes_are_online() {
+    let mut host = crate::plan::host::FakeHost::bundle();
+    let policy = |h: &crate::plan::host::FakeHost, v: Value| {
+        container(None, Some(&serde_json::from_value(v).unwrap()), h)
+    };
+    let bind = json!({"mode": "MPOL_BIND", "nodes": "0,2"});
+    assert!(err(policy(&host, bind.clone())).contains("no NUMA memory policies"));
+    host.files.insert(ONLINE_NODES.into(), "0-1,3\n".into());
+    let e = err(policy(&host, bind));
+    assert!(
+        e.contains("linux.memoryPolicy.nodes: node 2 is not online (online: 0-1,3)"),
+        "{e}"
+    );
+    let ok = policy(&host, json!({"mode": "MPOL_INTERLEAVE", "nodes": "0-1,3"})).unwrap();
+    assert_eq!(ok.1.unwrap().nodes, Mask(vec![0b1011]));
+    assert!(policy(&host, json!({"mode": "MPOL_LOCAL"})).is_ok());
 }
