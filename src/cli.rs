@@ -243,6 +243,11 @@ pub enum Command {
     },
     /// Print what this runtime supports, as runtime-spec features JSON.
     Features,
+    /// The performance profiles shipped with chitin (org.chitin.profile.performance=NAME).
+    Profile {
+        #[command(subcommand)]
+        what: ProfileCommand,
+    },
     /// Run a process in a running container.
     Exec {
         #[command(flatten)]
@@ -278,6 +283,20 @@ pub enum Command {
         #[arg(long, default_value = "5s")]
         interval: String,
         id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProfileCommand {
+    /// The shipped profiles and what each asks for.
+    List,
+    /// What a profile resolves to on this host, as runtime-spec fields; nothing is created.
+    Explain {
+        name: String,
+        /// The fields of this bundle's config with the profile applied, as create would save
+        /// them.
+        #[arg(short = 'b', long)]
+        bundle: Option<PathBuf>,
     },
 }
 

@@ -126,6 +126,7 @@ fn command(
             }
         })?,
         Command::Features => print(&format!("{}\n", commands::features::render()))?,
+        Command::Profile { what } => print(&commands::profile::run(&what, cdi)?)?,
         Command::Exec { flags, id, command } => {
             return Ok(container::exec(
                 root,

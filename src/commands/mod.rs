@@ -3,6 +3,7 @@
 pub mod cgroups;
 pub mod exec;
 pub mod features;
+pub mod profile;
 pub mod signals;
 pub mod spec;
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use oci_spec::runtime::{Hooks, Linux, LinuxCpu, LinuxResources, Process, Spec};
+use oci_spec::runtime::{Hooks, Linux, LinuxCpu, LinuxMemory, LinuxResources, Process, Spec};
 
 use super::{Edit, Edits, HookPhase, Origin, Precedence, Provenance};
 use crate::plan::PlanError;
@@ -48,6 +48,16 @@ impl Merge {
         // Without a process there is nothing to add to: the planner refuses the config.
         if let Some(mut p) = spec.process().clone() {
             self.process(&mut p, e.env, e.rlimits, e.additional_gids, &src)?;
+            if let Some(s) = e.scheduler {
+                let mut v = p.scheduler().clone();
+                self.value("process.scheduler", &mut v, s, &src)?;
+                p.set_scheduler(v);
+            }
+            if let Some(io) = e.io_priority {
+                let mut v = *p.io_priority();
+                self.value("process.ioPriority", &mut v, io, &src)?;
+                p.set_io_priority(v);
+            }
             spec.set_process(Some(p));
         }
         Ok(())
@@ -101,6 +111,18 @@ impl Merge {
             self.value("linux.resources.cpu.mems", &mut v, mems, src)?;
             cpu.set_mems(v);
             res.set_cpu(Some(cpu));
+        }
+        if let Some(limit) = e.memory_limit.take() {
+            let mut mem = (*res.memory()).unwrap_or_else(empty::<LinuxMemory>);
+            let mut v = mem.limit();
+            self.value("linux.resources.memory.limit", &mut v, limit, src)?;
+            mem.set_limit(v);
+            res.set_memory(Some(mem));
+        }
+        if let Some(policy) = e.memory_policy.take() {
+            let mut v = linux.memory_policy().clone();
+            self.value("linux.memoryPolicy", &mut v, policy, src)?;
+            linux.set_memory_policy(v);
         }
         if res != empty() || linux.resources().is_some() {
             linux.set_resources(Some(res));
@@ -253,11 +275,11 @@ impl Merge {
     }
 
     /// A single value: the same rules, its path the key.
-    fn value(
+    fn value<T: PartialEq>(
         &mut self,
         path: &'static str,
-        current: &mut Option<String>,
-        new: String,
+        current: &mut Option<T>,
+        new: T,
         src: &Source,
     ) -> Result<(), PlanError> {
         match (current.as_ref(), self.values.get(path)) {

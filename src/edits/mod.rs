@@ -23,6 +23,7 @@
 mod defaults;
 mod devices;
 mod merge;
+mod performance;
 #[cfg(test)]
 mod tests;
 
@@ -30,8 +31,8 @@ use std::fmt;
 use std::rc::Rc;
 
 use oci_spec::runtime::{
-    Hook, LinuxDevice, LinuxDeviceCgroup, LinuxHugepageLimit, LinuxNetDevice, LinuxRdma, Mount,
-    PosixRlimit,
+    Hook, LinuxDevice, LinuxDeviceCgroup, LinuxHugepageLimit, LinuxIOPriority, LinuxMemoryPolicy,
+    LinuxNetDevice, LinuxRdma, Mount, PosixRlimit, Scheduler,
 };
 
 use crate::plan::{Config, PlanError};
@@ -39,6 +40,7 @@ use crate::plan::{Config, PlanError};
 pub use chitin_devices::{Action, HookPhase};
 pub use defaults::Defaults;
 pub use devices::Devices;
+pub use performance::Performance;
 
 /// Where an injected item came from, as an error shows it: "chitin's default devices", "CDI
 /// vendor.com/gpu=0, /etc/cdi/vendor.json".
@@ -80,6 +82,13 @@ pub struct Edits {
     /// The cpus and memory nodes to pin the container to: linux.resources.cpu's `cpus` and
     /// `mems`, each a key of its own.
     pub cpuset: Option<(String, String)>,
+    /// linux.resources.memory.limit, a key of its own.
+    pub memory_limit: Option<i64>,
+    /// linux.memoryPolicy, one value.
+    pub memory_policy: Option<LinuxMemoryPolicy>,
+    /// process.scheduler and process.ioPriority, one value each.
+    pub scheduler: Option<Scheduler>,
+    pub io_priority: Option<LinuxIOPriority>,
     /// What the runtime is to do that is not config (a measurement); the same action twice is
     /// done once.
     pub actions: Vec<Action>,
@@ -148,9 +157,13 @@ impl Provenance {
 }
 
 /// The built-in providers, in their order: chitin's defaults, then the devices crate's, which
-/// read CDI specs from `cdi_dirs` (None: CDI's own directories).
+/// read CDI specs from `cdi_dirs` (None: CDI's own directories), then performance profiles.
 pub fn builtin(cdi_dirs: Option<&[std::path::PathBuf]>) -> Vec<Box<dyn Provider>> {
-    vec![Box::new(Defaults), Box::new(Devices::real(cdi_dirs))]
+    vec![
+        Box::new(Defaults),
+        Box::new(Devices::real(cdi_dirs)),
+        Box::new(Performance::real()),
+    ]
 }
 
 /// Applies the providers' edits to `config`, in order (each sees the config as the earlier ones

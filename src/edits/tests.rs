@@ -408,3 +408,65 @@ fn plan_err(c: &Config) -> PlanError {
     )
     .unwrap_err()
 }
+
+/// A performance profile's fields replace the config's, each with the profile as its origin; a
+/// device's NUMA pinning that differs is refused, naming both.
+#[test]
+fn a_performance_profile_replaces_the_config_s_fields() {
+    let host = crate::plan::topology::tests::two_nodes_smt();
+    let mut v = base();
+    v["annotations"] = json!({"org.chitin.profile.performance": "latency-pinned"});
+    v["linux"]["resources"] =
+        json!({"cpu": {"cpus": "0-15", "mems": "0-1"}, "memory": {"limit": 1 << 20}});
+    let mut c = config(v.clone());
+    let prov = apply(
+        &mut c,
+        &[Box::new(Performance::on(host)) as Box<dyn Provider>],
+    )
+    .unwrap()
+    .provenance;
+    let spec = serde_json::to_value(&c.spec).unwrap();
+    assert_eq!(
+        spec["linux"]["resources"]["cpu"],
+        json!({"cpus": "0-3", "mems": "0"})
+    );
+    assert_eq!(spec["linux"]["resources"]["memory"]["limit"], 8i64 << 30);
+    assert_eq!(
+        spec["linux"]["memoryPolicy"],
+        json!({"mode": "MPOL_BIND", "nodes": "0"})
+    );
+    assert_eq!(
+        spec["process"]["scheduler"],
+        json!({"policy": "SCHED_FIFO", "priority": 10})
+    );
+    for field in [
+        "linux.resources.cpu.cpus",
+        "linux.memoryPolicy",
+        "process.scheduler",
+    ] {
+        assert_eq!(
+            prov.origin_of(field).map(|o| o.0.as_str()),
+            Some("performance profile latency-pinned"),
+            "{field}"
+        );
+    }
+    let numa = cdi(
+        "vfio",
+        Precedence::Replace,
+        Edits {
+            cpuset: Some(("8-15".into(), "1".into())),
+            ..Edits::default()
+        },
+    );
+    let mut c = config(v);
+    let host = crate::plan::topology::tests::two_nodes_smt();
+    let e = apply(&mut c, &[numa, Box::new(Performance::on(host))])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("linux.resources.cpu.cpus")
+            && e.contains("CDI vfio")
+            && e.contains("performance profile latency-pinned"),
+        "{e}"
+    );
+}

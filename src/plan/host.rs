@@ -34,6 +34,8 @@ pub trait Host {
     fn resctrl_root(&self) -> Option<PathBuf>;
     /// A small file of the host's pseudo-filesystems.
     fn read_file(&self, path: &Path) -> io::Result<String>;
+    /// The names in a directory of the host's pseudo-filesystems.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
 }
 
 /// Where the kernel answers "is this a valid context?": a write that fails with EINVAL if not.
@@ -130,6 +132,12 @@ impl Host for RealHost {
 
     fn read_file(&self, path: &Path) -> io::Result<String> {
         std::fs::read_to_string(path)
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        std::fs::read_dir(path)?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect()
     }
 }
 
@@ -237,6 +245,16 @@ mod fake {
                 .get(path)
                 .cloned()
                 .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+        }
+        fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+            let names: BTreeSet<String> = (self.dirs.iter().chain(self.files.keys()))
+                .filter(|p| p.parent() == Some(path))
+                .filter_map(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
+                .collect();
+            match self.is_dir(path) {
+                true => Ok(names.into_iter().collect()),
+                false => Err(io::Error::from_raw_os_error(libc::ENOENT)),
+            }
         }
     }
 }

@@ -22,8 +22,10 @@ mod mounts;
 mod namespaces;
 pub mod net_devices;
 mod options;
+pub mod perf_profile;
 pub mod process;
 pub mod resources;
+pub mod topology;
 pub mod tuning;
 mod userns;
 

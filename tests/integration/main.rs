@@ -15,6 +15,7 @@ mod lifecycle;
 mod mount_options;
 mod net_devices;
 mod process;
+mod profiles;
 mod reliability;
 mod rootfs;
 mod seccomp;
@@ -54,6 +55,8 @@ fn main() {
         tuning::real_time_within_the_rt_budget,
         tuning::cpu_affinity_of_init_and_exec,
         tuning::bad_tuning_is_refused_by_field,
+        profiles::performance_profile_from_an_annotation,
+        profiles::unmet_profile_fails_first,
         process::capabilities_all_five_sets,
         process::capabilities_runc_accepts,
         process::execute_bit_is_the_kernels_to_check,

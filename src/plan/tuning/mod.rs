@@ -144,24 +144,29 @@ const ONLINE_NODES: &str = "/sys/devices/system/node/online";
 
 /// A mask as a list ("0-1,4").
 fn online_text(m: &Mask) -> String {
-    let set: Vec<usize> = (0..m.0.len() * 64)
-        .filter(|n| m.0[n / 64] & 1 << (n % 64) != 0)
-        .collect();
-    let mut out: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < set.len() {
-        let start = set[i];
-        while i + 1 < set.len() && set[i + 1] == set[i] + 1 {
-            i += 1;
+    format_ids((0..m.0.len() * 64).filter(|n| m.0[n / 64] & 1 << (n % 64) != 0))
+}
+
+/// Ascending ids as a list with ranges, as the kernel writes them ("0-3,8").
+pub fn format_ids(ids: impl IntoIterator<Item = usize>) -> String {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for i in ids {
+        match out.last_mut() {
+            Some((_, end)) if *end + 1 == i => *end = i,
+            _ => out.push((i, i)),
         }
-        out.push(if set[i] == start {
-            start.to_string()
-        } else {
-            format!("{start}-{}", set[i])
-        });
-        i += 1;
     }
-    out.join(",")
+    let parts: Vec<String> = out
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect();
+    parts.join(",")
 }
 
 /// The process's own fields.

@@ -1,0 +1,357 @@
+//! Performance profiles: what a container needs said relative to the host ("2 whole cores on
+//! one NUMA node, memory bound there, 4 of the largest hugepages"), resolved against the host's
+//! topology into plain runtime-spec fields. The profiles chitin ships are in profiles/performance.
+
+use std::collections::BTreeSet;
+
+use oci_spec::runtime::{LinuxIOPriority, LinuxMemoryPolicy, Scheduler};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::PlanError;
+use super::topology::{Cpu, Topology};
+
+/// The annotation that names a shipped profile.
+pub const ANNOTATION: &str = "org.chitin.profile.performance";
+
+/// The shipped profiles, by name.
+pub const SHIPPED: &[(&str, &str)] = &[
+    (
+        "latency-pinned",
+        include_str!("../../profiles/performance/latency-pinned.json"),
+    ),
+    (
+        "throughput",
+        include_str!("../../profiles/performance/throughput.json"),
+    ),
+    (
+        "numa-local-dpdk",
+        include_str!("../../profiles/performance/numa-local-dpdk.json"),
+    ),
+    (
+        "mpi-rank-per-node",
+        include_str!("../../profiles/performance/mpi-rank-per-node.json"),
+    ),
+    (
+        "edge-small",
+        include_str!("../../profiles/performance/edge-small.json"),
+    ),
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Profile {
+    pub description: String,
+    #[serde(default)]
+    pub cpus: Option<CpuRule>,
+    #[serde(default)]
+    pub memory: Option<MemoryRule>,
+    #[serde(default)]
+    pub hugepages: Option<HugepageRule>,
+    #[serde(default)]
+    pub scheduler: Option<Scheduler>,
+    #[serde(default)]
+    pub io_priority: Option<LinuxIOPriority>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CpuRule {
+    /// This many whole cores (every hardware thread of each), all on one NUMA node.
+    #[serde(default)]
+    pub cores: Option<usize>,
+    /// Every core but this many on each node (left to the host's housekeeping).
+    #[serde(default)]
+    pub all_but_per_node: Option<usize>,
+    #[serde(default)]
+    pub isolated: Isolated,
+}
+
+/// Which CPUs the kernel keeps for isolated work (isolcpus=, nohz_full=) may be chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolated {
+    /// Only those.
+    Only,
+    /// Never those.
+    #[default]
+    Avoid,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MemoryRule {
+    #[serde(default)]
+    pub placement: Placement,
+    /// A memory limit of this share of the memory of the nodes used.
+    #[serde(default)]
+    pub percent: Option<u8>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// Bound to the nodes of the chosen CPUs (cpuset mems and MPOL_BIND).
+    #[default]
+    Local,
+    /// Spread page by page over every node (MPOL_INTERLEAVE).
+    Interleave,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HugepageRule {
+    /// This many pages of the largest size the chosen nodes have free.
+    pub largest: u64,
+}
+
+/// A profile resolved for one host: the runtime-spec values it stands for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub cpus: String,
+    pub mems: String,
+    pub memory_policy: Option<LinuxMemoryPolicy>,
+    pub memory_limit: Option<i64>,
+    /// (runtime-spec page size, "2MB"/"1GB"; limit in bytes).
+    pub hugepages: Option<(String, u64)>,
+    pub scheduler: Option<Scheduler>,
+    pub io_priority: Option<LinuxIOPriority>,
+}
+
+fn unmet(name: &str, why: String) -> PlanError {
+    PlanError::field(
+        &format!("annotations[{ANNOTATION:?}]"),
+        format!("{name}: {why}"),
+    )
+}
+
+/// The shipped profile `name`.
+pub fn shipped(name: &str) -> Result<Profile, PlanError> {
+    let (_, text) = SHIPPED.iter().find(|(n, _)| *n == name).ok_or_else(|| {
+        let names: Vec<&str> = SHIPPED.iter().map(|(n, _)| *n).collect();
+        unmet(
+            name,
+            format!("no such profile (chitin ships {})", names.join(", ")),
+        )
+    })?;
+    Ok(serde_json::from_str(text).expect("a shipped profile parses"))
+}
+
+/// `profile` on the machine `t`, or what it needs that the machine lacks.
+pub fn resolve(name: &str, profile: &Profile, t: &Topology) -> Result<Resolved, PlanError> {
+    let cpus = match &profile.cpus {
+        Some(rule) => choose_cpus(name, rule, t)?,
+        None => t.cpus.iter().map(|c| c.id).collect(),
+    };
+    let used: BTreeSet<usize> = t
+        .cpus
+        .iter()
+        .filter(|c| cpus.contains(&c.id))
+        .map(|c| c.node)
+        .collect();
+    let all: BTreeSet<usize> = t.nodes.iter().map(|n| n.id).collect();
+    let placement = profile.memory.as_ref().map(|m| m.placement);
+    let mem_nodes = match placement {
+        Some(Placement::Interleave) => &all,
+        _ => &used,
+    };
+    let memory_policy = placement.map(|p| {
+        let mode = match p {
+            Placement::Local => "MPOL_BIND",
+            Placement::Interleave => "MPOL_INTERLEAVE",
+        };
+        serde_json::from_value(json!({"mode": mode, "nodes": list(mem_nodes)}))
+            .expect("a memory policy")
+    });
+    let node_mem: u64 = t
+        .nodes
+        .iter()
+        .filter(|n| mem_nodes.contains(&n.id))
+        .map(|n| n.mem_bytes)
+        .sum();
+    let memory_limit = profile
+        .memory
+        .as_ref()
+        .and_then(|m| m.percent)
+        // In whole MiB: the kernel would round to its page size, and the saved config should
+        // say what is in force.
+        .map(|p| ((u128::from(node_mem) * u128::from(p.min(100)) / 100) as i64) & !((1 << 20) - 1));
+    let hugepages = profile
+        .hugepages
+        .as_ref()
+        .map(|h| largest_pages(name, h.largest, &used, t))
+        .transpose()?;
+    Ok(Resolved {
+        cpus: list(&cpus),
+        mems: list(mem_nodes),
+        memory_policy,
+        memory_limit,
+        hugepages,
+        scheduler: profile.scheduler.clone(),
+        io_priority: profile.io_priority,
+    })
+}
+
+/// The cores a rule asks for, as CPU ids.
+fn choose_cpus(name: &str, rule: &CpuRule, t: &Topology) -> Result<BTreeSet<usize>, PlanError> {
+    let allowed = |c: &Cpu| c.isolated == (rule.isolated == Isolated::Only);
+    // Whole cores only: every thread of the core may be chosen.
+    let mut cores: Vec<(usize, (u32, u32), Vec<usize>)> = Vec::new();
+    for c in &t.cpus {
+        match cores.iter_mut().find(|(_, k, _)| *k == c.core) {
+            Some((_, _, ids)) => ids.push(c.id),
+            None => cores.push((c.node, c.core, vec![c.id])),
+        }
+    }
+    let whole: Vec<&(usize, (u32, u32), Vec<usize>)> = cores
+        .iter()
+        .filter(|(_, _, ids)| {
+            ids.iter()
+                .all(|id| t.cpus.iter().any(|c| c.id == *id && allowed(c)))
+        })
+        .collect();
+    let kind = match rule.isolated {
+        Isolated::Only => "isolated ",
+        Isolated::Avoid => "",
+    };
+    let per_node = |n: usize| {
+        whole
+            .iter()
+            .filter(|(node, _, _)| *node == n)
+            .collect::<Vec<_>>()
+    };
+    match (rule.cores, rule.all_but_per_node) {
+        (Some(want), None) => {
+            let best = t
+                .nodes
+                .iter()
+                .map(|n| (per_node(n.id).len(), n.id))
+                .max_by_key(|(k, n)| (*k, std::cmp::Reverse(*n)));
+            let fits = t.nodes.iter().find(|n| per_node(n.id).len() >= want);
+            match fits {
+                Some(n) => Ok(per_node(n.id)
+                    .into_iter()
+                    .take(want)
+                    .flat_map(|(_, _, ids)| ids.clone())
+                    .collect()),
+                None => {
+                    let (most, node) = best.unwrap_or((0, 0));
+                    Err(unmet(
+                        name,
+                        format!(
+                            "needs {want} whole {kind}cores on one NUMA node; the most here is {most} (node {node})"
+                        ),
+                    ))
+                }
+            }
+        }
+        (None, Some(keep)) => {
+            let chosen: BTreeSet<usize> = t
+                .nodes
+                .iter()
+                .flat_map(|n| {
+                    per_node(n.id)
+                        .into_iter()
+                        .skip(keep)
+                        .flat_map(|(_, _, ids)| ids.clone())
+                })
+                .collect();
+            if chosen.is_empty() {
+                return Err(unmet(
+                    name,
+                    format!("needs more than {keep} whole {kind}cores on some NUMA node"),
+                ));
+            }
+            Ok(chosen)
+        }
+        _ => Err(unmet(
+            name,
+            "cpus: give one of cores and allButPerNode".into(),
+        )),
+    }
+}
+
+/// `count` pages of the largest size the nodes have that many free of.
+fn largest_pages(
+    name: &str,
+    count: u64,
+    nodes: &BTreeSet<usize>,
+    t: &Topology,
+) -> Result<(String, u64), PlanError> {
+    let mut sizes: Vec<u64> = t
+        .nodes
+        .iter()
+        .flat_map(|n| n.free_hugepages.iter().map(|(s, _)| *s))
+        .collect();
+    sizes.sort();
+    sizes.dedup();
+    let largest = *sizes.last().ok_or_else(|| {
+        unmet(
+            name,
+            "needs hugepages; this host has no hugepage pool".into(),
+        )
+    })?;
+    let free: u64 = t
+        .nodes
+        .iter()
+        .filter(|n| nodes.contains(&n.id))
+        .flat_map(|n| {
+            n.free_hugepages
+                .iter()
+                .filter(|(s, _)| *s == largest)
+                .map(|(_, f)| *f)
+        })
+        .sum();
+    if free < count {
+        return Err(unmet(
+            name,
+            format!(
+                "needs {count} free {} hugepages on node(s) {}; there are {free}",
+                page_size(largest),
+                list(nodes)
+            ),
+        ));
+    }
+    Ok((page_size(largest), count * largest))
+}
+
+/// A page size as the runtime-spec writes it: "2MB", "1GB", "64KB".
+fn page_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{}GB", b >> 30),
+        b if b >= 1 << 20 => format!("{}MB", b >> 20),
+        b => format!("{}KB", b >> 10),
+    }
+}
+
+/// Ids as a list with ranges: "0-3,8".
+pub fn list(ids: &BTreeSet<usize>) -> String {
+    super::tuning::format_ids(ids.iter().copied())
+}
+
+impl Resolved {
+    /// The fields as a runtime-spec fragment, as `profile explain` prints them.
+    pub fn as_json(&self) -> Value {
+        let mut v =
+            json!({"linux": {"resources": {"cpu": {"cpus": self.cpus, "mems": self.mems}}}});
+        if let Some(p) = &self.memory_policy {
+            v["linux"]["memoryPolicy"] = serde_json::to_value(p).expect("serializes");
+        }
+        if let Some(l) = self.memory_limit {
+            v["linux"]["resources"]["memory"] = json!({"limit": l});
+        }
+        if let Some((size, limit)) = &self.hugepages {
+            v["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": size, "limit": limit}]);
+        }
+        if let Some(s) = &self.scheduler {
+            v["process"]["scheduler"] = serde_json::to_value(s).expect("serializes");
+        }
+        if let Some(io) = &self.io_priority {
+            v["process"]["ioPriority"] = serde_json::to_value(io).expect("serializes");
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests;
