@@ -155,7 +155,8 @@ pub fn resolve(name: &str, profile: &Profile, t: &Topology) -> Result<Resolved, 
         Some(Placement::Interleave) => &all,
         _ => &used,
     };
-    let memory_policy = placement.map(|p| {
+    // A kernel without NUMA has no memory policies, and nothing to place.
+    let memory_policy = placement.filter(|_| t.numa).map(|p| {
         let mode = match p {
             Placement::Local => "MPOL_BIND",
             Placement::Interleave => "MPOL_INTERLEAVE",

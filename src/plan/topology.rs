@@ -36,6 +36,8 @@ pub struct Node {
 pub struct Topology {
     pub cpus: Vec<Cpu>,
     pub nodes: Vec<Node>,
+    /// The kernel has NUMA (and so memory policies); without it, one node holds everything.
+    pub numa: bool,
 }
 
 fn read(host: &dyn Host, path: &Path) -> Result<String, PlanError> {
@@ -120,7 +122,7 @@ impl Topology {
                 })
             })
             .collect::<Result<_, PlanError>>()?;
-        Ok(Topology { cpus, nodes })
+        Ok(Topology { cpus, nodes, numa })
     }
 
     pub fn node(&self, id: usize) -> Option<&Node> {

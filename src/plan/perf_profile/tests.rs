@@ -97,3 +97,11 @@ fn what_a_host_lacks_is_named() {
     ));
     assert!(e.contains("no hugepage pool"), "{e}");
 }
+
+#[test]
+fn no_memory_policy_without_numa() {
+    let mut t = Topology::read(&one_node()).unwrap();
+    t.numa = false;
+    let r = resolve("edge-small", &shipped("edge-small").unwrap(), &t).unwrap();
+    assert_eq!((r.mems.as_str(), r.memory_policy), ("0", None));
+}

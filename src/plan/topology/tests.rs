@@ -76,7 +76,7 @@ fn a_kernel_without_numa_is_one_node() {
         h.files.insert(p.into(), t.into());
     }
     let t = Topology::read(&h).unwrap();
-    assert_eq!(t.nodes.len(), 1);
+    assert_eq!((t.nodes.len(), t.numa), (1, false));
     assert_eq!(t.nodes[0].mem_bytes, 2 << 20);
     assert!(t.cpus.iter().all(|c| c.node == 0));
 }
