@@ -111,12 +111,17 @@ impl Topology {
             .iter()
             .map(|&id| {
                 let topo = cpu_dir.join(format!("cpu{id}/topology"));
-                Ok(Cpu {
-                    id,
-                    core: (
+                // A kernel built without SMP has no topology: each CPU is a core of its own.
+                let core = match host.exists(&topo) {
+                    true => (
                         number(host, &topo.join("physical_package_id"))?,
                         number(host, &topo.join("core_id"))?,
                     ),
+                    false => (0, id as u32),
+                };
+                Ok(Cpu {
+                    id,
+                    core,
                     node: node_of[id],
                     isolated: isolated.contains(&id),
                 })
