@@ -61,21 +61,13 @@ fn a_kernel_without_numa_is_one_node() {
     let mut h = crate::plan::host::FakeHost::bundle();
     for (p, t) in [
         ("/sys/devices/system/cpu/online", "0-1"),
-        (
-            "/sys/devices/system/cpu/cpu0/topology/physical_package_id",
-            "0",
-        ),
-        ("/sys/devices/system/cpu/cpu0/topology/core_id", "0"),
-        (
-            "/sys/devices/system/cpu/cpu1/topology/physical_package_id",
-            "0",
-        ),
-        ("/sys/devices/system/cpu/cpu1/topology/core_id", "1"),
         ("/proc/meminfo", "MemTotal:        2048 kB\n"),
     ] {
         h.files.insert(p.into(), t.into());
     }
+    // No topology directories either (a kernel without SMP): each CPU a core of its own.
     let t = Topology::read(&h).unwrap();
+    assert_eq!((t.cpus[0].core, t.cpus[1].core), ((0, 0), (0, 1)));
     assert_eq!((t.nodes.len(), t.numa), (1, false));
     assert_eq!(t.nodes[0].mem_bytes, 2 << 20);
     assert!(t.cpus.iter().all(|c| c.node == 0));
