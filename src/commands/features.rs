@@ -107,6 +107,10 @@ fn annotations() -> Value {
         a.insert(d.key.into(), d.what.into());
     }
     a.insert(
+        crate::plan::perf_profile::ANNOTATION.into(),
+        "NAME: a performance profile shipped with chitin, resolved for this host (chitin profile list)".into(),
+    );
+    a.insert(
         crate::cgroup::systemd::props::ANNOTATION.into(),
         "with --systemd-cgroup: NAME=VALUE sets the unit property NAME (GVariant text; *Sec in seconds)".into(),
     );

@@ -359,7 +359,11 @@ pub fn features_and_version() -> TestResult {
             .as_str()
             .is_some_and(|d| d.contains("--systemd-cgroup"))
     );
-    for a in ["org.chitin.devices.sriov", "org.chitin.devices.rdma"] {
+    for a in [
+        "org.chitin.devices.sriov",
+        "org.chitin.devices.rdma",
+        "org.chitin.profile.performance",
+    ] {
         assert!(
             f["annotations"][a].as_str().is_some_and(|d| !d.is_empty()),
             "{a}"
