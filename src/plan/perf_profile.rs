@@ -197,14 +197,14 @@ pub fn resolve(name: &str, profile: &Profile, t: &Topology) -> Result<Resolved, 
 fn choose_cpus(name: &str, rule: &CpuRule, t: &Topology) -> Result<BTreeSet<usize>, PlanError> {
     let allowed = |c: &Cpu| c.isolated == (rule.isolated == Isolated::Only);
     // Whole cores only: every thread of the core may be chosen.
-    let mut cores: Vec<(usize, (u32, u32), Vec<usize>)> = Vec::new();
+    let mut cores: Vec<(usize, (i64, i64), Vec<usize>)> = Vec::new();
     for c in &t.cpus {
         match cores.iter_mut().find(|(_, k, _)| *k == c.core) {
             Some((_, _, ids)) => ids.push(c.id),
             None => cores.push((c.node, c.core, vec![c.id])),
         }
     }
-    let whole: Vec<&(usize, (u32, u32), Vec<usize>)> = cores
+    let whole: Vec<&(usize, (i64, i64), Vec<usize>)> = cores
         .iter()
         .filter(|(_, _, ids)| {
             ids.iter()

@@ -15,8 +15,9 @@ const NODE: &str = "/sys/devices/system/node";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cpu {
     pub id: usize,
-    /// (package, core id): the hardware threads of one core share it.
-    pub core: (u32, u32),
+    /// (package, core id): the hardware threads of one core share it. Either may be -1, the
+    /// kernel's "unknown" (sparc64's package).
+    pub core: (i64, i64),
     pub node: usize,
     /// isolcpus= or nohz_full=.
     pub isolated: bool,
@@ -117,7 +118,7 @@ impl Topology {
                         number(host, &topo.join("physical_package_id"))?,
                         number(host, &topo.join("core_id"))?,
                     ),
-                    false => (0, id as u32),
+                    false => (0, id as i64),
                 };
                 Ok(Cpu {
                     id,

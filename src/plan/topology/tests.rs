@@ -79,3 +79,15 @@ fn this_machine_reads() {
     assert!(!t.cpus.is_empty() && !t.nodes.is_empty());
     assert!(t.cpus.iter().all(|c| t.node(c.node).is_some()));
 }
+
+#[test]
+fn an_unknown_package_is_minus_one() {
+    // sparc64's kernel says -1 for the package of each CPU.
+    let mut h = one_node();
+    for c in 0..4 {
+        let f = format!("/sys/devices/system/cpu/cpu{c}/topology/physical_package_id");
+        h.files.insert(f.into(), "-1\n".into());
+    }
+    let t = Topology::read(&h).unwrap();
+    assert_eq!((t.cpus[0].core, t.cpus[3].core), ((-1, 0), (-1, 3)));
+}
