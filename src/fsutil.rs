@@ -328,6 +328,17 @@ fn setattr(
     nix::errno::Errno::result(r).map(drop)
 }
 
+/// Each mount of a mountinfo text as (filesystem type, mount point).
+pub fn mounts(mountinfo: &str) -> impl Iterator<Item = (&str, PathBuf)> + '_ {
+    mountinfo.lines().filter_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        Some((
+            right.split(' ').next()?,
+            mountinfo_path(left.split(' ').nth(4)?),
+        ))
+    })
+}
+
 /// A mountinfo path: spaces, tabs, newlines and backslashes are octal escapes there.
 pub fn mountinfo_path(s: &str) -> PathBuf {
     let b = s.as_bytes();

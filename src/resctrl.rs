@@ -92,11 +92,8 @@ pub fn mount_point() -> Option<PathBuf> {
 }
 
 fn mount_point_in(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        let point = left.split(' ').nth(4)?;
-        (right.split(' ').next() == Some("resctrl")).then(|| crate::fsutil::mountinfo_path(point))
-    })
+    crate::fsutil::mounts(mountinfo)
+        .find_map(|(fstype, point)| (fstype == "resctrl").then_some(point))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use nix::sys::stat::{Mode, SFlag, fstat};
 
 use super::{InitContext, InitError, Step, failure};
 use crate::fsutil::{
-    attach_tree, ensure_in_root, fd_path, mount_setattr as setattr, mountinfo_path, open_in_root,
+    attach_tree, ensure_in_root, fd_path, mount_setattr as setattr, mounts, open_in_root,
     open_proc, write_proc,
 };
 use crate::plan::lsm::mount_data;
@@ -397,14 +397,9 @@ fn verified_null(root: BorrowedFd<'_>) -> Result<OwnedFd, InitError> {
 /// already fully visible). Each outside the rootfs is detached, or covered where it cannot be.
 fn hide_host_kernel_filesystems(rootfs: &Path) -> Result<(), InitError> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").step(|| "mountinfo".into())?;
-    let mut targets: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let fstype = right.split(' ').next()?;
-            let mp = mountinfo_path(left.split(' ').nth(4)?);
-            (matches!(fstype, "proc" | "sysfs") && !mp.starts_with(rootfs)).then_some(mp)
-        })
+    let mut targets: Vec<PathBuf> = mounts(&info)
+        .filter(|(fstype, mp)| matches!(*fstype, "proc" | "sysfs") && !mp.starts_with(rootfs))
+        .map(|(_, mp)| mp)
         .collect();
     // Deepest first, so that each is still there when its turn comes.
     targets.sort_by_key(|t| std::cmp::Reverse(t.components().count()));

@@ -76,8 +76,15 @@ pub fn set_affinity(m: &Mask) -> nix::Result<()> {
 }
 
 fn sched_setattr(s: &SchedAttr) -> nix::Result<()> {
+    // The clamps' size (SCHED_ATTR_SIZE_VER1, Linux 5.3) only when a clamp flag asks for them:
+    // an older kernel refuses a larger struct whose extra bytes are not zero (E2BIG).
+    const UTIL_CLAMP: u64 = 0x20 | 0x40;
+    let size = match s.flags & UTIL_CLAMP {
+        0 => std::mem::offset_of!(RawSchedAttr, util_min),
+        _ => std::mem::size_of::<RawSchedAttr>(),
+    };
     let attr = RawSchedAttr {
-        size: std::mem::size_of::<RawSchedAttr>() as u32,
+        size: size as u32,
         policy: s.policy,
         flags: s.flags,
         nice: s.nice,

@@ -51,10 +51,7 @@ fn ids(field: &str, text: &str) -> Result<BTreeSet<usize>, PlanError> {
     if text.is_empty() || text == "(null)" {
         return Ok(BTreeSet::new());
     }
-    let m = parse_list(field, text)?;
-    Ok((0..MAX_CPUS)
-        .filter(|i| m.0.get(i / 64).is_some_and(|w| w & 1 << (i % 64) != 0))
-        .collect())
+    Ok(parse_list(field, text)?.ids().collect())
 }
 
 fn number<T: std::str::FromStr>(host: &dyn Host, path: &Path) -> Result<T, PlanError> {
@@ -129,10 +126,6 @@ impl Topology {
             })
             .collect::<Result<_, PlanError>>()?;
         Ok(Topology { cpus, nodes, numa })
-    }
-
-    pub fn node(&self, id: usize) -> Option<&Node> {
-        self.nodes.iter().find(|n| n.id == id)
     }
 }
 

@@ -295,12 +295,7 @@ pub fn sysctls_apply_in_the_container() -> TestResult {
         ),
         "{err}"
     );
-    b.config["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "user"}));
-    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 1000}]);
-    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 1000}]);
+    in_user_namespace(&mut b);
     assert_eq!(ctx.run_ok(&b), "7\n");
     assert_eq!(
         std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap(),

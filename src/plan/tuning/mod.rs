@@ -36,6 +36,15 @@ impl Mask {
     pub fn is_empty(&self) -> bool {
         self.0.iter().all(|w| *w == 0)
     }
+
+    pub fn contains(&self, id: usize) -> bool {
+        self.0.get(id / 64).is_some_and(|w| w & 1 << (id % 64) != 0)
+    }
+
+    /// The ids in the set, ascending.
+    pub fn ids(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.0.len() * 64).filter(|&i| self.contains(i))
+    }
 }
 
 /// process.execCPUAffinity: the runtime's affinity before the process is in the container's
@@ -128,24 +137,19 @@ fn online_nodes(host: &dyn Host, nodes: &Mask) -> Result<(), PlanError> {
         )
     })?;
     let online = parse_list(ONLINE_NODES, online.trim())?;
-    let missing = (0..nodes.0.len() * 64)
-        .filter(|n| nodes.0[n / 64] & 1 << (n % 64) != 0)
-        .find(|n| online.0.get(n / 64).is_none_or(|w| w & 1 << (n % 64) == 0));
-    match missing {
+    match nodes.ids().find(|&n| !online.contains(n)) {
         Some(n) => Err(PlanError::field(
             &format!("{field}.nodes"),
-            format!("node {n} is not online (online: {})", online_text(&online)),
+            format!(
+                "node {n} is not online (online: {})",
+                format_ids(online.ids())
+            ),
         )),
         None => Ok(()),
     }
 }
 
 const ONLINE_NODES: &str = "/sys/devices/system/node/online";
-
-/// A mask as a list ("0-1,4").
-fn online_text(m: &Mask) -> String {
-    format_ids((0..m.0.len() * 64).filter(|n| m.0[n / 64] & 1 << (n % 64) != 0))
-}
 
 /// Ascending ids as a list with ranges, as the kernel writes them ("0-3,8").
 pub fn format_ids(ids: impl IntoIterator<Item = usize>) -> String {
