@@ -83,6 +83,20 @@ pub const ALLOWED: &[Allow] = &[
         line: "+ domainname\texample.org",
         why: "the other half of the domainname entry",
     },
+    Allow {
+        cases: "runtime-pinned",
+        hosts: ANY,
+        line: "- status\tCpus_allowed_list:\t0",
+        why: "runc 1.1.5 passes its caller's CPU affinity on to the container (runc 1.2.7 and \
+              1.3.1 reset it, as chitin does: since Linux 6.2 an asked-for affinity survives \
+              the move into the cpuset)",
+    },
+    Allow {
+        cases: "runtime-pinned",
+        hosts: ANY,
+        line: "+ status\tCpus_allowed_list:\t*",
+        why: "chitin's half of the entry above: every CPU the cpuset allows",
+    },
     // runc 1.1.5 predates these fields and ignores them (runc 1.2 has the scheduler and I/O
     // priority, 1.4 personality and memory policy); chitin applies each, as
     // tuning::scheduler_io_priority_personality_memory_policy checks from inside.

@@ -80,6 +80,10 @@ pub fn cases(ctx: &Ctx) -> Vec<Case> {
         .unwrap()
         .retain(|n| n["type"] != "network");
     cases.push(Case::new("host-network", host_net));
+    // A runtime its caller pinned to one CPU: the container may still use every CPU.
+    let mut pinned = Case::new("runtime-pinned", plain(runc_spec.clone()));
+    pinned.pinned = true;
+    cases.push(pinned);
 
     let mut cgroupns = plain(runc_spec.clone());
     let ns = cgroupns["linux"]["namespaces"].as_array_mut().unwrap();

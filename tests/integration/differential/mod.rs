@@ -38,6 +38,8 @@ pub struct Case {
     pub holders: Vec<fixtures::Holder>,
     /// Symlinks the image holds: their path in the rootfs and their target.
     pub links: Vec<(&'static str, &'static str)>,
+    /// The runtime is started pinned to CPU 0, as a caller may pin it.
+    pub pinned: bool,
 }
 
 impl Case {
@@ -50,6 +52,7 @@ impl Case {
             prepare: None,
             holders: Vec::new(),
             links: Vec::new(),
+            pinned: false,
         }
     }
 }
@@ -213,7 +216,21 @@ fn merge(mut a: Value, b: Value) -> Value {
 }
 
 fn run_foreground(rt: &Path, root: &Path, case: &Case, bundle: &Path, id: &str) -> Report {
-    let out = Command::new(rt)
+    let mut cmd = Command::new(rt);
+    if case.pinned {
+        // SAFETY: only sched_setaffinity runs between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                let mut cpu0 = nix::sched::CpuSet::new();
+                cpu0.set(0)?;
+                Ok(nix::sched::sched_setaffinity(
+                    nix::unistd::Pid::from_raw(0),
+                    &cpu0,
+                )?)
+            });
+        }
+    }
+    let out = cmd
         .arg("--root")
         .arg(root)
         .args(&case.global)
