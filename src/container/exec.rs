@@ -170,7 +170,12 @@ pub fn exec(root: &Path, id: &str, req: &ExecRequest) -> Result<i32, ContainerEr
         parent_end,
         child_end,
     } = Channels::open(opts, plan.process.terminal)?;
-    let unified_fd = open_cgroup_dir(placement.unified.as_deref())?;
+    // With execCPUAffinity.initial the process starts outside the cgroup, on those CPUs, and is
+    // moved in after (as runc does): cloned straight into it, it would start on the cpuset's.
+    let unified_fd = match plan.process.tuning.affinity.initial {
+        Some(_) => None,
+        None => open_cgroup_dir(placement.unified.as_deref())?,
+    };
     if !opts.detach {
         let _ = super::forwarded_signals().thread_block();
     }
