@@ -240,6 +240,9 @@ pub enum Command {
         /// Add a seccomp profile shipped with chitin, resolved for this machine.
         #[arg(long, value_parser = crate::profiles::SECCOMP_PROFILES.to_vec())]
         seccomp: Option<String>,
+        /// A security profile shipped with chitin: its annotation, and the spec as it leaves it.
+        #[arg(long, value_parser = crate::plan::hardening::names())]
+        profile: Option<String>,
     },
     /// Print what this runtime supports, as runtime-spec features JSON.
     Features,

@@ -104,10 +104,12 @@ pub fn config(data: &[u8]) {
             return assert!(named, "a refusal that names no field: {e}");
         }
     };
-    if let Some(p) = &plan.seccomp {
-        if let Err(e) = crate::seccomp::prepare(p, &plan.annotations) {
-            assert!(e.to_string().starts_with("linux.seccomp"), "{e}");
-        }
+    if let Err(e) = crate::seccomp::prepare(
+        plan.seccomp.as_ref(),
+        plan.seccomp_beneath.as_ref(),
+        &plan.annotations,
+    ) {
+        assert!(e.to_string().starts_with("linux.seccomp"), "{e}");
     }
 }
 

@@ -119,12 +119,12 @@ fn command(
             bundle,
             rootless,
             seccomp,
-        } => commands::spec::write(&bundle, rootless, seccomp.as_deref()).map_err(|source| {
-            Error::Io {
+            profile,
+        } => commands::spec::write(&bundle, rootless, seccomp.as_deref(), profile.as_deref())
+            .map_err(|source| Error::Io {
                 what: "spec".into(),
                 source,
-            }
-        })?,
+            })?,
         Command::Features => print(&format!("{}\n", commands::features::render()))?,
         Command::Profile { what } => print(&commands::profile::run(&what, cdi)?)?,
         Command::Exec { flags, id, command } => {

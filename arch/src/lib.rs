@@ -76,6 +76,15 @@ impl Arch {
         Arch::Sparc,
     ];
 
+    /// The ISAs chitin is built for and runs on: each a native ABI, the others compat ones.
+    pub const HOSTS: [Arch; 5] = [
+        Arch::X86_64,
+        Arch::Aarch64,
+        Arch::Ppc64le,
+        Arch::S390x,
+        Arch::Sparc64,
+    ];
+
     /// The token in `seccomp_data.arch` for this ABI.
     pub const fn audit_arch(self) -> u32 {
         match self {

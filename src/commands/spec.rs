@@ -74,7 +74,14 @@ fn pure_cgroup_v2() -> bool {
     statfs("/sys/fs/cgroup").is_ok_and(|s| s.filesystem_type() == CGROUP2_SUPER_MAGIC)
 }
 
-pub fn write(bundle: &Path, rootless: bool, seccomp: Option<&str>) -> std::io::Result<()> {
+/// Writes config.json into `bundle`: the default spec, with a shipped seccomp profile and a
+/// security profile (its annotation, and the config as the profile leaves it) when named.
+pub fn write(
+    bundle: &Path,
+    rootless: bool,
+    seccomp: Option<&str>,
+    profile: Option<&str>,
+) -> std::io::Result<()> {
     let path = bundle.join("config.json");
     if path.exists() {
         return Err(std::io::Error::new(
@@ -92,9 +99,21 @@ pub fn write(bundle: &Path, rootless: bool, seccomp: Option<&str>) -> std::io::R
                 )
             })?;
     }
+    if let Some(name) = profile {
+        spec["annotations"] = json!({crate::plan::hardening::ANNOTATION: name});
+        spec = hardened(&spec).map_err(std::io::Error::other)?;
+    }
     let mut text = serde_json::to_string_pretty(&spec).expect("spec serializes");
     text.push('\n');
     std::fs::write(path, text)
+}
+
+/// The spec as its security profile leaves it.
+fn hardened(spec: &Value) -> Result<Value, crate::plan::PlanError> {
+    let bytes = serde_json::to_vec(spec).expect("JSON serializes");
+    let mut config = crate::plan::config::parse(&bytes, Path::new("config.json"))?;
+    crate::edits::restrict(&mut config)?;
+    Ok(config.to_json())
 }
 
 #[cfg(test)]

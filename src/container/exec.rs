@@ -158,10 +158,11 @@ pub fn exec(root: &Path, id: &str, req: &ExecRequest) -> Result<i32, ContainerEr
         crate::init::tuning::set_affinity(m)
             .map_err(|e| io_ctx("process.execCPUAffinity.initial")(e.into()))?;
     }
-    let seccomp = match &plan.seccomp {
-        Some(p) => crate::seccomp::prepare(p, &plan.annotations)?,
-        None => None,
-    };
+    let seccomp = crate::seccomp::prepare(
+        plan.seccomp.as_ref(),
+        plan.seccomp_beneath.as_ref(),
+        &plan.annotations,
+    )?;
     let opts = &plan.opts;
     let Channels {
         console,

@@ -6,7 +6,8 @@
 //!
 //! Merge rules (tested in tests.rs):
 //! - Providers apply in a fixed order after config.json: chitin's defaults, then the device
-//!   providers, then security profiles.
+//!   providers, then performance profiles. A security profile comes last of all, as a stage
+//!   of its own that only narrows (security.rs).
 //! - An item goes at the end of its list. Items with a key (a device node's path, a mount's
 //!   destination, an environment variable's name, an rlimit's type, a hugepage size, an
 //!   annotation's key, a network device's host name; the cpuset's `cpus` and `mems`, one value
@@ -24,6 +25,7 @@ mod defaults;
 mod devices;
 mod merge;
 mod performance;
+mod security;
 #[cfg(test)]
 mod tests;
 
@@ -166,8 +168,14 @@ pub fn builtin(cdi_dirs: Option<&[std::path::PathBuf]>) -> Vec<Box<dyn Provider>
     ]
 }
 
+/// The security profile the config names, over a config no provider edited.
+pub fn restrict(config: &mut Config) -> Result<(), PlanError> {
+    security::restrict(config, &Provenance::default())
+}
+
 /// Applies the providers' edits to `config`, in order (each sees the config as the earlier ones
-/// left it); returns where each injected item came from, and the actions.
+/// left it), then the security profile it names; returns where each injected item came from,
+/// and the actions.
 pub fn apply(config: &mut Config, providers: &[Box<dyn Provider>]) -> Result<Applied, PlanError> {
     let mut merge = merge::Merge::default();
     let mut actions = Vec::new();
@@ -181,8 +189,10 @@ pub fn apply(config: &mut Config, providers: &[Box<dyn Provider>]) -> Result<App
             merge.add(&mut config.spec, edit)?;
         }
     }
+    let provenance = merge.finish();
+    security::restrict(config, &provenance)?;
     Ok(Applied {
-        provenance: merge.finish(),
+        provenance,
         actions,
     })
 }

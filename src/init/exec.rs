@@ -30,8 +30,7 @@ pub struct Prepared<'a> {
 
 /// Loads the filter; a listener fd goes to the parent, which hands it to the agent.
 fn load_seccomp(f: &Filter, sync: BorrowedFd<'_>) -> Result<(), InitError> {
-    let fd = crate::seccomp::load::load(&f.prog, f.flags)
-        .step(|| "loading the seccomp filter".into())?;
+    let fd = crate::seccomp::load::install(f).step(|| "loading the seccomp filter".into())?;
     if let Some(fd) = fd {
         send_msg(sync, &Msg::SeccompListener).step(|| "sync".into())?;
         crate::fdpass::send_fd(sync, "seccomp", fd.as_raw_fd())
@@ -278,7 +277,7 @@ fn lookup(prog: &str, env: &[String]) -> Result<PathBuf, InitError> {
 /// execve; returns only on failure.
 pub fn exec(p: Prepared<'_>) -> InitError {
     if let Some(f) = p.seccomp {
-        if let Err(e) = crate::seccomp::load::load(&f.prog, f.flags) {
+        if let Err(e) = crate::seccomp::load::install(f) {
             return failure("loading the seccomp filter", e.to_string());
         }
     }

@@ -365,6 +365,16 @@ pub fn finish(root: BorrowedFd<'_>, plan: &Plan) -> Result<(), InitError> {
         setattr(mounted.as_fd(), libc::MOUNT_ATTR_RDONLY, 0, true)
             .step(|| format!("read-only {}", p.display()))?;
     }
+    if plan.root_nosuid_nodev {
+        // The rootfs mount alone: the container's own mounts have their options.
+        setattr(
+            root,
+            libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV,
+            0,
+            false,
+        )
+        .step(|| "nosuid, nodev root".into())?;
+    }
     if plan.root_readonly {
         setattr(root, libc::MOUNT_ATTR_RDONLY, 0, false).step(|| "read-only root".into())?;
     }

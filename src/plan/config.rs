@@ -57,15 +57,25 @@ impl Config {
                 }
             }
         }
-        let mut value = serde_json::to_value(&spec).expect("a spec serializes");
-        if let Some(p) = value.get_mut("process") {
-            respell_sched_flags(p, Spelling::RuntimeSpec);
-        }
-        if let (Some(s), Some(linux)) = (&self.seccomp, value.get_mut("linux")) {
-            linux["seccomp"] = s.clone();
-        }
-        serde_json::to_vec(&value).expect("JSON serializes")
+        serde_json::to_vec(&json(&spec, self.seccomp.as_ref())).expect("JSON serializes")
     }
+
+    /// The config as runtime-spec JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        json(&self.spec, self.seccomp.as_ref())
+    }
+}
+
+/// A spec and its seccomp section as runtime-spec JSON: oci-spec's spellings undone.
+fn json(spec: &Spec, seccomp: Option<&serde_json::Value>) -> serde_json::Value {
+    let mut value = serde_json::to_value(spec).expect("a spec serializes");
+    if let Some(p) = value.get_mut("process") {
+        respell_sched_flags(p, Spelling::RuntimeSpec);
+    }
+    if let (Some(s), Some(linux)) = (seccomp, value.get_mut("linux")) {
+        linux["seccomp"] = s.clone();
+    }
+    value
 }
 
 /// config.json's bytes (read from `path`) as the spec, and its seccomp section apart.

@@ -39,6 +39,8 @@ pub struct ExecPlan {
     /// The container has a mount namespace of its own (else its init chrooted, and so must we).
     pub own_mount_ns: bool,
     pub seccomp: Option<crate::seccomp::Profile>,
+    /// The container's security profile's filter (crate::plan::hardening).
+    pub seccomp_beneath: Option<crate::seccomp::Profile>,
     pub annotations: BTreeMap<String, String>,
     pub opts: RunOptions,
 }
@@ -77,6 +79,14 @@ impl ExecPlan {
         // Socket activation's variables first: an --env of the same name wins, as before.
         req.opts.apply(&mut process)?;
         apply_flags(&mut process, req, host)?;
+        let security = super::hardening::Named::from_annotation(
+            (spec.annotations().as_ref())
+                .and_then(|a| a.get(super::hardening::ANNOTATION))
+                .map(String::as_str),
+        )?;
+        if let Some(s) = &security {
+            restrict(s, &mut process, req)?;
+        }
         let own_mount_ns = spec
             .linux()
             .iter()
@@ -93,6 +103,9 @@ impl ExecPlan {
                 .seccomp
                 .clone()
                 .map(crate::seccomp::from_json)
+                .transpose()?,
+            seccomp_beneath: (security.as_ref())
+                .map(|s| s.beneath(chitin_arch::Arch::native()))
                 .transpose()?,
             annotations: spec
                 .annotations()
@@ -186,6 +199,27 @@ fn apply_flags(p: &mut ProcessPlan, req: &ExecRequest, host: &dyn Host) -> Resul
             p.caps.ambient.insert(cap);
         }
     }
+    Ok(())
+}
+
+/// The container's security profile over the exec'd process: its capabilities narrowed as the
+/// config's were (a forbidden one, from --cap or --process, fails), no_new_privs always, and no
+/// unconfined AppArmor profile.
+fn restrict(
+    s: &super::hardening::Named,
+    p: &mut ProcessPlan,
+    req: &ExecRequest,
+) -> Result<(), PlanError> {
+    let from = |field: &str, flag: &str| match &req.process_file {
+        Some(f) => format!("--process {}: {field}", f.display()),
+        None => flag.to_owned(),
+    };
+    s.restrict_caps(&mut p.caps, &from("capabilities", "--cap"))?;
+    if p.apparmor_profile.as_deref() == Some("unconfined") {
+        let what = from("apparmorProfile", "--apparmor");
+        return Err(s.forbidden_flag(&what, "\"unconfined\""));
+    }
+    p.no_new_privs = true;
     Ok(())
 }
 

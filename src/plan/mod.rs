@@ -12,6 +12,7 @@ mod check;
 pub mod config;
 mod devices;
 pub mod exec;
+pub mod hardening;
 mod hooks;
 pub mod host;
 mod idmap;
@@ -130,6 +131,10 @@ pub struct Plan {
     /// linux.intelRdt: the resctrl group and what to write to it.
     pub intel_rdt: Option<intel_rdt::RdtPlan>,
     pub seccomp: Option<crate::seccomp::Profile>,
+    /// A security profile's filter, loaded with the config's and stricter where they differ.
+    pub seccomp_beneath: Option<crate::seccomp::Profile>,
+    /// A security profile's nosuid and nodev on the rootfs mount.
+    pub root_nosuid_nodev: bool,
     /// What providers asked for beyond the config (a measurement), done by `start`.
     pub actions: Vec<crate::edits::Action>,
 }
@@ -247,6 +252,12 @@ impl Plan {
         process.tuning.affinity = tuning::ExecAffinity::default();
         let cgroup = cgroups::plan(&linux, id, driver)?;
         let namespaces = namespaces::plan(&linux, host)?;
+        let annotations = spec.annotations().as_ref();
+        let security = hardening::Named::from_annotation(
+            annotations
+                .and_then(|a| a.get(hardening::ANNOTATION))
+                .map(String::as_str),
+        )?;
         let plan = Plan {
             id: id.to_owned(),
             bundle: bundle.to_path_buf(),
@@ -285,6 +296,10 @@ impl Plan {
                 .clone()
                 .map(crate::seccomp::from_json)
                 .transpose()?,
+            seccomp_beneath: (security.as_ref())
+                .map(|s| s.beneath(chitin_arch::Arch::native()))
+                .transpose()?,
+            root_nosuid_nodev: security.is_some(),
             actions: Vec::new(),
         };
         check::plan(&plan, host)?;

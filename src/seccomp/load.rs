@@ -41,6 +41,15 @@ pub fn flag_supported(flag: u32) -> bool {
     r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT)
 }
 
+/// Loads a filter: the program beneath first, with no flags (so a config's SPEC_ALLOW does not
+/// reach it: the speculation mitigation a filter turns on stays on), then the config's own.
+pub fn install(f: &super::Filter) -> io::Result<Option<OwnedFd>> {
+    if let Some(b) = &f.beneath {
+        load(b, 0)?;
+    }
+    load(&f.prog, f.flags)
+}
+
 /// Loads `prog` for this thread (or process, with TSYNC). With SECCOMP_FILTER_FLAG_NEW_LISTENER
 /// the kernel returns the notification fd.
 pub fn load(prog: &[SockFilter], flags: u32) -> io::Result<Option<OwnedFd>> {

@@ -32,6 +32,11 @@ pub enum SeccompError {
         "linux.seccomp: this kernel has no seccomp filter support (sparc64 kernels have only strict mode); to run without the filter, set the annotation {SKIP_ANNOTATION}=true"
     )]
     Unsupported,
+    #[error(
+        "{}: this kernel has no seccomp filter support, which the security profile needs",
+        crate::plan::hardening::ANNOTATION
+    )]
+    ProfileUnsupported,
 }
 
 /// The explicit opt-out for kernels without seccomp filters.
@@ -44,15 +49,44 @@ pub struct Filter {
     pub flags: u32,
     /// SCMP_ACT_NOTIFY is used: the listener fd goes to the agent at listenerPath.
     pub listener: bool,
+    /// A security profile's program, loaded first (crate::plan::hardening).
+    pub beneath: Option<Vec<bpf::SockFilter>>,
 }
 
 /// Compiles the profile for loading, or, on a kernel without filter support, fails closed
 /// unless the config opts out with the annotation (then no filter: `Ok(None)`).
 pub fn prepare(
-    p: &Profile,
+    p: Option<&Profile>,
+    beneath: Option<&Profile>,
     annotations: &std::collections::BTreeMap<String, String>,
 ) -> Result<Option<Filter>, SeccompError> {
-    prepare_for(p, annotations, load::filters_supported())
+    if p.is_none() && beneath.is_none() {
+        return Ok(None);
+    }
+    let supported = load::filters_supported();
+    // A security profile takes no opt-out: it would be a promise the kernel cannot keep.
+    if beneath.is_some() && !supported {
+        return Err(SeccompError::ProfileUnsupported);
+    }
+    let main = p
+        .map(|p| prepare_for(p, annotations, supported))
+        .transpose()?;
+    let Some(b) = beneath else {
+        return Ok(main.flatten());
+    };
+    let prog = compile::compile(b)?;
+    Ok(Some(match main.flatten() {
+        Some(f) => Filter {
+            beneath: Some(prog),
+            ..f
+        },
+        None => Filter {
+            prog,
+            flags: 0,
+            listener: false,
+            beneath: None,
+        },
+    }))
 }
 
 fn prepare_for(
@@ -83,6 +117,7 @@ fn prepare_for(
         prog: compile::compile(p)?,
         flags,
         listener,
+        beneath: None,
     }))
 }
 

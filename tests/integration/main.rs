@@ -9,6 +9,7 @@ mod differential;
 mod errors;
 mod escapes;
 mod exec;
+mod hardened;
 mod harness;
 mod hooks;
 mod lifecycle;
@@ -150,6 +151,9 @@ fn main() {
         seccomp_abi::argument_words_in_the_isa_s_byte_order,
         seccomp_abi::compat_abi_is_filtered,
         seccomp_abi::fails_closed_without_filter_support,
+        hardened::hardened_blocks_exploit_preconditions,
+        hardened::hardened_runs_a_shell_a_compiler_and_a_server,
+        hardened::hardened_refuses_what_it_forbids,
         compare::same_view_as_runc,
         compare::same_lifecycle_as_runc,
         differential::generated_bundles,
@@ -185,6 +189,7 @@ fn main() {
         docker::stop_signal_and_sub_cgroups,
         docker_cdi::cdi_device_by_annotation,
         docker_cdi::net_device_by_annotation,
+        docker_cdi::hardened_by_annotation,
         docker_userns::userns_remap_and_network_container,
         ctr::run_exec_kill_rm,
         ctr::cdi_device_by_annotation,
@@ -193,5 +198,6 @@ fn main() {
         podman::read_only_tmpfs_and_a_pod,
         podman::cdi_device_by_annotation,
         podman::net_device_by_annotation,
+        podman::hardened_by_annotation,
     ]);
 }

@@ -58,7 +58,7 @@ fn built(name: &str, kind: &str, cc: &[&str]) -> Result<PathBuf, String> {
 }
 
 /// The probe for the native ABI: CHITIN_SYSCALL_PROBE where the tests run elsewhere, or built.
-fn native_probe() -> Result<PathBuf, Outcome> {
+pub fn native_probe() -> Result<PathBuf, Outcome> {
     static PROBE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let p = PROBE.get_or_init(|| match std::env::var_os("CHITIN_SYSCALL_PROBE") {
         Some(p) => Ok(PathBuf::from(p)),
@@ -243,7 +243,7 @@ pub fn compat_abi_is_filtered() -> TestResult {
 
 /// Where the kernel has no seccomp filter (sparc64's, strict mode only), a config with a seccomp
 /// section fails before anything is made, naming the annotation that runs it without one; with
-/// that annotation it runs, unfiltered.
+/// that annotation it runs, unfiltered, unless it also asks for the hardened profile.
 pub fn fails_closed_without_filter_support() -> TestResult {
     if kernel_filters() {
         return skip("this kernel takes seccomp filters (the sparc64 VM has none)");
@@ -264,5 +264,13 @@ pub fn fails_closed_without_filter_support() -> TestResult {
     let (code, out, err) = ctx.run(&b, &ctx.id());
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "Seccomp:\t0\n");
+    // The hardened profile takes no opt-out.
+    b.config["annotations"]["org.chitin.profile.security"] = "hardened".into();
+    let (code, out, err) = ctx.run(&b, &ctx.id());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains("org.chitin.profile.security: this kernel has no seccomp filter support"),
+        "{err}"
+    );
     Ok(())
 }

@@ -107,10 +107,11 @@ fn prepare(
 ) -> Result<Prepared, ContainerError> {
     let writes = layout.check(plan.resources.as_ref(), &plan.device_rules)?;
     // Compiled here, in the parent: the child only loads it.
-    let filter = match &plan.seccomp {
-        Some(p) => crate::seccomp::prepare(p, &plan.annotations)?,
-        None => None,
-    };
+    let filter = crate::seccomp::prepare(
+        plan.seccomp.as_ref(),
+        plan.seccomp_beneath.as_ref(),
+        &plan.annotations,
+    )?;
     let placement = layout.place(&plan.cgroup);
     placement.check_reuse()?;
     let unit_props = match &plan.cgroup.unit {

@@ -146,13 +146,7 @@ fn argument_operators_on_both_byte_orders() {
             ],
         ),
     ];
-    for arch in [
-        Arch::X86_64,
-        Arch::S390x,
-        Arch::Sparc64,
-        Arch::Aarch64,
-        Arch::Ppc64le,
-    ] {
+    for arch in Arch::HOSTS {
         for (op, value, value_two, inputs) in cases {
             let p = profile(serde_json::json!({
                 "defaultAction": "SCMP_ACT_ALLOW",

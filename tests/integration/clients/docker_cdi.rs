@@ -1,5 +1,5 @@
-//! CDI devices through Docker by annotation: dockerd passes `HostConfig.Annotations` (Engine API
-//! 1.43, Docker 24, on) to the runtime, which resolves them.
+//! Through Docker by annotation: CDI devices and chitin's hardened profile. dockerd passes
+//! `HostConfig.Annotations` (Engine API 1.43, Docker 24, on) to the runtime, which acts on them.
 
 use std::path::Path;
 use std::process::Command;
@@ -107,5 +107,27 @@ pub fn net_device_by_annotation() -> TestResult {
     let out = run_annotated(d, "net", serde_json::json!({key: value}), super::NET_SCRIPT);
     assert_eq!(out, want);
     assert!(!super::sandbox_has_interface("dk-vf0"));
+    Ok(())
+}
+
+/// The hardened profile asked for through the Engine API's annotations: Docker's default
+/// capabilities narrowed, no_new_privs, a second filter, no user namespace, a read-only /sys;
+/// the same container without it has Docker's own.
+pub fn hardened_by_annotation() -> TestResult {
+    super::runtime_has_security_profiles()?;
+    let d = annotating()?;
+    let (key, value) = super::HARDENED;
+    let out = run_annotated(
+        d,
+        "hard",
+        serde_json::json!({key: value}),
+        super::HARDENED_SCRIPT,
+    );
+    assert_eq!(out, super::HARDENED_OUT);
+    let out = run_annotated(d, "soft", serde_json::json!({}), super::HARDENED_SCRIPT);
+    assert!(
+        out.starts_with("CapEff:\t00000000a80425fb\nNoNewPrivs:\t0\nSeccomp_filters:\t1\n"),
+        "{out}"
+    );
     Ok(())
 }

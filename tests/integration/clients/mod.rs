@@ -367,6 +367,29 @@ pub fn runtime_resolves_cdi() -> Result<(), Outcome> {
     Ok(())
 }
 
+/// Skips where the runtime is not chitin, which alone reads chitin's security profile.
+pub fn runtime_has_security_profiles() -> Result<(), Outcome> {
+    if runtime() != Path::new(bin()) {
+        return skip("the runtime under test is not chitin: runc has no security profiles");
+    }
+    Ok(())
+}
+
+/// The annotation that asks for chitin's hardened profile.
+pub const HARDENED: (&str, &str) = ("org.chitin.profile.security", "hardened");
+
+/// What a container prints of the hardened profile's effects: its capabilities, no_new_privs,
+/// filters, whether it can make a user namespace, and whether /sys is writable.
+pub const HARDENED_SCRIPT: &str = "grep -E '^(CapEff|NoNewPrivs|Seccomp_filters)' /proc/self/status; \
+     unshare -U true 2>/dev/null && echo userns-made || echo userns-refused; \
+     touch /sys/x 2>/dev/null || echo sys-ro";
+
+/// Under the hardened profile, from a client's default container: Docker's and Podman's default
+/// capabilities narrowed to the profile's eight (0x4fb), no_new_privs, the client's filter and
+/// the profile's, no user namespace, a read-only /sys.
+pub const HARDENED_OUT: &str =
+    "CapEff:\t00000000000004fb\nNoNewPrivs:\t1\nSeccomp_filters:\t2\nuserns-refused\nsys-ro\n";
+
 /// A CDI spec in the sandbox's /run/cdi (CDI's dynamic directory, on the sandbox's own tmpfs)
 /// with one device, test.chitin.dev/dev=fuse: a fuse node at /dev/cdi-fuse and a variable.
 /// Skips where fuse does not open.

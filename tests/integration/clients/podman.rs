@@ -226,3 +226,27 @@ pub fn net_device_by_annotation() -> TestResult {
     assert!(!super::sandbox_has_interface("pm-vf0"));
     Ok(())
 }
+
+/// The hardened profile by `--annotation`: Podman's own profile lets a container make a user
+/// namespace (it allows unshare), the hardened one does not; capabilities, no_new_privs and
+/// /sys as the profile leaves them.
+pub fn hardened_by_annotation() -> TestResult {
+    super::runtime_has_security_profiles()?;
+    let p = podman()?;
+    let (key, value) = super::HARDENED;
+    let run_with = |extra: &[&str]| {
+        ok(p.podman()
+            .args(p.run_flags())
+            .arg("--rm")
+            .args(extra)
+            .args([IMAGE, "sh", "-c", super::HARDENED_SCRIPT]))
+    };
+    let out = run_with(&["--annotation", &format!("{key}={value}")]);
+    assert_eq!(out, super::HARDENED_OUT);
+    let out = run_with(&[]);
+    assert!(
+        out.contains("NoNewPrivs:\t0\nSeccomp_filters:\t1\nuserns-made\n"),
+        "{out}"
+    );
+    Ok(())
+}
