@@ -111,6 +111,14 @@ fn annotations() -> Value {
         "NAME: a performance profile shipped with chitin, resolved for this host (chitin profile list)".into(),
     );
     a.insert(
+        crate::plan::hardening::ANNOTATION.into(),
+        format!(
+            "NAME: a security profile shipped with chitin, which only restricts ({})",
+            crate::plan::hardening::names().join(", ")
+        )
+        .into(),
+    );
+    a.insert(
         crate::cgroup::systemd::props::ANNOTATION.into(),
         "with --systemd-cgroup: NAME=VALUE sets the unit property NAME (GVariant text; *Sec in seconds)".into(),
     );

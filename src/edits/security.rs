@@ -134,3 +134,172 @@ fn mount(m: &mut Mount, i: usize, s: &Named) -> Result<(), PlanError> {
     m.set_options(Some(opts));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::super::{Edit, Edits, Origin, Precedence, Provider, apply, builtin};
+    use crate::plan::{Config, PlanError, config};
+
+    fn hardened(mut v: Value) -> Config {
+        v["process"]["terminal"] = false.into();
+        v["annotations"] = json!({"org.chitin.profile.security": "hardened"});
+        let bytes = serde_json::to_vec(&v).unwrap();
+        config::parse(&bytes, std::path::Path::new("/b/config.json")).unwrap()
+    }
+
+    #[test]
+    fn narrows_what_clients_give_unasked() {
+        let mut v = crate::commands::spec::default_spec(false);
+        let docker_caps = json!([
+            "CAP_CHOWN",
+            "CAP_DAC_OVERRIDE",
+            "CAP_FSETID",
+            "CAP_FOWNER",
+            "CAP_MKNOD",
+            "CAP_NET_RAW",
+            "CAP_SETGID",
+            "CAP_SETUID",
+            "CAP_SETFCAP",
+            "CAP_SETPCAP",
+            "CAP_NET_BIND_SERVICE",
+            "CAP_SYS_CHROOT",
+            "CAP_KILL",
+            "CAP_AUDIT_WRITE"
+        ]);
+        v["process"]["capabilities"] = json!({"bounding": docker_caps, "effective": docker_caps});
+        v["process"]
+            .as_object_mut()
+            .unwrap()
+            .remove("noNewPrivileges");
+        let mut c = hardened(v);
+        apply(&mut c, &builtin(Some(&[]))).unwrap();
+        let once = c.to_json();
+        let mut caps: Vec<&str> = once["process"]["capabilities"]["bounding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        caps.sort();
+        assert_eq!(
+            caps,
+            [
+                "CAP_CHOWN",
+                "CAP_DAC_OVERRIDE",
+                "CAP_FOWNER",
+                "CAP_FSETID",
+                "CAP_KILL",
+                "CAP_NET_BIND_SERVICE",
+                "CAP_SETGID",
+                "CAP_SETUID"
+            ]
+        );
+        assert_eq!(once["process"]["noNewPrivileges"], true);
+        let opts = |dest: &str| {
+            let m = once["mounts"].as_array().unwrap().iter();
+            let m = m.clone().find(|m| m["destination"] == dest).unwrap();
+            m["options"].as_array().unwrap().clone()
+        };
+        assert!(
+            opts("/proc").contains(&"nodev".into()) && opts("/proc").contains(&"nosuid".into())
+        );
+        assert!(
+            !opts("/dev").contains(&"nodev".into()),
+            "/dev holds the nodes"
+        );
+        assert!(
+            !opts("/dev/pts").contains(&"nodev".into()),
+            "so does devpts"
+        );
+        assert!(opts("/sys/fs/cgroup").contains(&"ro".into()));
+        assert!(
+            once["linux"]["maskedPaths"]
+                .to_string()
+                .contains("/proc/kallsyms")
+        );
+        assert_eq!(once["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        // Applied again (to a config `spec --profile` wrote), nothing changes.
+        super::restrict(&mut c, &super::Provenance::default()).unwrap();
+        let again = c.to_json();
+        for field in ["mounts", "linux"] {
+            assert_eq!(again[field], once[field]);
+        }
+    }
+
+    /// A provider whose mount asks for device nodes outside /dev.
+    struct DevMount;
+
+    impl Provider for DevMount {
+        fn edits(&self, _: &Config) -> Result<Vec<Edit>, PlanError> {
+            let m = json!({"destination": "/x", "type": "tmpfs", "source": "tmpfs", "options": ["dev"]});
+            Ok(vec![Edit {
+                origin: Origin("CDI vendor.com/x=0, /etc/cdi/x.json".into()),
+                precedence: Precedence::Replace,
+                edits: Edits {
+                    mounts: vec![serde_json::from_value(m).unwrap()],
+                    ..Edits::default()
+                },
+            }])
+        }
+    }
+
+    #[test]
+    fn an_explicit_ask_fails_naming_field_origin_and_profile() {
+        let mut c = hardened(crate::commands::spec::default_spec(false));
+        let e = apply(&mut c, &[Box::new(DevMount)]).unwrap_err();
+        let n = crate::commands::spec::default_spec(false)["mounts"]
+            .as_array()
+            .unwrap()
+            .len();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "config.json: mounts[{n}].options (from CDI vendor.com/x=0, /etc/cdi/x.json): \"dev\" on /x is forbidden by security profile hardened (org.chitin.profile.security)"
+            )
+        );
+        let mut v = crate::commands::spec::default_spec(false);
+        v["process"]["apparmorProfile"] = "unconfined".into();
+        let e = apply(&mut hardened(v), &[]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("process.apparmorProfile: \"unconfined\" is forbidden"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_config_s_own_filter_stays_and_one_is_planned_beneath() {
+        let mut v = crate::commands::spec::default_spec(false);
+        v["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW"});
+        let mut c = hardened(v);
+        apply(&mut c, &[]).unwrap();
+        assert_eq!(c.seccomp, Some(json!({"defaultAction": "SCMP_ACT_ALLOW"})));
+        let dir = std::env::temp_dir().join(format!("chitin-hardened-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+        let plan = crate::plan::Plan::new(
+            &c,
+            &dir,
+            "x",
+            &crate::plan::host::RealHost,
+            crate::plan::Driver::Cgroupfs,
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        let plan = plan.unwrap_or_else(|e| panic!("{e}"));
+        assert!(plan.root_nosuid_nodev);
+        let beneath = plan.seccomp_beneath.unwrap();
+        assert!(beneath.rules.iter().any(|r| r.names
+            == [
+                "io_uring_setup",
+                "io_uring_enter",
+                "io_uring_register",
+                "userfaultfd",
+                "keyctl",
+                "add_key",
+                "request_key",
+                "perf_event_open",
+                "bpf"
+            ]));
+    }
+}

@@ -363,6 +363,7 @@ pub fn features_and_version() -> TestResult {
         "org.chitin.devices.sriov",
         "org.chitin.devices.rdma",
         "org.chitin.profile.performance",
+        "org.chitin.profile.security",
     ] {
         assert!(
             f["annotations"][a].as_str().is_some_and(|d| !d.is_empty()),
