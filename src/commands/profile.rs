@@ -21,9 +21,9 @@ pub fn run(what: &ProfileCommand, cdi: Option<&[PathBuf]>) -> Result<String, Con
             })
             .collect()),
         ProfileCommand::Explain { name, bundle } => {
-            let profile = perf_profile::shipped(name)?;
+            let profile = perf_profile::named(name, &crate::plan::host::RealHost)?;
             let fields = match bundle {
-                None => Performance::real().resolve(name)?.as_json(),
+                None => Performance::real().resolve(name, None)?.as_json(),
                 Some(b) => effective(b, name, cdi)?,
             };
             let text = serde_json::to_string_pretty(&fields).expect("JSON");
@@ -52,6 +52,10 @@ fn effective(bundle: &Path, name: &str, cdi: Option<&[PathBuf]>) -> Result<Value
             },
             "memoryPolicy": linux["memoryPolicy"],
         },
-        "process": {"scheduler": process["scheduler"], "ioPriority": process["ioPriority"]},
+        "process": {
+            "scheduler": process["scheduler"],
+            "ioPriority": process["ioPriority"],
+            "execCPUAffinity": process["execCPUAffinity"],
+        },
     }))
 }

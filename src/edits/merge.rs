@@ -58,6 +58,11 @@ impl Merge {
                 self.value("process.ioPriority", &mut v, io, &src)?;
                 p.set_io_priority(v);
             }
+            if let Some(a) = e.exec_cpu_affinity {
+                let mut v = p.exec_cpu_affinity().clone();
+                self.value("process.execCPUAffinity", &mut v, a, &src)?;
+                p.set_exec_cpu_affinity(v);
+            }
             spec.set_process(Some(p));
         }
         Ok(())

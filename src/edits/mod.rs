@@ -33,8 +33,8 @@ use std::fmt;
 use std::rc::Rc;
 
 use oci_spec::runtime::{
-    Hook, LinuxDevice, LinuxDeviceCgroup, LinuxHugepageLimit, LinuxIOPriority, LinuxMemoryPolicy,
-    LinuxNetDevice, LinuxRdma, Mount, PosixRlimit, Scheduler,
+    ExecCPUAffinity, Hook, LinuxDevice, LinuxDeviceCgroup, LinuxHugepageLimit, LinuxIOPriority,
+    LinuxMemoryPolicy, LinuxNetDevice, LinuxRdma, Mount, PosixRlimit, Scheduler,
 };
 
 use crate::plan::{Config, PlanError};
@@ -91,6 +91,8 @@ pub struct Edits {
     /// process.scheduler and process.ioPriority, one value each.
     pub scheduler: Option<Scheduler>,
     pub io_priority: Option<LinuxIOPriority>,
+    /// process.execCPUAffinity, one value.
+    pub exec_cpu_affinity: Option<ExecCPUAffinity>,
     /// What the runtime is to do that is not config (a measurement); the same action twice is
     /// done once.
     pub actions: Vec<Action>,

@@ -4,7 +4,7 @@
 
 use super::{Edit, Edits, Origin, Precedence, Provider};
 use crate::plan::host::{Host, RealHost};
-use crate::plan::perf_profile::{self, ANNOTATION, Resolved};
+use crate::plan::perf_profile::{self, ANNOTATION, Near, Resolved, near};
 use crate::plan::topology::Topology;
 use crate::plan::{Config, PlanError};
 
@@ -19,10 +19,25 @@ impl Performance {
         }
     }
 
-    /// The profile `name` on this provider's host.
-    pub fn resolve(&self, name: &str) -> Result<Resolved, PlanError> {
-        let profile = perf_profile::shipped(name)?;
-        perf_profile::resolve(name, &profile, &Topology::read(self.host.as_ref())?)
+    /// The profile `name` (shipped, or a file by absolute path) on this provider's host, for
+    /// `config` (whose devices a profile may have to be near).
+    pub fn resolve(&self, name: &str, config: Option<&Config>) -> Result<Resolved, PlanError> {
+        let host = self.host.as_ref();
+        let profile = perf_profile::named(name, host)?;
+        let mut t = Topology::read(host)?;
+        let near = profile.cpus.as_ref().map(|c| c.near);
+        if let (Some(Near::Devices), Some(c)) = (near, config) {
+            let node = near::devices_node(&c.spec, host).map_err(|why| {
+                PlanError::field(
+                    &format!("annotations[{ANNOTATION:?}]"),
+                    format!("{name}: {why}"),
+                )
+            })?;
+            if let Some(n) = node {
+                t.keep_nodes(&[n].into());
+            }
+        }
+        perf_profile::resolve(name, &profile, &t)
     }
 }
 
@@ -36,7 +51,7 @@ impl Provider for Performance {
         else {
             return Ok(Vec::new());
         };
-        let r = self.resolve(name)?;
+        let r = self.resolve(name, Some(config))?;
         let hugepage_limits = r
             .hugepages
             .iter()
@@ -55,6 +70,10 @@ impl Provider for Performance {
                 hugepage_limits,
                 scheduler: r.scheduler,
                 io_priority: r.io_priority,
+                exec_cpu_affinity: r.exec_cpus.map(|c| {
+                    serde_json::from_value(serde_json::json!({"final": c}))
+                        .expect("an execCPUAffinity")
+                }),
                 ..Edits::default()
             },
         }])

@@ -52,6 +52,17 @@ pub struct Profile {
     pub scheduler: Option<Scheduler>,
     #[serde(default)]
     pub io_priority: Option<LinuxIOPriority>,
+    /// Where exec'd processes run (process.execCPUAffinity.final).
+    #[serde(default)]
+    pub exec_cpus: Option<ExecCpus>,
+}
+
+/// The CPUs an exec'd process (a probe, a debugging shell) is kept to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecCpus {
+    /// The first chosen core's threads, so that the others stay the workload's alone.
+    FirstCore,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +76,20 @@ pub struct CpuRule {
     pub all_but_per_node: Option<usize>,
     #[serde(default)]
     pub isolated: Isolated,
+    /// Which NUMA nodes the cores may come from.
+    #[serde(default)]
+    pub near: Near,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Near {
+    /// Any node.
+    #[default]
+    Any,
+    /// The node of the PCI devices the container was given (VFIO groups, SR-IOV interfaces);
+    /// any node for a container given none that has a node.
+    Devices,
 }
 
 /// Which CPUs the kernel keeps for isolated work (isolcpus=, nohz_full=) may be chosen.
@@ -116,6 +141,8 @@ pub struct Resolved {
     pub hugepages: Option<(String, u64)>,
     pub scheduler: Option<Scheduler>,
     pub io_priority: Option<LinuxIOPriority>,
+    /// process.execCPUAffinity.final.
+    pub exec_cpus: Option<String>,
 }
 
 fn unmet(name: &str, why: String) -> PlanError {
@@ -137,11 +164,23 @@ pub fn shipped(name: &str) -> Result<Profile, PlanError> {
     Ok(serde_json::from_str(text).expect("a shipped profile parses"))
 }
 
+/// The profile an annotation's value names: a shipped one by name, or a file by its absolute
+/// path (read through `host`, parsed as strictly as the shipped ones).
+pub fn named(value: &str, host: &dyn super::host::Host) -> Result<Profile, PlanError> {
+    if !value.starts_with('/') {
+        return shipped(value);
+    }
+    let text = host
+        .read_file(std::path::Path::new(value))
+        .map_err(|e| unmet(value, e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| unmet(value, format!("not a profile: {e}")))
+}
+
 /// `profile` on the machine `t`, or what it needs that the machine lacks.
 pub fn resolve(name: &str, profile: &Profile, t: &Topology) -> Result<Resolved, PlanError> {
-    let cpus = match &profile.cpus {
+    let (cpus, first_core) = match &profile.cpus {
         Some(rule) => choose_cpus(name, rule, t)?,
-        None => t.cpus.iter().map(|c| c.id).collect(),
+        None => (t.cpus.iter().map(|c| c.id).collect(), BTreeSet::new()),
     };
     let used: BTreeSet<usize> = t
         .cpus
@@ -190,11 +229,22 @@ pub fn resolve(name: &str, profile: &Profile, t: &Topology) -> Result<Resolved, 
         hugepages,
         scheduler: profile.scheduler.clone(),
         io_priority: profile.io_priority,
+        exec_cpus: match profile.exec_cpus {
+            Some(ExecCpus::FirstCore) if !first_core.is_empty() => Some(list(&first_core)),
+            Some(ExecCpus::FirstCore) => {
+                return Err(unmet(name, "execCpus first-core needs a cpus rule".into()));
+            }
+            None => None,
+        },
     })
 }
 
-/// The cores a rule asks for, as CPU ids.
-fn choose_cpus(name: &str, rule: &CpuRule, t: &Topology) -> Result<BTreeSet<usize>, PlanError> {
+/// The cores a rule asks for, as CPU ids, and the first of them.
+fn choose_cpus(
+    name: &str,
+    rule: &CpuRule,
+    t: &Topology,
+) -> Result<(BTreeSet<usize>, BTreeSet<usize>), PlanError> {
     let allowed = |c: &Cpu| c.isolated == (rule.isolated == Isolated::Only);
     // Whole cores only: every thread of the core may be chosen.
     let mut cores: Vec<(usize, (i64, i64), Vec<usize>)> = Vec::new();
@@ -230,11 +280,7 @@ fn choose_cpus(name: &str, rule: &CpuRule, t: &Topology) -> Result<BTreeSet<usiz
                 .max_by_key(|(k, n)| (*k, std::cmp::Reverse(*n)));
             let fits = t.nodes.iter().find(|n| per_node(n.id).len() >= want);
             match fits {
-                Some(n) => Ok(per_node(n.id)
-                    .into_iter()
-                    .take(want)
-                    .flat_map(|(_, _, ids)| ids.clone())
-                    .collect()),
+                Some(n) => Ok(with_first(per_node(n.id).into_iter().take(want))),
                 None => {
                     let (most, node) = best.unwrap_or((0, 0));
                     Err(unmet(
@@ -247,17 +293,12 @@ fn choose_cpus(name: &str, rule: &CpuRule, t: &Topology) -> Result<BTreeSet<usiz
             }
         }
         (None, Some(keep)) => {
-            let chosen: BTreeSet<usize> = t
-                .nodes
-                .iter()
-                .flat_map(|n| {
-                    per_node(n.id)
-                        .into_iter()
-                        .skip(keep)
-                        .flat_map(|(_, _, ids)| ids.clone())
-                })
-                .collect();
-            if chosen.is_empty() {
+            let chosen = with_first(
+                t.nodes
+                    .iter()
+                    .flat_map(|n| per_node(n.id).into_iter().skip(keep)),
+            );
+            if chosen.0.is_empty() {
                 return Err(unmet(
                     name,
                     format!("needs more than {keep} whole {kind}cores on some NUMA node"),
@@ -270,6 +311,21 @@ fn choose_cpus(name: &str, rule: &CpuRule, t: &Topology) -> Result<BTreeSet<usiz
             "cpus: give one of cores and allButPerNode".into(),
         )),
     }
+}
+
+/// The CPUs of `cores`, and those of the first.
+fn with_first<'a>(
+    cores: impl Iterator<Item = &'a &'a (usize, (i64, i64), Vec<usize>)>,
+) -> (BTreeSet<usize>, BTreeSet<usize>) {
+    let mut first = BTreeSet::new();
+    let mut all = BTreeSet::new();
+    for (i, (_, _, ids)) in cores.enumerate() {
+        if i == 0 {
+            first.extend(ids.iter().copied());
+        }
+        all.extend(ids.iter().copied());
+    }
+    (all, first)
 }
 
 /// `count` pages of the largest size the nodes have that many free of.
@@ -350,9 +406,13 @@ impl Resolved {
         if let Some(io) = &self.io_priority {
             v["process"]["ioPriority"] = serde_json::to_value(io).expect("serializes");
         }
+        if let Some(c) = &self.exec_cpus {
+            v["process"]["execCPUAffinity"] = json!({"final": c});
+        }
         v
     }
 }
 
+pub mod near;
 #[cfg(test)]
 mod tests;

@@ -61,6 +61,12 @@ fn number<T: std::str::FromStr>(host: &dyn Host, path: &Path) -> Result<T, PlanE
 }
 
 impl Topology {
+    /// The machine as far as `nodes` reach: their CPUs and memory alone.
+    pub fn keep_nodes(&mut self, nodes: &BTreeSet<usize>) {
+        self.cpus.retain(|c| nodes.contains(&c.node));
+        self.nodes.retain(|n| nodes.contains(&n.id));
+    }
+
     pub fn read(host: &dyn Host) -> Result<Topology, PlanError> {
         let cpu_dir = Path::new(CPU);
         let online = ids("cpu/online", &read(host, &cpu_dir.join("online"))?)?;

@@ -58,6 +58,7 @@ fn main() {
         tuning::bad_tuning_is_refused_by_field,
         profiles::performance_profile_from_an_annotation,
         profiles::unmet_profile_fails_first,
+        profiles::profile_from_a_file_spreads_memory_over_the_nodes,
         process::capabilities_all_five_sets,
         process::capabilities_runc_accepts,
         process::execute_bit_is_the_kernels_to_check,

@@ -134,3 +134,58 @@ pub fn unmet_profile_fails_first() -> TestResult {
     }
     Ok(())
 }
+
+/// A profile given as a file: one core, memory interleaved over every node (both of the VM's,
+/// which QEMU gives two), exec'd processes on the first core; seen from inside the init and an
+/// exec'd process.
+pub fn profile_from_a_file_spreads_memory_over_the_nodes() -> TestResult {
+    let ctx = Ctx::new("perffile")?;
+    let file = ctx.base.join("spread.json");
+    std::fs::write(
+        &file,
+        r#"{"description": "one core, memory everywhere", "cpus": {"cores": 1},
+            "memory": {"placement": "interleave"}, "execCpus": "first-core"}"#,
+    )
+    .unwrap();
+    let nodes = std::fs::read_to_string("/sys/devices/system/node/online")
+        .map(|t| t.trim().to_owned())
+        .ok();
+    let mut b = ctx.bundle("sleep 30");
+    b.config["annotations"] = json!({ANNOTATION: file.to_str().unwrap()});
+    let id = ctx.id();
+    let (code, err) = ctx.create(&b, &id, &[]);
+    assert_eq!(code, 0, "{err}");
+    // The effective config saved at create says what was chosen.
+    let text = std::fs::read_to_string(ctx.root.join(&id).join("config.json")).unwrap();
+    let effective: Value = serde_json::from_str(&text).unwrap();
+    let first = effective["process"]["execCPUAffinity"]["final"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no execCPUAffinity: {text}"))
+        .to_owned();
+    let exec = ctx.chitin_ok(&[
+        "exec",
+        &id,
+        "grep",
+        "Cpus_allowed_list",
+        "/proc/self/status",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&exec.stdout),
+        format!("Cpus_allowed_list:\t{first}\n")
+    );
+    ctx.chitin_ok(&["delete", "-f", &id]);
+    // The init's view, in the foreground.
+    let mut b = ctx.bundle(
+        "grep Mems_allowed_list /proc/self/status; \
+         head -n 1 /proc/self/numa_maps 2>/dev/null | cut -d' ' -f2",
+    );
+    b.config["annotations"] = json!({ANNOTATION: file.to_str().unwrap()});
+    let (code, out, err) = ctx.run(&b, &ctx.id());
+    assert_eq!(code, 0, "{err}");
+    let want = match &nodes {
+        Some(n) => format!("Mems_allowed_list:\t{n}\ninterleave:{n}\n"),
+        None => "Mems_allowed_list:\t0\n".to_owned(),
+    };
+    assert_eq!(out, want);
+    Ok(())
+}

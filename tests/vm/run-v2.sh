@@ -148,8 +148,10 @@ swtpm socket --tpm2 --tpmstate dir="$work" --ctrl type=unixio,path="$work/swtpm.
   --daemon --pid file="$work/swtpm.pid"
 trap 'kill "$(cat "$work/swtpm.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$work"' EXIT
 # q35 with an emulated VT-d and QEMU's edu device: a PCI function in an IOMMU group of its own,
-# for the VFIO test.
+# for the VFIO test. Two NUMA nodes of one CPU and 1 GiB each, for the performance profiles.
 timeout 1500 qemu-system-x86_64 -accel tcg -m 2048 -smp 2 -nographic -no-reboot \
+  -object memory-backend-ram,id=mem0,size=1024M -object memory-backend-ram,id=mem1,size=1024M \
+  -numa node,nodeid=0,cpus=0,memdev=mem0 -numa node,nodeid=1,cpus=1,memdev=mem1 \
   -machine q35 -device intel-iommu -device edu \
   -chardev socket,id=tpm,path="$work/swtpm.sock" -tpmdev emulator,id=tpm0,chardev=tpm \
   -device tpm-tis,tpmdev=tpm0 \

@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::plan::Config;
 use crate::plan::topology::tests::{four_nodes_isolated, one_node, two_nodes_smt};
 
 fn on(host: &crate::plan::host::FakeHost, name: &str) -> Result<Resolved, PlanError> {
@@ -104,4 +105,117 @@ fn no_memory_policy_without_numa() {
     t.numa = false;
     let r = resolve("edge-small", &shipped("edge-small").unwrap(), &t).unwrap();
     assert_eq!((r.mems.as_str(), r.memory_policy), ("0", None));
+}
+
+#[test]
+fn exec_cpus_are_the_first_core() {
+    let r = on(&two_nodes_smt(), "latency-pinned").unwrap();
+    assert_eq!(
+        (r.cpus.as_str(), r.exec_cpus.as_deref()),
+        ("0-3", Some("0-1"))
+    );
+    assert_eq!(
+        r.as_json()["process"]["execCPUAffinity"],
+        json!({"final": "0-1"})
+    );
+    assert_eq!(on(&two_nodes_smt(), "throughput").unwrap().exec_cpus, None);
+}
+
+/// A four-node machine whose nodes 1 and 3 are isolated, with a VFIO group (7) on node 3 and an
+/// SR-IOV interface on node 1.
+fn with_devices() -> crate::plan::host::FakeHost {
+    use crate::plan::topology::fake::{FakeNode, machine};
+    let node = || FakeNode {
+        cores: 4,
+        mem_gib: 16,
+        hugepages: vec![(1 << 20, 8)],
+    };
+    let mut h = machine(&[node(), node(), node(), node()], 1, "4-7,12-15");
+    let group = "/sys/kernel/iommu_groups/7/devices";
+    h.dirs.insert(group.into());
+    h.dirs.insert(format!("{group}/0000:81:00.1").into());
+    h.files.insert(
+        "/sys/bus/pci/devices/0000:81:00.1/numa_node".into(),
+        "3\n".into(),
+    );
+    h.files
+        .insert("/sys/class/net/vf0/device/numa_node".into(), "1\n".into());
+    h
+}
+
+fn given(devices: serde_json::Value, net: serde_json::Value) -> Config {
+    let v = json!({"ociVersion": "1.2.0", "root": {"path": "rootfs"},
+                   "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}},
+                   "linux": {"devices": devices, "netDevices": net}});
+    super::super::config::parse(
+        v.to_string().as_bytes(),
+        std::path::Path::new("config.json"),
+    )
+    .unwrap()
+}
+
+#[test]
+fn near_the_devices_node() {
+    let p = crate::edits::Performance::on(with_devices());
+    let vfio = json!([{"path": "/dev/vfio/7", "type": "c", "major": 240, "minor": 0}]);
+    // The VFIO group's function is on node 3: its isolated cores.
+    let r = p
+        .resolve("numa-local-dpdk", Some(&given(vfio.clone(), json!({}))))
+        .unwrap();
+    assert_eq!((r.cpus.as_str(), r.mems.as_str()), ("12-15", "3"));
+    assert_eq!(r.exec_cpus.as_deref(), Some("12"));
+    // The interface is on node 1.
+    let r = p
+        .resolve(
+            "numa-local-dpdk",
+            Some(&given(json!([]), json!({"vf0": {}}))),
+        )
+        .unwrap();
+    assert_eq!(r.cpus, "4-7");
+    // Given no device, the first node that fits.
+    let r = p.resolve("numa-local-dpdk", None).unwrap();
+    assert_eq!(r.cpus, "4-7");
+    let e = p
+        .resolve("numa-local-dpdk", Some(&given(vfio, json!({"vf0": {}}))))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.ends_with("numa-local-dpdk: the devices are on NUMA node 1 (vf0) and 3 (0000:81:00.1): no node is near them all"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_profile_from_a_file() {
+    let mut h = one_node();
+    h.files.insert(
+        "/etc/chitin/two.json".into(),
+        r#"{"description": "two cores", "cpus": {"cores": 2}, "execCpus": "first-core"}"#.into(),
+    );
+    h.files.insert(
+        "/etc/chitin/bad.json".into(),
+        r#"{"description": "x", "cpu": {}}"#.into(),
+    );
+    let p = crate::edits::Performance::on(h);
+    let r = p.resolve("/etc/chitin/two.json", None).unwrap();
+    assert_eq!(
+        (r.cpus.as_str(), r.exec_cpus.as_deref()),
+        ("0-1", Some("0"))
+    );
+    let e = p
+        .resolve("/etc/chitin/bad.json", None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("/etc/chitin/bad.json: not a profile: unknown field `cpu`"),
+        "{e}"
+    );
+    let e = p
+        .resolve("/etc/chitin/none.json", None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("/etc/chitin/none.json: No such file or directory"),
+        "{e}"
+    );
 }
