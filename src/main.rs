@@ -126,7 +126,7 @@ fn command(
                 source,
             })?,
         Command::Features => print(&format!("{}\n", commands::features::render()))?,
-        Command::Profile { what } => print(&commands::profile::run(&what, cdi)?)?,
+        Command::Profile { what } => print(&commands::profile::run(&what, (cdi, driver))?)?,
         Command::Exec { flags, id, command } => {
             return Ok(container::exec(
                 root,

@@ -96,7 +96,7 @@ fn plan_and_layout(
 ) -> Result<Prepared, ContainerError> {
     // Relative spec directories are the caller's, as the bundle is.
     let cdi: Option<Vec<PathBuf>> = cdi.map(|d| d.iter().map(|p| absolute(p)).collect());
-    let providers = crate::edits::builtin(cdi.as_deref());
+    let providers = crate::edits::builtin(cdi.as_deref(), driver);
     let (config, mut plan) = Plan::load(&f.bundle, id, &providers, driver)?;
     let opts = run_options(f, detach);
     opts.apply(&mut plan.process)?;

@@ -161,12 +161,16 @@ impl Provenance {
 }
 
 /// The built-in providers, in their order: chitin's defaults, then the devices crate's, which
-/// read CDI specs from `cdi_dirs` (None: CDI's own directories), then performance profiles.
-pub fn builtin(cdi_dirs: Option<&[std::path::PathBuf]>) -> Vec<Box<dyn Provider>> {
+/// read CDI specs from `cdi_dirs` (None: CDI's own directories), then performance profiles
+/// (which read the cpuset of the cgroup `driver` places the container below).
+pub fn builtin(
+    cdi_dirs: Option<&[std::path::PathBuf]>,
+    driver: crate::plan::Driver,
+) -> Vec<Box<dyn Provider>> {
     vec![
         Box::new(Defaults),
         Box::new(Devices::real(cdi_dirs)),
-        Box::new(Performance::real()),
+        Box::new(Performance::real(driver)),
     ]
 }
 

@@ -6,16 +6,18 @@ use super::{Edit, Edits, Origin, Precedence, Provider};
 use crate::plan::host::{Host, RealHost};
 use crate::plan::perf_profile::{self, ANNOTATION, Near, Resolved, near};
 use crate::plan::topology::Topology;
-use crate::plan::{Config, PlanError};
+use crate::plan::{Config, Driver, PlanError};
 
 pub struct Performance {
     host: Box<dyn Host>,
+    driver: Driver,
 }
 
 impl Performance {
-    pub fn real() -> Performance {
+    pub fn real(driver: Driver) -> Performance {
         Performance {
             host: Box::new(RealHost),
+            driver,
         }
     }
 
@@ -25,6 +27,16 @@ impl Performance {
         let host = self.host.as_ref();
         let profile = perf_profile::named(name, host)?;
         let mut t = Topology::read(host)?;
+        let linux = config.and_then(|c| c.spec.linux().clone());
+        let linux = linux.unwrap_or_else(crate::plan::config::empty);
+        // The id only names the container's own cgroup, below the one that matters here.
+        let cg = crate::plan::cgroups::plan(&linux, "profile", self.driver)?;
+        // An empty list is a cpuset not set up yet, which limits nothing.
+        let parent = (host.parent_cpuset(&cg)).filter(|(c, m)| !c.is_empty() && !m.is_empty());
+        if let Some((cpus, mems)) = &parent {
+            t.keep_cpus(&ids(cpus)?);
+            t.keep_nodes(&ids(mems)?);
+        }
         let near = profile.cpus.as_ref().map(|c| c.near);
         if let (Some(Near::Devices), Some(c)) = (near, config) {
             let node = near::devices_node(&c.spec, host).map_err(|why| {
@@ -37,7 +49,13 @@ impl Performance {
                 t.keep_nodes(&[n].into());
             }
         }
-        perf_profile::resolve(name, &profile, &t)
+        perf_profile::resolve(name, &profile, &t).map_err(|e| match (e, &parent) {
+            (PlanError::Field { field, reason }, Some((cpus, mems))) => PlanError::Field {
+                field,
+                reason: format!("{reason} (the parent cgroup allows CPUs {cpus}, nodes {mems})"),
+            },
+            (e, _) => e,
+        })
     }
 }
 
@@ -80,11 +98,20 @@ impl Provider for Performance {
     }
 }
 
+/// A list of ids ("0-3,8") as a set.
+fn ids(list: &str) -> Result<std::collections::BTreeSet<usize>, PlanError> {
+    let field = "the parent cgroup's cpuset";
+    Ok(crate::plan::tuning::parse_list(field, list)?
+        .ids()
+        .collect())
+}
+
 #[cfg(test)]
 impl Performance {
     pub fn on(host: crate::plan::host::FakeHost) -> Performance {
         Performance {
             host: Box::new(host),
+            driver: Driver::Cgroupfs,
         }
     }
 }

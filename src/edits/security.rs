@@ -174,7 +174,7 @@ mod tests {
             .unwrap()
             .remove("noNewPrivileges");
         let mut c = hardened(v);
-        apply(&mut c, &builtin(Some(&[]))).unwrap();
+        apply(&mut c, &builtin(Some(&[]), crate::plan::Driver::Cgroupfs)).unwrap();
         let once = c.to_json();
         let mut caps: Vec<&str> = once["process"]["capabilities"]["bounding"]
             .as_array()

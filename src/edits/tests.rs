@@ -62,7 +62,9 @@ fn defaults_add_runc_s_nodes_where_the_config_has_none() {
     v["linux"]["devices"] =
         json!([{"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o600}]);
     let mut c = config(v);
-    let prov = apply(&mut c, &builtin(None)).unwrap().provenance;
+    let prov = apply(&mut c, &builtin(None, crate::plan::Driver::Cgroupfs))
+        .unwrap()
+        .provenance;
     let paths: Vec<String> = devices(&c).into_iter().map(|(p, _)| p).collect();
     assert_eq!(
         paths,
@@ -92,7 +94,7 @@ fn default_rules_follow_the_config_s_own_only() {
         r.and_then(|r| r.devices().clone()).unwrap_or_default()
     };
     let mut c = config(base());
-    apply(&mut c, &builtin(None)).unwrap();
+    apply(&mut c, &builtin(None, crate::plan::Driver::Cgroupfs)).unwrap();
     let own = rules(&c);
     assert_eq!(
         own.len(),
@@ -104,7 +106,7 @@ fn default_rules_follow_the_config_s_own_only() {
     let mut v = base();
     v["linux"]["resources"] = json!({});
     let mut c = config(v);
-    apply(&mut c, &builtin(None)).unwrap();
+    apply(&mut c, &builtin(None, crate::plan::Driver::Cgroupfs)).unwrap();
     assert!(
         rules(&c).is_empty(),
         "no rules: the device cgroup is left alone"
@@ -154,13 +156,16 @@ fn replace_takes_the_config_s_place_and_two_that_differ_conflict() {
         ..Edits::default()
     };
     let providers = [
-        builtin(None).remove(0),
+        builtin(None, crate::plan::Driver::Cgroupfs).remove(0),
         cdi("n", Precedence::Replace, null.clone()),
     ];
     apply(&mut c, &providers).unwrap();
     assert!(devices(&c).contains(&("/dev/null".to_owned(), 7)));
     let mut c = config(base());
-    let providers = [cdi("n", Precedence::Replace, null), builtin(None).remove(0)];
+    let providers = [
+        cdi("n", Precedence::Replace, null),
+        builtin(None, crate::plan::Driver::Cgroupfs).remove(0),
+    ];
     apply(&mut c, &providers).unwrap();
     assert_eq!(
         devices(&c).iter().filter(|(p, _)| p == "/dev/null").count(),
@@ -251,7 +256,7 @@ fn a_planning_error_about_an_injected_item_names_its_origin() {
     let prov = apply(
         &mut c,
         &[
-            builtin(None).remove(0),
+            builtin(None, crate::plan::Driver::Cgroupfs).remove(0),
             cdi("vendor.com/gpu=0", Precedence::Replace, bad),
         ],
     )
@@ -266,7 +271,9 @@ fn a_planning_error_about_an_injected_item_names_its_origin() {
     let mut v = base();
     v["linux"]["devices"] = json!([{"path": "dev/x", "type": "c", "major": 1, "minor": 0}]);
     let mut c = config(v);
-    let prov = apply(&mut c, &builtin(None)).unwrap().provenance;
+    let prov = apply(&mut c, &builtin(None, crate::plan::Driver::Cgroupfs))
+        .unwrap()
+        .provenance;
     let e = plan_err(&c);
     assert_eq!(
         prov.name_origin(e).to_string(),
@@ -334,7 +341,7 @@ fn rules_that_grant_nothing_bring_no_default_rules() {
     let mut v = base();
     v["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "x"}]});
     let mut c = config(v);
-    apply(&mut c, &builtin(None)).unwrap();
+    apply(&mut c, &builtin(None, crate::plan::Driver::Cgroupfs)).unwrap();
     let r = c
         .spec
         .linux()

@@ -36,6 +36,9 @@ pub trait Host {
     fn read_file(&self, path: &Path) -> io::Result<String>;
     /// The names in a directory of the host's pseudo-filesystems.
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// The CPUs and memory nodes that the cgroup above `cg` allows (its nearest existing
+    /// ancestor's effective cpuset), as lists; None where no cpuset controller is found.
+    fn parent_cpuset(&self, cg: &super::cgroups::CgroupPlan) -> Option<(String, String)>;
 }
 
 /// Where the kernel answers "is this a valid context?": a write that fails with EINVAL if not.
@@ -139,6 +142,26 @@ impl Host for RealHost {
             .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
             .collect()
     }
+
+    fn parent_cpuset(&self, cg: &super::cgroups::CgroupPlan) -> Option<(String, String)> {
+        let placement = crate::cgroup::Layout::detect().ok()?.place(cg);
+        // A v1 cpuset hierarchy first: on a hybrid host the unified one has no cpuset.
+        let v1 = (placement.v1.iter())
+            .find(|d| d.controllers.split(',').any(|c| c == "cpuset"))
+            .map(|d| {
+                (
+                    d.path.clone(),
+                    "cpuset.effective_cpus",
+                    "cpuset.effective_mems",
+                )
+            });
+        let v2 = (placement.unified).map(|d| (d, "cpuset.cpus.effective", "cpuset.mems.effective"));
+        let (dir, cpus, mems) = v1.or(v2)?;
+        let read = |p: PathBuf| std::fs::read_to_string(p).ok().map(|t| t.trim().to_owned());
+        dir.ancestors()
+            .skip(1)
+            .find_map(|d| Some((read(d.join(cpus))?, read(d.join(mems))?)))
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +190,8 @@ mod fake {
         pub interfaces: BTreeSet<String>,
         /// Where resctrl is mounted.
         pub resctrl: Option<PathBuf>,
+        /// The parent cgroup's cpus and mems.
+        pub cpuset: Option<(String, String)>,
     }
 
     impl FakeHost {
@@ -255,6 +280,9 @@ mod fake {
                 true => Ok(names.into_iter().collect()),
                 false => Err(io::Error::from_raw_os_error(libc::ENOENT)),
             }
+        }
+        fn parent_cpuset(&self, _: &crate::plan::cgroups::CgroupPlan) -> Option<(String, String)> {
+            self.cpuset.clone()
         }
     }
 }

@@ -24,11 +24,19 @@ pub(super) fn base() -> serde_json::Value {
     v
 }
 
+/// The bundle through the built-in providers, as create loads it.
+fn load(b: &Path) -> Result<(Config, Plan), PlanError> {
+    Plan::load(
+        b,
+        "c1",
+        &crate::edits::builtin(None, Driver::Cgroupfs),
+        Driver::Cgroupfs,
+    )
+}
+
 fn err(tag: &str, config: serde_json::Value) -> String {
     let b = bundle(tag, config);
-    let e = Plan::load(&b, "c1", &crate::edits::builtin(None), Driver::Cgroupfs)
-        .unwrap_err()
-        .to_string();
+    let e = load(&b).unwrap_err().to_string();
     std::fs::remove_dir_all(&b).unwrap();
     e
 }
@@ -36,7 +44,7 @@ fn err(tag: &str, config: serde_json::Value) -> String {
 #[test]
 fn the_default_spec_plans() {
     let b = bundle("ok", base());
-    let (_, p) = Plan::load(&b, "c1", &crate::edits::builtin(None), Driver::Cgroupfs).unwrap();
+    let (_, p) = load(&b).unwrap();
     assert_eq!(p.process.args, vec!["sh"]);
     assert!(p.namespaces.is_new(NsKind::Pid) && p.namespaces.is_new(NsKind::Mount));
     assert_eq!(p.mounts.len(), 7);
@@ -107,7 +115,7 @@ fn bad_inputs_name_the_field() {
     let mut c = base();
     c["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_SPARC64"]});
     let b = bundle("sparc", c);
-    let (_, p) = Plan::load(&b, "c1", &crate::edits::builtin(None), Driver::Cgroupfs).unwrap();
+    let (_, p) = load(&b).unwrap();
     assert_eq!(
         p.seccomp.unwrap().archs,
         [chitin_arch::Arch::Sparc64],
@@ -116,9 +124,7 @@ fn bad_inputs_name_the_field() {
     std::fs::remove_dir_all(&b).unwrap();
 
     let b = std::env::temp_dir().join("chitin-plan-no-such-bundle");
-    let e = Plan::load(&b, "c1", &crate::edits::builtin(None), Driver::Cgroupfs)
-        .unwrap_err()
-        .to_string();
+    let e = load(&b).unwrap_err().to_string();
     assert!(
         e.starts_with("bundle ") && e.contains("No such file"),
         "{e}"
@@ -126,9 +132,7 @@ fn bad_inputs_name_the_field() {
 
     let b = bundle("json", base());
     std::fs::write(b.join("config.json"), "{\"ociVersion\": ").unwrap();
-    let e = Plan::load(&b, "c1", &crate::edits::builtin(None), Driver::Cgroupfs)
-        .unwrap_err()
-        .to_string();
+    let e = load(&b).unwrap_err().to_string();
     assert!(e.contains("config.json") && e.contains("EOF"), "{e}");
     std::fs::remove_dir_all(&b).unwrap();
 }
@@ -138,7 +142,7 @@ fn terminal_rules_follow_runc() {
     let mut c = base();
     c["process"]["terminal"] = true.into();
     let b = bundle("tty", c);
-    let (_, p) = Plan::load(&b, "c1", &crate::edits::builtin(None), Driver::Cgroupfs).unwrap();
+    let (_, p) = load(&b).unwrap();
     let detached = RunOptions {
         detach: true,
         ..Default::default()

@@ -61,6 +61,11 @@ fn number<T: std::str::FromStr>(host: &dyn Host, path: &Path) -> Result<T, PlanE
 }
 
 impl Topology {
+    /// The machine as far as `cpus` reach.
+    pub fn keep_cpus(&mut self, cpus: &BTreeSet<usize>) {
+        self.cpus.retain(|c| cpus.contains(&c.id));
+    }
+
     /// The machine as far as `nodes` reach: their CPUs and memory alone.
     pub fn keep_nodes(&mut self, nodes: &BTreeSet<usize>) {
         self.cpus.retain(|c| nodes.contains(&c.node));

@@ -1,6 +1,8 @@
 //! Performance profiles on this machine: `profile list` and `explain`, a container made with
 //! one (seen from inside and in the saved config), and one the host cannot meet.
 
+use std::path::{Path, PathBuf};
+
 use serde_json::{Value, json};
 
 use crate::harness::TestResult;
@@ -28,6 +30,14 @@ fn node_mem_bytes(node: usize) -> u64 {
         .parse()
         .unwrap();
     kb * 1024
+}
+
+/// `profile explain NAME -b BUNDLE`: the fields, as JSON.
+fn explain(ctx: &Ctx, name: &str, b: &crate::support::Bundle) -> Value {
+    let dir = b.dir.to_str().unwrap();
+    let out = ctx.chitin_ok(&["profile", "explain", name, "-b", dir]);
+    let out = String::from_utf8(out.stdout).unwrap();
+    serde_json::from_str(out.split_once('\n').unwrap().1).unwrap()
 }
 
 pub fn performance_profile_from_an_annotation() -> TestResult {
@@ -85,15 +95,7 @@ pub fn performance_profile_from_an_annotation() -> TestResult {
     // explain -b shows the bundle's effective fields: the profile's replace the config's.
     b.config["linux"]["resources"]["cpu"] = json!({"cpus": "0-1", "mems": "0"});
     b.save();
-    let out = ctx.chitin_ok(&[
-        "profile",
-        "explain",
-        "edge-small",
-        "-b",
-        b.dir.to_str().unwrap(),
-    ]);
-    let out = String::from_utf8(out.stdout).unwrap();
-    let fields: Value = serde_json::from_str(out.split_once('\n').unwrap().1).unwrap();
+    let fields = explain(&ctx, "edge-small", &b);
     assert_eq!(fields["linux"]["resources"]["cpu"]["cpus"], cpus.as_str());
     assert_eq!(
         fields["process"]["ioPriority"]["class"],
@@ -187,5 +189,105 @@ pub fn profile_from_a_file_spreads_memory_over_the_nodes() -> TestResult {
         None => "Mems_allowed_list:\t0\n".to_owned(),
     };
     assert_eq!(out, want);
+    Ok(())
+}
+
+/// The cpuset hierarchy's mount point, and whether it is cgroup v1's: the v1 cpuset controller
+/// where there is one (a hybrid host's unified hierarchy has no cpuset), else cgroup2 with it.
+fn cpuset_mount() -> Option<(PathBuf, bool)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mounts: Vec<(PathBuf, String, String)> = info
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let mut r = right.split(' ');
+            let (fstype, opts) = (r.next()?, r.nth(1)?);
+            Some((
+                left.split(' ').nth(4)?.into(),
+                fstype.to_owned(),
+                opts.to_owned(),
+            ))
+        })
+        .collect();
+    let v1 = mounts
+        .iter()
+        .find(|(_, t, o)| t == "cgroup" && o.split(',').any(|x| x == "cpuset"));
+    if let Some((m, _, _)) = v1 {
+        return Some((m.clone(), true));
+    }
+    mounts
+        .iter()
+        .find(|(m, t, _)| {
+            t == "cgroup2"
+                && std::fs::read_to_string(m.join("cgroup.controllers"))
+                    .is_ok_and(|c| c.split_whitespace().any(|x| x == "cpuset"))
+        })
+        .map(|(m, _, _)| (m.clone(), false))
+}
+
+/// Makes `rel` below the cpuset mount, its cpuset CPU `cpu` and memory node 0; returns its
+/// directory. v1's levels start empty and get their parent's; v2's parents delegate cpuset.
+fn cpuset_parent(mount: &Path, v1: bool, rel: &str, cpu: usize) -> PathBuf {
+    let mut dir = mount.to_path_buf();
+    for part in rel.split('/') {
+        if !v1 {
+            let _ = std::fs::write(dir.join("cgroup.subtree_control"), "+cpuset");
+        }
+        let parent = dir.clone();
+        dir.push(part);
+        let _ = std::fs::create_dir(&dir);
+        if v1 {
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                if std::fs::read_to_string(dir.join(f))
+                    .unwrap()
+                    .trim()
+                    .is_empty()
+                {
+                    std::fs::write(dir.join(f), std::fs::read(parent.join(f)).unwrap()).unwrap();
+                }
+            }
+        }
+    }
+    std::fs::write(dir.join("cpuset.mems"), "0").unwrap();
+    std::fs::write(dir.join("cpuset.cpus"), cpu.to_string()).unwrap();
+    dir
+}
+
+/// A profile resolves within the parent cgroup's cpuset: with the parent allowed only the last
+/// CPU, edge-small's one whole core is that one (not CPU 0), in `profile explain -b` and from
+/// inside.
+pub fn profile_within_the_parent_cgroup_s_cpuset() -> TestResult {
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
+    let last: usize = online
+        .trim()
+        .rsplit(['-', ','])
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let siblings = format!("/sys/devices/system/cpu/cpu{last}/topology/thread_siblings_list");
+    if last == 0 || std::fs::read_to_string(siblings).is_ok_and(|s| s.trim() != last.to_string()) {
+        return crate::harness::skip("needs two CPUs, the last a core of its own");
+    }
+    let Some((mount, v1)) = cpuset_mount() else {
+        return crate::harness::skip("no cgroup hierarchy with the cpuset controller");
+    };
+    let ctx = Ctx::new("perfcg")?;
+    let rel = format!("chitin-tests/perf-parent-{}", ctx.id());
+    let parent = cpuset_parent(&mount, v1, &rel, last);
+    let mut b = ctx.bundle("grep Cpus_allowed_list /proc/self/status");
+    b.config["annotations"] = json!({ANNOTATION: "edge-small"});
+    let id = ctx.id();
+    b.config["linux"]["cgroupsPath"] = format!("/{rel}/{id}").into();
+    b.save();
+    let fields = explain(&ctx, "edge-small", &b);
+    assert_eq!(
+        fields["linux"]["resources"]["cpu"]["cpus"],
+        last.to_string()
+    );
+    let (code, out, err) = ctx.run(&b, &id);
+    let _ = std::fs::remove_dir(&parent);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, format!("Cpus_allowed_list:\t{last}\n"));
     Ok(())
 }

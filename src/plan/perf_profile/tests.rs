@@ -219,3 +219,23 @@ fn a_profile_from_a_file() {
         "{e}"
     );
 }
+
+#[test]
+fn within_the_parent_cgroup_s_cpuset() {
+    let mut h = two_nodes_smt();
+    h.cpuset = Some(("8-15".into(), "1".into()));
+    let r = crate::edits::Performance::on(h)
+        .resolve("latency-pinned", None)
+        .unwrap();
+    assert_eq!((r.cpus.as_str(), r.mems.as_str()), ("8-11", "1"));
+    let mut h = two_nodes_smt();
+    h.cpuset = Some(("0-1".into(), "0".into()));
+    let e = crate::edits::Performance::on(h)
+        .resolve("latency-pinned", None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.ends_with("latency-pinned: needs 2 whole cores on one NUMA node; the most here is 1 (node 0) (the parent cgroup allows CPUs 0-1, nodes 0)"),
+        "{e}"
+    );
+}
