@@ -50,10 +50,16 @@ fn effective(
     let spec = serde_json::to_value(&config.spec).expect("a spec serializes");
     let linux = &spec["linux"];
     let process = &spec["process"];
+    let cpu = &linux["resources"]["cpu"];
     Ok(json!({
         "linux": {
             "resources": {
-                "cpu": {"cpus": linux["resources"]["cpu"]["cpus"], "mems": linux["resources"]["cpu"]["mems"]},
+                "cpu": {
+                    "cpus": cpu["cpus"],
+                    "mems": cpu["mems"],
+                    "realtimeRuntime": cpu["realtimeRuntime"],
+                    "realtimePeriod": cpu["realtimePeriod"],
+                },
                 "memory": {"limit": linux["resources"]["memory"]["limit"]},
                 "hugepageLimits": linux["resources"]["hugepageLimits"],
             },

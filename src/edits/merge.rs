@@ -117,6 +117,16 @@ impl Merge {
             cpu.set_mems(v);
             res.set_cpu(Some(cpu));
         }
+        if let Some((runtime, period)) = e.realtime.take() {
+            let mut cpu = res.cpu().clone().unwrap_or_else(empty::<LinuxCpu>);
+            let mut v = cpu.realtime_runtime();
+            self.value("linux.resources.cpu.realtimeRuntime", &mut v, runtime, src)?;
+            cpu.set_realtime_runtime(v);
+            let mut v = cpu.realtime_period();
+            self.value("linux.resources.cpu.realtimePeriod", &mut v, period, src)?;
+            cpu.set_realtime_period(v);
+            res.set_cpu(Some(cpu));
+        }
         if let Some(limit) = e.memory_limit.take() {
             let mut mem = (*res.memory()).unwrap_or_else(empty::<LinuxMemory>);
             let mut v = mem.limit();

@@ -86,6 +86,8 @@ pub struct Edits {
     pub cpuset: Option<(String, String)>,
     /// linux.resources.memory.limit, a key of its own.
     pub memory_limit: Option<i64>,
+    /// linux.resources.cpu's realtimeRuntime and realtimePeriod, a key each.
+    pub realtime: Option<(i64, u64)>,
     /// linux.memoryPolicy, one value.
     pub memory_policy: Option<LinuxMemoryPolicy>,
     /// process.scheduler and process.ioPriority, one value each.

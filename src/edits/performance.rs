@@ -49,13 +49,19 @@ impl Performance {
                 t.keep_nodes(&[n].into());
             }
         }
-        perf_profile::resolve(name, &profile, &t).map_err(|e| match (e, &parent) {
+        let budget = profile
+            .realtime
+            .as_ref()
+            .map(|rule| perf_profile::realtime(name, rule, host.rt_budget(&cg).as_ref()));
+        let mut r = perf_profile::resolve(name, &profile, &t).map_err(|e| match (e, &parent) {
             (PlanError::Field { field, reason }, Some((cpus, mems))) => PlanError::Field {
                 field,
                 reason: format!("{reason} (the parent cgroup allows CPUs {cpus}, nodes {mems})"),
             },
             (e, _) => e,
-        })
+        })?;
+        r.realtime_runtime = budget.transpose()?.flatten();
+        Ok(r)
     }
 }
 
@@ -88,6 +94,9 @@ impl Provider for Performance {
                 hugepage_limits,
                 scheduler: r.scheduler,
                 io_priority: r.io_priority,
+                realtime: r
+                    .realtime_runtime
+                    .map(|us| (us, perf_profile::RT_PERIOD_US)),
                 exec_cpu_affinity: r.exec_cpus.map(|c| {
                     serde_json::from_value(serde_json::json!({"final": c}))
                         .expect("an execCPUAffinity")

@@ -39,6 +39,19 @@ pub trait Host {
     /// The CPUs and memory nodes that the cgroup above `cg` allows (its nearest existing
     /// ancestor's effective cpuset), as lists; None where no cpuset controller is found.
     fn parent_cpuset(&self, cg: &super::cgroups::CgroupPlan) -> Option<(String, String)>;
+    /// The real-time budget the cgroup above `cg` has to give (cgroup v1's cpu.rt_runtime_us,
+    /// with CONFIG_RT_GROUP_SCHED); None where there is no such budget to ask.
+    fn rt_budget(&self, cg: &super::cgroups::CgroupPlan) -> Option<RtBudget>;
+}
+
+/// A parent cgroup's real-time budget, in µs of each 1 s period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtBudget {
+    pub parent: PathBuf,
+    /// The parent exists (else chitin makes it, with no budget).
+    pub exists: bool,
+    /// Not yet given to its children; None: unlimited (a runtime of -1).
+    pub free_us: Option<i64>,
 }
 
 /// Where the kernel answers "is this a valid context?": a write that fails with EINVAL if not.
@@ -162,6 +175,44 @@ impl Host for RealHost {
             .skip(1)
             .find_map(|d| Some((read(d.join(cpus))?, read(d.join(mems))?)))
     }
+
+    fn rt_budget(&self, cg: &super::cgroups::CgroupPlan) -> Option<RtBudget> {
+        let placement = crate::cgroup::Layout::detect().ok()?.place(cg);
+        let dir = (placement.v1.iter())
+            .find(|d| d.controllers.split(',').any(|c| c == "cpu"))?
+            .path
+            .clone();
+        let parent = dir.parent()?.to_path_buf();
+        let runtime = |d: &Path| -> Option<i64> {
+            std::fs::read_to_string(d.join("cpu.rt_runtime_us"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        };
+        let Some(own) = runtime(&parent) else {
+            // A parent still to be made: there is a budget to ask only if its ancestors have one.
+            let existing = parent.ancestors().find(|d| d.exists())?;
+            runtime(existing)?;
+            return Some(RtBudget {
+                parent,
+                exists: false,
+                free_us: Some(0),
+            });
+        };
+        let given: i64 = std::fs::read_dir(&parent)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| runtime(&e.path()))
+            .sum();
+        let free_us = (own >= 0).then(|| own - given);
+        Some(RtBudget {
+            parent,
+            exists: true,
+            free_us,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -192,6 +243,7 @@ mod fake {
         pub resctrl: Option<PathBuf>,
         /// The parent cgroup's cpus and mems.
         pub cpuset: Option<(String, String)>,
+        pub rt_budget: Option<RtBudget>,
     }
 
     impl FakeHost {
@@ -283,6 +335,9 @@ mod fake {
         }
         fn parent_cpuset(&self, _: &crate::plan::cgroups::CgroupPlan) -> Option<(String, String)> {
             self.cpuset.clone()
+        }
+        fn rt_budget(&self, _: &crate::plan::cgroups::CgroupPlan) -> Option<RtBudget> {
+            self.rt_budget.clone()
         }
     }
 }

@@ -55,6 +55,50 @@ pub struct Profile {
     /// Where exec'd processes run (process.execCPUAffinity.final).
     #[serde(default)]
     pub exec_cpus: Option<ExecCpus>,
+    /// A real-time scheduler's budget from the cgroup, where the kernel groups one.
+    #[serde(default)]
+    pub realtime: Option<RealtimeRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealtimeRule {
+    /// This share of each 1 s period (linux.resources.cpu.realtimeRuntime).
+    pub percent: u8,
+}
+
+/// The period a profile's rt budget is a share of, in µs: the kernel's default.
+pub const RT_PERIOD_US: u64 = 1_000_000;
+
+/// The rt budget `rule` asks for, where the kernel has budgets (`budget` is the parent's),
+/// or what the parent lacks.
+pub fn realtime(
+    name: &str,
+    rule: &RealtimeRule,
+    budget: Option<&super::host::RtBudget>,
+) -> Result<Option<i64>, PlanError> {
+    let Some(b) = budget else {
+        return Ok(None);
+    };
+    let want = (RT_PERIOD_US * u64::from(rule.percent.min(100)) / 100) as i64;
+    let parent = b.parent.display();
+    if !b.exists {
+        return Err(unmet(
+            name,
+            format!(
+                "needs an rt budget of {want} µs a second from the parent cgroup {parent}, which chitin would make without one"
+            ),
+        ));
+    }
+    match b.free_us {
+        Some(free) if free < want => Err(unmet(
+            name,
+            format!(
+                "needs an rt budget of {want} µs a second; the parent cgroup {parent} has {free} µs left to give (cpu.rt_runtime_us)"
+            ),
+        )),
+        _ => Ok(Some(want)),
+    }
 }
 
 /// The CPUs an exec'd process (a probe, a debugging shell) is kept to.
@@ -143,6 +187,8 @@ pub struct Resolved {
     pub io_priority: Option<LinuxIOPriority>,
     /// process.execCPUAffinity.final.
     pub exec_cpus: Option<String>,
+    /// linux.resources.cpu.realtimeRuntime, of RT_PERIOD_US.
+    pub realtime_runtime: Option<i64>,
 }
 
 fn unmet(name: &str, why: String) -> PlanError {
@@ -236,6 +282,7 @@ pub fn resolve(name: &str, profile: &Profile, t: &Topology) -> Result<Resolved, 
             }
             None => None,
         },
+        realtime_runtime: None,
     })
 }
 
@@ -405,6 +452,11 @@ impl Resolved {
         }
         if let Some(io) = &self.io_priority {
             v["process"]["ioPriority"] = serde_json::to_value(io).expect("serializes");
+        }
+        if let Some(r) = self.realtime_runtime {
+            let cpu = &mut v["linux"]["resources"]["cpu"];
+            cpu["realtimeRuntime"] = r.into();
+            cpu["realtimePeriod"] = RT_PERIOD_US.into();
         }
         if let Some(c) = &self.exec_cpus {
             v["process"]["execCPUAffinity"] = json!({"final": c});

@@ -60,6 +60,7 @@ fn main() {
         profiles::unmet_profile_fails_first,
         profiles::profile_from_a_file_spreads_memory_over_the_nodes,
         profiles::profile_within_the_parent_cgroup_s_cpuset,
+        profiles::latency_pinned_within_the_rt_budget,
         process::capabilities_all_five_sets,
         process::capabilities_runc_accepts,
         process::execute_bit_is_the_kernels_to_check,

@@ -225,8 +225,25 @@ fn cpuset_mount() -> Option<(PathBuf, bool)> {
         .map(|(m, _, _)| (m.clone(), false))
 }
 
-/// Makes `rel` below the cpuset mount, its cpuset CPU `cpu` and memory node 0; returns its
-/// directory. v1's levels start empty and get their parent's; v2's parents delegate cpuset.
+/// The NUMA node of CPU `cpu` (0 without NUMA).
+fn node_of(cpu: usize) -> usize {
+    let dir = format!("/sys/devices/system/cpu/cpu{cpu}");
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_prefix("node")?
+                .parse()
+                .ok()
+        })
+        .next()
+        .unwrap_or(0)
+}
+
+/// Makes `rel` below the cpuset mount, its cpuset CPU `cpu` and that CPU's memory node; returns
+/// its directory. v1's levels start empty and get their parent's; v2's parents delegate cpuset.
 fn cpuset_parent(mount: &Path, v1: bool, rel: &str, cpu: usize) -> PathBuf {
     let mut dir = mount.to_path_buf();
     for part in rel.split('/') {
@@ -248,7 +265,7 @@ fn cpuset_parent(mount: &Path, v1: bool, rel: &str, cpu: usize) -> PathBuf {
             }
         }
     }
-    std::fs::write(dir.join("cpuset.mems"), "0").unwrap();
+    std::fs::write(dir.join("cpuset.mems"), node_of(cpu).to_string()).unwrap();
     std::fs::write(dir.join("cpuset.cpus"), cpu.to_string()).unwrap();
     dir
 }
@@ -289,5 +306,38 @@ pub fn profile_within_the_parent_cgroup_s_cpuset() -> TestResult {
     let _ = std::fs::remove_dir(&parent);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, format!("Cpus_allowed_list:\t{last}\n"));
+    Ok(())
+}
+
+/// latency-pinned asks its cgroup for 5% of each second of real-time budget where the kernel
+/// keeps one per cgroup: below a parent with none to give it fails before anything is made;
+/// right below the root it gets it, and runs SCHED_FIFO 10.
+pub fn latency_pinned_within_the_rt_budget() -> TestResult {
+    if !Path::new("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists() {
+        return crate::harness::skip(
+            "no cgroup v1 cpu hierarchy with rt budgets (CONFIG_RT_GROUP_SCHED) here",
+        );
+    }
+    let ctx = Ctx::new("perfrt")?;
+    let explain = ctx.chitin(&["profile", "explain", "latency-pinned"]);
+    if String::from_utf8_lossy(&explain.stderr).contains("whole cores") {
+        return crate::harness::skip("fewer than 2 whole cores on one node here");
+    }
+    let mut b = ctx
+        .bundle("cat /sys/fs/cgroup/cpu/cpu.rt_runtime_us; awk '{print $40, $41}' /proc/self/stat");
+    b.config["annotations"] = json!({ANNOTATION: "latency-pinned"});
+    b.config["linux"]["cgroupsPath"] = format!("/chitin-tests/rt-{}", ctx.id()).into();
+    let id = ctx.id();
+    let (code, _, err) = ctx.run(&b, &id);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("latency-pinned: needs an rt budget of 50000"),
+        "{err}"
+    );
+    assert!(!ctx.root.join(&id).exists(), "nothing made");
+    b.config["linux"]["cgroupsPath"] = format!("/chitin-rt-{}", ctx.id()).into();
+    let (code, out, err) = ctx.run(&b, &ctx.id());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "50000\n10 1\n");
     Ok(())
 }

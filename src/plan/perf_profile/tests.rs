@@ -239,3 +239,48 @@ fn within_the_parent_cgroup_s_cpuset() {
         "{e}"
     );
 }
+
+#[test]
+fn a_real_time_budget_from_the_parent() {
+    use crate::plan::host::RtBudget;
+    let budget = |exists, free_us| {
+        let mut h = two_nodes_smt();
+        h.rt_budget = Some(RtBudget {
+            parent: "/sys/fs/cgroup/cpu/rt".into(),
+            exists,
+            free_us,
+        });
+        crate::edits::Performance::on(h).resolve("latency-pinned", None)
+    };
+    let r = budget(true, Some(950_000)).unwrap();
+    assert_eq!(r.realtime_runtime, Some(50_000));
+    let cpu = &r.as_json()["linux"]["resources"]["cpu"];
+    assert_eq!(
+        (
+            cpu["realtimeRuntime"].as_i64(),
+            cpu["realtimePeriod"].as_u64()
+        ),
+        (Some(50_000), Some(1_000_000))
+    );
+    assert_eq!(
+        budget(true, None).unwrap().realtime_runtime,
+        Some(50_000),
+        "unlimited"
+    );
+    let e = budget(true, Some(10_000)).unwrap_err().to_string();
+    assert!(e.ends_with("latency-pinned: needs an rt budget of 50000 µs a second; the parent cgroup /sys/fs/cgroup/cpu/rt has 10000 µs left to give (cpu.rt_runtime_us)"), "{e}");
+    let e = budget(false, Some(0)).unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "from the parent cgroup /sys/fs/cgroup/cpu/rt, which chitin would make without one"
+        ),
+        "{e}"
+    );
+    // Where the kernel keeps no budgets per cgroup, none is asked.
+    assert_eq!(
+        on(&two_nodes_smt(), "latency-pinned")
+            .unwrap()
+            .realtime_runtime,
+        None
+    );
+}
