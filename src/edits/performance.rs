@@ -1,6 +1,8 @@
-//! Performance profiles as a provider: `org.chitin.profile.performance=NAME` resolved against
-//! this host's topology into the runtime-spec fields it stands for (plan::perf_profile), which
-//! replace the config's own: the effective config shows what was chosen, and where from.
+//! Performance profiles as a provider: `org.chitin.profile.performance=NAME` (or a profile
+//! file's absolute path) resolved against this host's topology, as far as the parent cgroup's
+//! cpuset and the container's devices allow, into the runtime-spec fields it stands for
+//! (plan::perf_profile), which replace the config's own: the effective config shows what was
+//! chosen, and where from.
 
 use super::{Edit, Edits, Origin, Precedence, Provider};
 use crate::plan::host::{Host, RealHost};
@@ -33,9 +35,14 @@ impl Performance {
         let cg = crate::plan::cgroups::plan(&linux, "profile", self.driver)?;
         // An empty list is a cpuset not set up yet, which limits nothing.
         let parent = (host.parent_cpuset(&cg)).filter(|(c, m)| !c.is_empty() && !m.is_empty());
+        // What narrowed the machine, for an error to say.
+        let mut within = Vec::new();
         if let Some((cpus, mems)) = &parent {
             t.keep_cpus(&ids(cpus)?);
             t.keep_nodes(&ids(mems)?);
+            within.push(format!(
+                "the parent cgroup allows CPUs {cpus}, nodes {mems}"
+            ));
         }
         let near = profile.cpus.as_ref().map(|c| c.near);
         if let (Some(Near::Devices), Some(c)) = (near, config) {
@@ -47,18 +54,19 @@ impl Performance {
             })?;
             if let Some(n) = node {
                 t.keep_nodes(&[n].into());
+                within.push(format!("its devices are on node {n}"));
             }
         }
         let budget = profile
             .realtime
             .as_ref()
             .map(|rule| perf_profile::realtime(name, rule, host.rt_budget(&cg).as_ref()));
-        let mut r = perf_profile::resolve(name, &profile, &t).map_err(|e| match (e, &parent) {
-            (PlanError::Field { field, reason }, Some((cpus, mems))) => PlanError::Field {
+        let mut r = perf_profile::resolve(name, &profile, &t).map_err(|e| match e {
+            PlanError::Field { field, reason } if !within.is_empty() => PlanError::Field {
                 field,
-                reason: format!("{reason} (the parent cgroup allows CPUs {cpus}, nodes {mems})"),
+                reason: format!("{reason} ({})", within.join("; ")),
             },
-            (e, _) => e,
+            e => e,
         })?;
         r.realtime_runtime = budget.transpose()?.flatten();
         Ok(r)

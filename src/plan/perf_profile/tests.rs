@@ -284,3 +284,20 @@ fn a_real_time_budget_from_the_parent() {
         None
     );
 }
+
+#[test]
+fn what_narrowed_the_machine_is_named() {
+    // Node 1's cores are not isolated: near the interface there, the profile cannot be met.
+    let mut h = with_devices();
+    h.files
+        .insert("/sys/devices/system/cpu/isolated".into(), "12-15\n".into());
+    let p = crate::edits::Performance::on(h);
+    let e = p
+        .resolve(
+            "numa-local-dpdk",
+            Some(&given(json!([]), json!({"vf0": {}}))),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.ends_with("(its devices are on node 1)"), "{e}");
+}
