@@ -7,7 +7,7 @@
 use super::{Edit, Edits, Origin, Precedence, Provider};
 use crate::plan::host::{Host, RealHost};
 use crate::plan::perf_profile::{self, ANNOTATION, Near, Resolved, near};
-use crate::plan::topology::Topology;
+use crate::plan::topology::{Topology, ids};
 use crate::plan::{Config, Driver, PlanError};
 
 pub struct Performance {
@@ -38,8 +38,8 @@ impl Performance {
         // What narrowed the machine, for an error to say.
         let mut within = Vec::new();
         if let Some((cpus, mems)) = &parent {
-            t.keep_cpus(&ids(cpus)?);
-            t.keep_nodes(&ids(mems)?);
+            t.keep_cpus(&ids("the parent cgroup's cpus", cpus)?);
+            t.keep_nodes(&ids("the parent cgroup's mems", mems)?);
             within.push(format!(
                 "the parent cgroup allows CPUs {cpus}, nodes {mems}"
             ));
@@ -113,14 +113,6 @@ impl Provider for Performance {
             },
         }])
     }
-}
-
-/// A list of ids ("0-3,8") as a set.
-fn ids(list: &str) -> Result<std::collections::BTreeSet<usize>, PlanError> {
-    let field = "the parent cgroup's cpuset";
-    Ok(crate::plan::tuning::parse_list(field, list)?
-        .ids()
-        .collect())
 }
 
 #[cfg(test)]

@@ -9,17 +9,12 @@ use std::path::Path;
 use oci_spec::runtime::{Capabilities, LinuxCapabilities, Mount, Process};
 
 use super::Provenance;
-use crate::plan::hardening::{ANNOTATION, CapVerdict, Named};
+use crate::plan::hardening::{CapVerdict, Named};
 use crate::plan::{Config, PlanError};
 
 /// Applies the profile the config's annotation names, if any.
 pub fn restrict(config: &mut Config, provenance: &Provenance) -> Result<(), PlanError> {
-    let named = Named::from_annotation(
-        (config.spec.annotations().as_ref())
-            .and_then(|a| a.get(ANNOTATION))
-            .map(String::as_str),
-    )?;
-    let Some(s) = named else {
+    let Some(s) = Named::of(&config.spec)? else {
         return Ok(());
     };
     apply(config, &s).map_err(|e| provenance.name_origin(e))

@@ -79,11 +79,7 @@ impl ExecPlan {
         // Socket activation's variables first: an --env of the same name wins, as before.
         req.opts.apply(&mut process)?;
         apply_flags(&mut process, req, host)?;
-        let security = super::hardening::Named::from_annotation(
-            (spec.annotations().as_ref())
-                .and_then(|a| a.get(super::hardening::ANNOTATION))
-                .map(String::as_str),
-        )?;
+        let security = super::hardening::Named::of(spec)?;
         if let Some(s) = &security {
             restrict(s, &mut process, req)?;
         }

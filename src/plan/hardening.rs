@@ -67,16 +67,22 @@ pub enum CapVerdict {
 #[derive(Debug, Clone)]
 pub struct Named {
     pub name: String,
-    pub profile: SecurityProfile,
+    pub profile: &'static SecurityProfile,
 }
 
 impl Named {
+    /// The profile a config's annotation names, or None without the annotation.
+    pub fn of(spec: &oci_spec::runtime::Spec) -> Result<Option<Named>, PlanError> {
+        let value = (spec.annotations().as_ref()).and_then(|a| a.get(ANNOTATION));
+        Named::from_annotation(value.map(String::as_str))
+    }
+
     /// The profile the annotation's value names, or None without the annotation.
     pub fn from_annotation(value: Option<&str>) -> Result<Option<Named>, PlanError> {
         let Some(name) = value else {
             return Ok(None);
         };
-        let Some((_, text)) = SHIPPED.iter().find(|(n, _)| *n == name) else {
+        let Some(i) = SHIPPED.iter().position(|(n, _)| *n == name) else {
             return Err(PlanError::field(
                 &format!("annotations[{ANNOTATION:?}]"),
                 format!(
@@ -85,10 +91,16 @@ impl Named {
                 ),
             ));
         };
-        let profile = serde_json::from_str(text).expect("a shipped profile parses");
+        // Parsed once a process: create reads it in the edit stage and again while planning.
+        static PARSED: std::sync::OnceLock<Vec<SecurityProfile>> = std::sync::OnceLock::new();
+        let parsed = PARSED.get_or_init(|| {
+            (SHIPPED.iter())
+                .map(|(_, text)| serde_json::from_str(text).expect("a shipped profile parses"))
+                .collect()
+        });
         Ok(Some(Named {
             name: name.to_owned(),
-            profile,
+            profile: &parsed[i],
         }))
     }
 

@@ -252,12 +252,7 @@ impl Plan {
         process.tuning.affinity = tuning::ExecAffinity::default();
         let cgroup = cgroups::plan(&linux, id, driver)?;
         let namespaces = namespaces::plan(&linux, host)?;
-        let annotations = spec.annotations().as_ref();
-        let security = hardening::Named::from_annotation(
-            annotations
-                .and_then(|a| a.get(hardening::ANNOTATION))
-                .map(String::as_str),
-        )?;
+        let security = hardening::Named::of(spec)?;
         let plan = Plan {
             id: id.to_owned(),
             bundle: bundle.to_path_buf(),

@@ -47,7 +47,8 @@ fn read(host: &dyn Host, path: &Path) -> Result<String, PlanError> {
         .map_err(|e| PlanError::Options(format!("reading the topology: {}: {e}", path.display())))
 }
 
-fn ids(field: &str, text: &str) -> Result<BTreeSet<usize>, PlanError> {
+/// A CPU or node list as a set; an empty list (or the kernel's "(null)") is the empty set.
+pub fn ids(field: &str, text: &str) -> Result<BTreeSet<usize>, PlanError> {
     if text.is_empty() || text == "(null)" {
         return Ok(BTreeSet::new());
     }
