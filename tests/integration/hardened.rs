@@ -105,7 +105,8 @@ pub fn hardened_runs_a_shell_a_compiler_and_a_server() -> TestResult {
         "printf '#include <stdio.h>\\nint main(void) { puts(\"compiled\"); return 0; }\\n' > /tmp/h.c \
          && gcc -o /tmp/h /tmp/h.c && /tmp/h; \
          httpd -p 127.0.0.1:80 -h /www && wget -q -O - http://127.0.0.1/ && \
-         for i in 1 2 3; do echo $((i * i)); done | tr '\\n' ' '",
+         for i in 1 2 3; do echo $((i * i)); done | tr '\\n' ' '; \
+         grep -E '^(NoNewPrivs|Seccomp_filters)' /proc/self/status",
     );
     hardened(&mut b);
     std::fs::create_dir_all(b.rootfs().join("www")).unwrap();
@@ -120,7 +121,11 @@ pub fn hardened_runs_a_shell_a_compiler_and_a_server() -> TestResult {
     b.config["process"]["env"] = json!(["PATH=/usr/bin:/bin"]);
     let (code, out, err) = ctx.run(&b, &ctx.id());
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(out, "compiled\nserved\n1 4 9 ", "{err}");
+    // Under the profile: both filters and no_new_privs.
+    assert_eq!(
+        out, "compiled\nserved\n1 4 9 NoNewPrivs:\t1\nSeccomp_filters:\t2\n",
+        "{err}"
+    );
     Ok(())
 }
 

@@ -85,6 +85,21 @@ pub fn make_rootfs(dir: &Path) {
     .unwrap();
 }
 
+/// Starts `c` pinned to CPU 0, as a caller that pins its runtime would.
+pub fn pin_to_cpu0(c: &mut Command) {
+    // SAFETY: only sched_setaffinity runs between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(c, || {
+            let mut cpu0 = nix::sched::CpuSet::new();
+            cpu0.set(0)?;
+            Ok(nix::sched::sched_setaffinity(
+                nix::unistd::Pid::from_raw(0),
+                &cpu0,
+            )?)
+        });
+    }
+}
+
 /// The kernel's page size: 4 KiB on most, 64 KiB on Debian's ppc64el kernel.
 pub fn page_size() -> u64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)

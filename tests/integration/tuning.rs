@@ -142,17 +142,7 @@ pub fn cpu_affinity_of_init_and_exec() -> TestResult {
             } else {
                 std::process::Stdio::piped()
             });
-        // SAFETY: only sched_setaffinity runs between fork and exec.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut c, || {
-                let mut cpu0 = nix::sched::CpuSet::new();
-                cpu0.set(0)?;
-                Ok(nix::sched::sched_setaffinity(
-                    nix::unistd::Pid::from_raw(0),
-                    &cpu0,
-                )?)
-            });
-        }
+        crate::support::pin_to_cpu0(&mut c);
         let out = c.output().unwrap();
         assert!(out.status.success(), "{args:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()

@@ -218,17 +218,7 @@ fn merge(mut a: Value, b: Value) -> Value {
 fn run_foreground(rt: &Path, root: &Path, case: &Case, bundle: &Path, id: &str) -> Report {
     let mut cmd = Command::new(rt);
     if case.pinned {
-        // SAFETY: only sched_setaffinity runs between fork and exec.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                let mut cpu0 = nix::sched::CpuSet::new();
-                cpu0.set(0)?;
-                Ok(nix::sched::sched_setaffinity(
-                    nix::unistd::Pid::from_raw(0),
-                    &cpu0,
-                )?)
-            });
-        }
+        crate::support::pin_to_cpu0(&mut cmd);
     }
     let out = cmd
         .arg("--root")
