@@ -285,12 +285,18 @@ pub fn attach_tree(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> nix::Result<
 
 /// mount_setattr(2) on an fd (and, with `recursive`, everything mounted below it).
 pub fn mount_setattr(fd: BorrowedFd<'_>, set: u64, clear: u64, recursive: bool) -> nix::Result<()> {
-    setattr(fd, set, clear, 0, recursive)
+    setattr(fd, set, clear, 0, None, recursive)
 }
 
 /// A propagation change (MS_SLAVE, ...) by mount_setattr(2), for a detached tree too.
 pub fn set_propagation(fd: BorrowedFd<'_>, propagation: u64, recursive: bool) -> nix::Result<()> {
-    setattr(fd, 0, 0, propagation, recursive)
+    setattr(fd, 0, 0, propagation, None, recursive)
+}
+
+/// MOUNT_ATTR_IDMAP: the detached mount `fd` seen through the maps of the user namespace
+/// `userns`.
+pub fn set_idmap(fd: BorrowedFd<'_>, userns: BorrowedFd<'_>, recursive: bool) -> nix::Result<()> {
+    setattr(fd, libc::MOUNT_ATTR_IDMAP, 0, 0, Some(userns), recursive)
 }
 
 fn setattr(
@@ -298,6 +304,7 @@ fn setattr(
     set: u64,
     clear: u64,
     propagation: u64,
+    userns: Option<BorrowedFd<'_>>,
     recursive: bool,
 ) -> nix::Result<()> {
     #[repr(C)]
@@ -311,7 +318,7 @@ fn setattr(
         set,
         clr: clear,
         propagation,
-        userns_fd: 0,
+        userns_fd: userns.map_or(0, |u| u.as_raw_fd() as u64),
     };
     let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
     // SAFETY: valid fd, empty C string and a struct of the size passed.

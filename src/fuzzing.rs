@@ -95,9 +95,7 @@ pub fn config(data: &[u8]) {
         Ok(p) => p,
         Err(e) => {
             let named = match &e {
-                PlanError::Field { field, .. } | PlanError::Unsupported { field } => {
-                    !field.is_empty()
-                }
+                PlanError::Field { field, .. } => !field.is_empty(),
                 PlanError::Seccomp(_) | PlanError::Bundle { .. } | PlanError::Saved { .. } => true,
                 PlanError::Parse { .. } | PlanError::Options(_) => false,
             };

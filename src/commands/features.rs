@@ -44,12 +44,29 @@ pub fn features() -> Value {
                           "MPOL_PREFERRED", "MPOL_PREFERRED_MANY", "MPOL_LOCAL"],
                 "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"]
             },
-            "mountExtensions": {"idmap": {"enabled": false}},
+            "mountExtensions": {"idmap": {"enabled": idmap_supported()}},
             "netDevices": {"enabled": true}
         },
         "annotations": annotations(),
         "potentiallyUnsafeConfigAnnotations": unsafe_annotations(),
     })
+}
+
+/// Whether the kernel has mount_setattr(2), which came with MOUNT_ATTR_IDMAP (Linux 5.12): asked
+/// with a bad fd, it answers EBADF where it exists.
+fn idmap_supported() -> bool {
+    // SAFETY: mount_setattr with an invalid fd and null arguments only returns an error.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            -1,
+            std::ptr::null::<libc::c_char>(),
+            0,
+            std::ptr::null::<u8>(),
+            0,
+        )
+    };
+    r == 0 || nix::errno::Errno::last() != nix::errno::Errno::ENOSYS
 }
 
 /// The escape classes chitin is immune to by design, each with a test in

@@ -151,12 +151,6 @@ impl Provenance {
                 },
                 None => PlanError::Field { field, reason },
             },
-            PlanError::Unsupported { field } => match self.origin_of(&field) {
-                Some(o) => PlanError::Unsupported {
-                    field: format!("{field} (from {o})"),
-                },
-                None => PlanError::Unsupported { field },
-            },
             e => e,
         }
     }

@@ -74,7 +74,8 @@ pub fn prepare(ctx: &InitContext<'_>) -> Result<OwnedFd, InitError> {
     Ok(root)
 }
 
-/// One mount of the config; `tree` is its bind source, opened by the runtime.
+/// One mount of the config; `tree` is what the runtime made of it beforehand: its bind source,
+/// or an idmapped filesystem.
 fn mount_one(
     ctx: &InitContext<'_>,
     root: BorrowedFd<'_>,
@@ -115,10 +116,16 @@ fn mount_one(
         .step(|| "resolving the destination in the rootfs".into())?;
     let flags = m.options.flags;
     let data = Some(m.options.data.as_str()).filter(|d| !d.is_empty());
-    match m.fstype.as_deref() {
-        Some("cgroup") | Some("cgroup2") => super::cgroupfs::mount(ctx, root, m, target.as_fd())?,
+    match (m.fstype.as_deref(), tree) {
+        (Some("cgroup") | Some("cgroup2"), _) => {
+            super::cgroupfs::mount(ctx, root, m, target.as_fd())?
+        }
         _ if m.is_bind() => mount_bind(ctx, root, m, source, tree, target.as_fd())?,
-        fstype => {
+        // An idmapped filesystem, made with its flags by the runtime.
+        (_, Some(t)) => {
+            attach_tree(t.as_fd(), target.as_fd()).step(|| "attaching the idmapped mount".into())?
+        }
+        (fstype, None) => {
             let src = m
                 .source
                 .clone()

@@ -33,6 +33,15 @@ pub fn plan(p: &Plan, host: &dyn Host) -> Result<(), PlanError> {
     for (k, _) in &p.sysctls {
         sysctl(k, &p.namespaces)?;
     }
+    if let Some(i) = p.mounts.iter().position(|m| m.idmap.is_some())
+        && !p.namespaces.is_new(NsKind::Mount)
+    {
+        // It is attached by the init, in the container's mount namespace.
+        return Err(PlanError::field(
+            &format!("mounts[{i}]"),
+            "an idmapped mount needs a mount namespace of the container's own",
+        ));
+    }
     Ok(())
 }
 

@@ -28,7 +28,7 @@ pub fn plan(linux: &Linux, host: &dyn Host) -> Result<(Vec<IdMap>, Vec<IdMap>), 
     ))
 }
 
-fn id_maps(
+pub(super) fn id_maps(
     field: &str,
     v: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>,
     host: &dyn Host,

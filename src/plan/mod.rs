@@ -18,6 +18,7 @@ pub mod host;
 mod idmap;
 pub mod intel_rdt;
 pub mod lsm;
+mod mount_idmap;
 pub mod mount_options;
 mod mounts;
 mod namespaces;
@@ -41,6 +42,7 @@ pub use devices::{DevKind, Device, DeviceRule};
 pub use hooks::{Hook, HookSet};
 use host::Host;
 pub use idmap::{IdMap, id_map_text};
+pub use mount_idmap::MountIdmap;
 pub use mount_options::MountOptions;
 pub use mounts::MountPlan;
 pub use namespaces::{Namespaces, NsKind, TimeOffset};
@@ -71,8 +73,6 @@ pub enum PlanError {
     Parse { path: PathBuf, msg: String },
     #[error("config.json: {field}: {reason}")]
     Field { field: String, reason: String },
-    #[error("config.json: {field}: not supported by chitin")]
-    Unsupported { field: String },
     #[error("{0}")]
     Options(String),
     #[error("config.json: {0}")]
@@ -90,11 +90,6 @@ impl PlanError {
         PlanError::Field {
             field: field.to_owned(),
             reason: reason.into(),
-        }
-    }
-    fn unsupported(field: &str) -> Self {
-        PlanError::Unsupported {
-            field: field.to_owned(),
         }
     }
 }
@@ -233,10 +228,20 @@ impl Plan {
         let linux = spec.linux().clone().unwrap_or_else(config::empty);
         let (uid_map, gid_map) = idmap::plan(&linux, host)?;
         let mount_label = lsm::mount_label(host, linux.mount_label().as_deref())?;
+        let namespaces = namespaces::plan(&linux, host)?;
+        // Read only for a mount that takes them: a joined namespace's are found through /proc.
+        let idmap_alone = |m: &oci_spec::runtime::Mount| {
+            let opts = m.options().as_deref().unwrap_or_default();
+            m.uid_mappings().is_none() && opts.iter().any(|o| o == "idmap" || o == "ridmap")
+        };
+        let userns = (spec.mounts().iter().flatten().any(idmap_alone))
+            .then(|| userns::container_maps(&namespaces, &uid_map, &gid_map, host))
+            .flatten();
         let at = mounts::Paths {
             bundle,
             rootfs: &rootfs,
             host,
+            userns: userns.as_ref(),
         };
         let mounts = mounts::plan(
             spec.mounts().as_deref().unwrap_or_default(),
@@ -251,7 +256,6 @@ impl Plan {
         // The runtime-spec: execCPUAffinity is not for the container's init.
         process.tuning.affinity = tuning::ExecAffinity::default();
         let cgroup = cgroups::plan(&linux, id, driver)?;
-        let namespaces = namespaces::plan(&linux, host)?;
         let security = hardening::Named::of(spec)?;
         let plan = Plan {
             id: id.to_owned(),

@@ -18,6 +18,8 @@ pub struct MountOptions {
     pub data: String,
     /// "tmpcopyup" (Podman's): a tmpfs gets a copy of what the directory under it held.
     pub copy_up: bool,
+    /// "idmap" (Some(false)) or "ridmap" (Some(true), the submounts too): an idmapped mount.
+    pub idmap: Option<bool>,
 }
 
 /// What one option does.
@@ -30,6 +32,8 @@ pub enum Effect {
     /// mount_setattr(AT_RECURSIVE): sets the first attributes and clears the second.
     Recursive(u64, u64),
     CopyUp,
+    /// An idmapped mount; recursive for "ridmap". Never passed to mount(2).
+    Idmap(bool),
 }
 
 const fn flags(set: MsFlags, clear: MsFlags) -> Effect {
@@ -58,6 +62,7 @@ pub const OPTIONS: &[(&str, Effect)] = &[
     ("diratime", flags(NONE, MsFlags::MS_NODIRATIME)),
     ("dirsync", flags(MsFlags::MS_DIRSYNC, NONE)),
     ("exec", flags(NONE, MsFlags::MS_NOEXEC)),
+    ("idmap", Effect::Idmap(false)),
     ("mand", flags(MsFlags::MS_MANDLOCK, NONE)),
     ("noatime", flags(MsFlags::MS_NOATIME, ATIME)),
     ("nodev", flags(MsFlags::MS_NODEV, NONE)),
@@ -82,6 +87,7 @@ pub const OPTIONS: &[(&str, Effect)] = &[
     ("relatime", flags(MsFlags::MS_RELATIME, ATIME)),
     ("remount", flags(MsFlags::MS_REMOUNT, NONE)),
     ("rexec", Effect::Recursive(0, libc::MOUNT_ATTR_NOEXEC)),
+    ("ridmap", Effect::Idmap(true)),
     ("rnoatime", ratime(libc::MOUNT_ATTR_NOATIME)),
     ("rnodev", Effect::Recursive(libc::MOUNT_ATTR_NODEV, 0)),
     (
@@ -142,6 +148,7 @@ pub fn parse(options: &[String]) -> Result<MountOptions, String> {
         recursive: RecursiveAttrs::default(),
         data: String::new(),
         copy_up: false,
+        idmap: None,
     };
     let mut data: Vec<&str> = Vec::new();
     for opt in options {
@@ -157,9 +164,7 @@ pub fn parse(options: &[String]) -> Result<MountOptions, String> {
                 o.recursive.clear = (o.recursive.clear & !set) | clear;
             }
             Some(Effect::CopyUp) => o.copy_up = true,
-            None if opt == "idmap" || opt == "ridmap" => {
-                return Err(format!("option {opt:?}: idmapped mounts are not supported"));
-            }
+            Some(Effect::Idmap(recursive)) => o.idmap = Some(recursive),
             // Anything else (size=, mode=, newinstance, ...) is filesystem data.
             None => data.push(opt),
         }
@@ -196,7 +201,8 @@ mod tests {
             o.recursive.set,
             libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID
         );
-        assert!(parse(&["idmap".into()]).is_err());
+        let o = opts(&["rbind", "ridmap", "idmap"]);
+        assert_eq!((o.idmap, o.data.as_str()), (Some(false), ""));
     }
 
     #[test]

@@ -7,8 +7,9 @@ use nix::mount::MsFlags;
 use oci_spec::runtime::{Linux, Mount};
 
 use super::host::Host;
+use super::mount_idmap::{self, MountIdmap};
 use super::mount_options::{self, MountOptions};
-use super::{PlanError, absolute};
+use super::{IdMap, PlanError, absolute};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountPlan {
@@ -17,6 +18,7 @@ pub struct MountPlan {
     pub dest: PathBuf,
     pub fstype: Option<String>,
     pub options: MountOptions,
+    pub idmap: Option<MountIdmap>,
 }
 
 impl MountPlan {
@@ -30,6 +32,8 @@ pub struct Paths<'a> {
     pub bundle: &'a Path,
     pub rootfs: &'a Path,
     pub host: &'a dyn Host,
+    /// The maps of the container's user namespace, where it has one (for "idmap" alone).
+    pub userns: Option<&'a (Vec<IdMap>, Vec<IdMap>)>,
 }
 
 /// One planned mount per configured one, in order.
@@ -44,9 +48,6 @@ pub fn plan(
         let dest = absolute(&format!("{field}.destination"), m.destination())?;
         let mut options = mount_options::parse(m.options().as_deref().unwrap_or_default())
             .map_err(|r| PlanError::field(&format!("{field}.options"), r))?;
-        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-            return Err(PlanError::unsupported(&format!("{field}.uidMappings")));
-        }
         let mut fstype = m.typ().clone().filter(|t| !t.is_empty());
         if fstype.as_deref() == Some("bind") {
             // runc treats type "bind" as a bind mount even without the option.
@@ -59,11 +60,13 @@ pub fn plan(
                 "tmpcopyup is for tmpfs mounts",
             ));
         }
+        let idmap = mount_idmap::plan(&field, m, &options, fstype.as_deref(), at.userns, at.host)?;
         let planned = MountPlan {
             source: m.source().clone(),
             dest,
             fstype,
             options,
+            idmap,
         };
         let planned = match planned.is_bind() {
             true => bind(&field, planned, &mounts, at)?,
@@ -101,6 +104,13 @@ fn bind(
     let made_earlier = earlier
         .iter()
         .any(|e| src.starts_with(at.rootfs.join(crate::fsutil::relative(&e.dest))));
+    // An idmapped bind is opened by the runtime, before any mount of the container exists.
+    if m.idmap.is_some() && src.starts_with(at.rootfs) {
+        return Err(PlanError::field(
+            &format!("{field}.source"),
+            "an idmapped bind mount's source must be outside the rootfs",
+        ));
+    }
     if !at.host.exists(&src) && !made_earlier {
         return Err(PlanError::field(
             &format!("{field}.source"),

@@ -35,6 +35,22 @@ pub fn check_joined(
     Ok(())
 }
 
+/// The maps of the container's user namespace: the config's for a new one, else (a joined one
+/// whose maps the config leaves out) the namespace's own; None without one.
+pub fn container_maps(
+    ns: &super::Namespaces,
+    uid_map: &[IdMap],
+    gid_map: &[IdMap],
+    host: &dyn Host,
+) -> Option<(Vec<IdMap>, Vec<IdMap>)> {
+    match ns.joined(super::NsKind::User) {
+        Some(path) if uid_map.is_empty() => host.userns_maps(path).ok(),
+        Some(_) => Some((uid_map.to_vec(), gid_map.to_vec())),
+        None if ns.is_new(super::NsKind::User) => Some((uid_map.to_vec(), gid_map.to_vec())),
+        None => None,
+    }
+}
+
 /// The maps of the user namespace at `path`, read from a process in it.
 pub fn maps_of(path: &Path) -> Result<(Vec<IdMap>, Vec<IdMap>), String> {
     let ns = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;

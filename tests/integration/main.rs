@@ -12,6 +12,7 @@ mod exec;
 mod hardened;
 mod harness;
 mod hooks;
+mod idmapped;
 mod lifecycle;
 mod mount_options;
 mod net_devices;
@@ -75,6 +76,10 @@ fn main() {
         rootfs::user_namespace_mappings,
         rootfs::bind_sources_opened_before_the_user_namespace,
         rootfs::time_namespace_offsets,
+        idmapped::idmapped_bind_mounts_map_owners,
+        idmapped::ridmap_reaches_submounts,
+        idmapped::idmapped_tmpfs,
+        idmapped::idmap_refusals_name_the_mount,
         rootfs::mounts_with_options,
         rootfs::propagation,
         mount_options::every_listed_option_has_its_effect,

@@ -350,6 +350,8 @@ pub fn every_listed_option_has_its_effect() -> TestResult {
         .unwrap()
         .iter()
         .map(|o| o.as_str().unwrap())
+        // Their effect needs maps and a filesystem the kernel can idmap: idmapped.rs.
+        .filter(|o| !matches!(*o, "idmap" | "ridmap"))
         .collect();
     let tried: Vec<&str> = CASES.iter().map(|c| c.option).collect();
     assert_eq!(listed, tried, "each listed option needs a case here");

@@ -363,12 +363,7 @@ pub fn clone_without_clone3() -> TestResult {
         .arg(&id)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = crate::support::stdout_ok(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "pid=1");
     assert_eq!(

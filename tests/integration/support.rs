@@ -100,6 +100,16 @@ pub fn pin_to_cpu0(c: &mut Command) {
     }
 }
 
+/// The stdout of a command that must have succeeded; its stderr is the failure message if not.
+pub fn stdout_ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The kernel's page size: 4 KiB on most, 64 KiB on Debian's ppc64el kernel.
 pub fn page_size() -> u64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)

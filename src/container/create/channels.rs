@@ -158,13 +158,17 @@ impl Drop for ChildNamespaces {
     }
 }
 
-/// For a container in a user namespace, bind sources opened here, with the caller's credentials
-/// and in its mount namespace, before the user namespace applies (a 0700 directory on the way is
-/// fine): detached trees that the init attaches by fd. Each is made a slave of its source
-/// (private with an rprivate root), as a bind in the container's own copy of the mounts would
-/// be. None without a user namespace (the init has the caller's rights), where the source is
-/// inside the rootfs (resolved there when its turn comes), where the container shares a mount
-/// namespace, and on kernels without open_tree or mount_setattr (before 5.12): those bind by path.
+/// Mounts the runtime makes, as detached trees that the init attaches by fd:
+/// - idmapped mounts, which only a detached mount can become (super::idmapped);
+/// - for a container in a user namespace, bind sources opened here, with the caller's
+///   credentials and in its mount namespace, before the user namespace applies (a 0700
+///   directory on the way is fine).
+///
+/// A bind's tree is made a slave of its source (private with an rprivate root), as a bind in the
+/// container's own copy of the mounts would be. Other binds are None: without a user namespace
+/// (the init has the caller's rights), where the source is inside the rootfs (resolved there when
+/// its turn comes), where the container shares a mount namespace, and on kernels without
+/// open_tree or mount_setattr (before 5.12): those bind by path.
 pub(super) fn open_bind_sources(
     plan: &Plan,
     min_fd: u32,
@@ -177,25 +181,34 @@ pub(super) fn open_bind_sources(
     let ns = &plan.namespaces;
     let userns = ns.is_new(NsKind::User) || ns.joined(NsKind::User).is_some();
     let by_fd = ns.is_new(NsKind::Mount) && userns;
+    let mut namespaces = super::idmapped::Namespaces::default();
     let mut out = Vec::with_capacity(plan.mounts.len());
     for (i, m) in plan.mounts.iter().enumerate() {
-        let src = match &m.source {
-            Some(src) if m.is_bind() && by_fd && !src.starts_with(&plan.rootfs) => src,
+        let tree = match (&m.idmap, &m.source) {
+            (Some(idmap), _) => super::idmapped::make(i, m, idmap, &mut namespaces)?,
+            (None, Some(src)) if m.is_bind() && by_fd && !src.starts_with(&plan.rootfs) => {
+                let recursive = m.options.flags.contains(MsFlags::MS_REC);
+                match crate::fsutil::clone_tree(None, src, recursive) {
+                    Ok(t) => t,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                        out.push(None);
+                        continue;
+                    }
+                    Err(e) => {
+                        return Err(io_ctx(format!("mounts[{i}].source {}", src.display()))(e));
+                    }
+                }
+            }
             _ => {
                 out.push(None);
                 continue;
             }
         };
-        let what = || format!("mounts[{i}].source {}", src.display());
-        let recursive = m.options.flags.contains(MsFlags::MS_REC);
-        let tree = match crate::fsutil::clone_tree(None, src, recursive) {
-            Ok(t) => t,
-            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
-                out.push(None);
-                continue;
-            }
-            Err(e) => return Err(io_ctx(what())(e)),
-        };
+        if !m.is_bind() {
+            out.push(Some(above(tree, min_fd)?));
+            continue;
+        }
+        let what = || format!("mounts[{i}] ({})", m.dest.display());
         match crate::fsutil::set_propagation(tree.as_fd(), propagation.bits(), true) {
             // Above the preserved fds: the init clears close-on-exec below.
             Ok(()) => out.push(Some(above(tree, min_fd)?)),

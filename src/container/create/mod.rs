@@ -2,6 +2,7 @@
 //! if a later step fails, so a failed create leaves no state dir, cgroup, mount or process.
 
 pub(crate) mod channels;
+mod idmapped;
 mod setup;
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -83,6 +84,8 @@ struct Prepared {
     record: Record,
     filter: Option<Filter>,
     listener: Option<OwnedFd>,
+    /// The mounts made beforehand, by the index of their mount (channels::open_bind_sources).
+    binds: Vec<Option<OwnedFd>>,
     /// The systemd driver's unit properties; its limits are applied once the scope exists.
     unit: Option<(Vec<Property>, Vec<Write>)>,
 }
@@ -112,6 +115,8 @@ fn prepare(
         plan.seccomp_beneath.as_ref(),
         &plan.annotations,
     )?;
+    // Before the first side effect: a filesystem the kernel cannot idmap leaves nothing behind.
+    let binds = open_bind_sources(plan, opts.first_own_fd())?;
     let placement = layout.place(&plan.cgroup);
     placement.check_reuse()?;
     let unit_props = match &plan.cgroup.unit {
@@ -156,6 +161,7 @@ fn prepare(
         record,
         filter,
         listener: Some(listener),
+        binds,
         unit,
     })
 }
@@ -262,7 +268,7 @@ fn launch(
         Some(_) => None,
         None => open_cgroup_dir(p.record.cgroup.unified.as_deref())?,
     };
-    let binds = open_bind_sources(plan, opts.first_own_fd())?;
+    let binds = &p.binds;
     let clone_flags = [NsKind::User, NsKind::Pid]
         .into_iter()
         .filter(|k| plan.namespaces.is_new(*k))
@@ -282,7 +288,7 @@ fn launch(
             layout,
             placement,
             seccomp: filter,
-            binds: &binds,
+            binds,
         };
         let fds = InitFds {
             sync: child_end.take().expect("once"),

@@ -177,6 +177,21 @@ pub const ALLOWED: &[Allow] = &[
         why: "the name=systemd hierarchy in a cgroup namespace: runc names its source \"systemd\", \
               chitin \"cgroup\", as for every other hierarchy",
     },
+    // runc 1.2 idmaps binds too, as idmapped::idmapped_bind_mounts_map_owners checks of chitin.
+    Allow {
+        cases: "user-namespace-idmapped-bind",
+        hosts: ANY,
+        line: "- mount\t/idm * 755 65534:65534 no-write",
+        why: "runc 1.1.5 predates idmapped mounts and binds the directory as it is: owned by the \
+              host's root, which the user namespace does not map",
+    },
+    Allow {
+        cases: "user-namespace-idmapped-bind",
+        hosts: ANY,
+        line: "+ mount\t/idm *,idmapped * 755 0:0 writable",
+        why: "chitin's half of the idmap entry: the mount is idmapped with the container's maps, \
+              and the host's root is the container's",
+    },
     Allow {
         cases: "*user*",
         hosts: ANY,

@@ -103,6 +103,7 @@ pub fn cases(ctx: &Ctx) -> Vec<Case> {
     }
     cases.push(Case::new("read-only-dev", ro_dev));
     cases.push(mount_order(plain(runc_spec.clone())));
+    cases.push(idmapped(plain(runc_spec.clone())));
     // Destinations through the image's dangling symlinks, absolute and relative: made inside.
     let mut dangling = plain(runc_spec.clone());
     dangling["root"]["readonly"] = false.into();
@@ -231,6 +232,21 @@ fn mount_order(base: Value) -> Case {
         );
         let made = bundle.join("rootfs/data/sub");
         mounts.push(json!({"destination": "/other", "type": "bind", "source": made, "options": ["rbind", "ro"]}));
+        json!({ "mounts": mounts })
+    }));
+    case
+}
+
+/// An idmapped bind in a user namespace: the host's root-owned directory is root's inside.
+fn idmapped(mut base: Value) -> Case {
+    userns_of(&mut base);
+    let mut case = Case::new("user-namespace-idmapped-bind", base.clone());
+    case.prepare = Some(Box::new(move |bundle| {
+        let vol = bundle.join("vol");
+        std::fs::create_dir_all(&vol).unwrap();
+        let mut mounts = base["mounts"].as_array().unwrap().clone();
+        mounts.push(json!({"destination": "/idm", "type": "bind", "source": vol,
+                           "options": ["rbind", "idmap"]}));
         json!({ "mounts": mounts })
     }));
     case
