@@ -13,9 +13,10 @@ use crate::logger::Format;
     disable_version_flag = true
 )]
 pub struct Cli {
-    /// Directory for container state.
-    #[arg(long, default_value = "/run/chitin", value_name = "DIR")]
-    pub root: PathBuf,
+    /// Directory for container state (default /run/chitin; $XDG_RUNTIME_DIR/chitin for an
+    /// ordinary user).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
     /// Log file (default: stderr).
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,

@@ -21,6 +21,7 @@ pub mod plan;
 pub mod profiles;
 pub mod pty;
 pub mod resctrl;
+pub mod rootless;
 pub mod seccomp;
 pub mod selfexe;
 pub mod state;

@@ -45,7 +45,13 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
         print(&version())?;
         return Ok(0);
     }
-    refuse_global_flags(&cli)?;
+    let rootless = chitin::rootless::decide(&cli.rootless).map_err(Error::Usage)?;
+    if rootless && cli.systemd_cgroup {
+        return Err(Error::Usage(
+            "--systemd-cgroup: rootless mode through the user's own systemd is not supported yet"
+                .into(),
+        ));
+    }
     let Some(cmd) = cli.command else {
         return Err(Error::Usage("no command given; see chitin --help".into()));
     };
@@ -65,25 +71,17 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
     } else {
         plan::Driver::Cgroupfs
     };
-    command(&cli.root, &cli.tpm_tcti, (cdi, driver), cmd)
-}
-
-/// The global flags chitin takes but cannot honour are refused, never ignored.
-fn refuse_global_flags(cli: &Cli) -> Result<(), Error> {
-    match cli.rootless.as_str() {
-        "false" | "auto" => {}
-        "true" => {
-            return Err(Error::Usage(
-                "--rootless=true: rootless mode is not supported; run as root".into(),
-            ));
-        }
-        other => {
-            return Err(Error::Usage(format!(
-                "--rootless: {other:?} is not true, false or auto"
-            )));
-        }
-    }
-    Ok(())
+    let stateless = matches!(
+        cmd,
+        Command::Spec { .. } | Command::Features | Command::Profile { .. }
+    );
+    let root = match cli.root {
+        Some(r) => r,
+        // These never read it: an ordinary user without XDG_RUNTIME_DIR may still run them.
+        None if stateless => std::path::PathBuf::new(),
+        None => chitin::rootless::default_root().map_err(Error::Usage)?,
+    };
+    command(&root, &cli.tpm_tcti, (cdi, driver), cmd)
 }
 
 /// Runs one command; its exit status.

@@ -60,7 +60,7 @@ else
   CHITIN_MUST_RUN=$(must_run vm-selinux) bash tests/vm/run-v2.sh --selinux selinux::
   # A real systemd as pid 1, on cgroup v2 and in its hybrid mode: the systemd cgroup driver, and
   # the clients in their systemd cgroup mode (with runc too, as the control).
-  CHITIN_MUST_RUN=$(must_run vm-systemd) bash tests/vm/run-systemd.sh systemd:: differential::under_systemd docker:: ctr:: podman::
+  CHITIN_MUST_RUN=$(must_run vm-systemd) bash tests/vm/run-systemd.sh systemd:: differential::under_systemd docker:: ctr:: podman:: rootless::
   CHITIN_MUST_RUN=$(must_run vm-systemd-hybrid) bash tests/vm/run-systemd.sh --hybrid systemd:: differential::under_systemd docker:: ctr:: podman::
   CHITIN_MUST_RUN=$(must_run vm-systemd-runc) CHITIN_CLIENT_RUNTIME=runc bash tests/vm/run-systemd.sh docker:: ctr:: podman::
 fi

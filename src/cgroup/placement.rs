@@ -63,6 +63,31 @@ impl Placement {
             .then_some(Ctl::V2(u))
     }
 
+    /// Rootless mode: keeps the hierarchies where the container's cgroup would be made in a
+    /// directory the caller may write (a delegated subtree), drops the others; their names.
+    pub fn keep_delegated(&mut self) -> Vec<String> {
+        let writable = |dir: &Path| {
+            let existing = dir.ancestors().find(|d| d.exists());
+            existing.is_some_and(|d| nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_ok())
+        };
+        let mut dropped: Vec<String> = Vec::new();
+        self.v1.retain(|d| {
+            let keep = writable(&d.path);
+            if !keep {
+                dropped.push(d.controllers.clone());
+            }
+            keep
+        });
+        if self.unified.as_deref().is_some_and(|u| !writable(u)) {
+            self.unified = None;
+            dropped.push("unified".into());
+        }
+        let kept: Vec<PathBuf> = self.all_dirs().map(Path::to_path_buf).collect();
+        self.created
+            .retain(|c| kept.iter().any(|k| k.starts_with(c)));
+        dropped
+    }
+
     pub(super) fn all_dirs(&self) -> impl Iterator<Item = &Path> {
         self.v1
             .iter()

@@ -180,11 +180,22 @@ pub fn exec(root: &Path, id: &str, req: &ExecRequest) -> Result<i32, ContainerEr
     if !opts.detach {
         let _ = super::forwarded_signals().thread_block();
     }
-    let ns_guard = ChildNamespaces::enter(&join, &[])?;
+    // An ordinary user may join the pid namespace only once in the container's user namespace,
+    // which this process must not join: the child joins both and forks (a subreaper here, so
+    // that the forked process is still ours to wait for).
+    let join_pid_late = crate::rootless::unprivileged() && join.joined(NsKind::User).is_some();
+    if join_pid_late {
+        let _ = nix::sys::prctl::set_child_subreaper(true);
+    }
+    let ns_guard = match join_pid_late {
+        false => Some(ChildNamespaces::enter(&join, &[])?),
+        true => None,
+    };
     let (mut child_end, mut console) = (Some(child_end), console);
     let mut child = || {
         let ctx = ExecContext {
             join: &join,
+            join_pid_late,
             process: ProcessContext {
                 id,
                 process: &plan.process,
@@ -208,6 +219,11 @@ pub fn exec(root: &Path, id: &str, req: &ExecRequest) -> Result<i32, ContainerEr
     placement
         .add(pid, into_cgroup)
         .map_err(|e| kill(e.into()))?;
+    let pid = match join_pid_late {
+        true => forked(parent_end.as_fd(), pid).map_err(kill)?,
+        false => pid,
+    };
+    let kill = killing(pid);
     if let Some(r) = &record.intel_rdt {
         r.add(pid).map_err(|e| kill(e.into()))?;
     }
@@ -225,6 +241,18 @@ pub fn exec(root: &Path, id: &str, req: &ExecRequest) -> Result<i32, ContainerEr
         return Ok(0);
     }
     super::relay_and_wait(pid, console_relay)
+}
+
+/// The pid of the process the clone forked into the container's pid namespace (once the clone
+/// is in its cgroups, which the fork inherits); the clone is reaped.
+fn forked(sync: BorrowedFd<'_>, cloned: i32) -> Result<i32, ContainerError> {
+    send_msg(sync, &Msg::Go).map_err(io_ctx("sync"))?;
+    let forked = |m: &Msg| matches!(m, Msg::Forked { .. });
+    let Msg::Forked { pid } = expect(sync, "forking into the pid namespace", forked)? else {
+        unreachable!("expected Forked")
+    };
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(cloned), None);
+    Ok(pid)
 }
 
 /// An error after the clone also ends the process: none is left half set up.

@@ -20,7 +20,7 @@ use nix::sched::CloneFlags;
 
 use crate::cgroup::{Layout, Placement};
 use crate::logger::trace;
-use crate::plan::{Namespaces, NsKind, Plan, ProcessPlan, RunOptions};
+use crate::plan::{MapWith, Namespaces, NsKind, Plan, ProcessPlan, RunOptions};
 use crate::sync::{Msg, send_msg};
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +101,9 @@ pub struct ProcessContext<'a> {
 /// What an exec'd process works from: the namespaces to join, then its process.
 pub struct ExecContext<'a> {
     pub join: &'a Namespaces,
+    /// The pid and time namespaces are joined here, after the user namespace (an ordinary
+    /// user's runtime has no right to join them first), and the process forks into them.
+    pub join_pid_late: bool,
     pub process: ProcessContext<'a>,
 }
 
@@ -192,7 +195,7 @@ fn steps(ctx: &InitContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> 
     begin(fds)?;
     fds::close_inherited(ctx, fds)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-    enter_namespaces(&plan.namespaces, fds)?;
+    enter_namespaces(&plan.namespaces, plan.map_with, fds)?;
     trace!("init: in its namespaces (new: {:?})", plan.namespaces.new);
     if plan.namespaces.is_new(NsKind::Net) {
         net::loopback_up()?;
@@ -303,7 +306,23 @@ pub fn run_exec(ctx: &ExecContext<'_>, fds: InitFds) -> ! {
 
 fn exec_steps(ctx: &ExecContext<'_>, fds: &InitFds) -> Result<Infallible, InitError> {
     begin(fds)?;
-    enter_namespaces(ctx.join, fds)?;
+    // Opened while the host's /proc is still ours.
+    let mut late = Vec::new();
+    for (kind, path) in ctx.join.join.iter().filter(|_| ctx.join_pid_late) {
+        if matches!(kind, NsKind::Pid | NsKind::Time) {
+            let f = std::fs::File::open(path).step(|| format!("{}", path.display()))?;
+            late.push((*kind, path, f));
+        }
+    }
+    // Exec joins by path: no new user namespace, no maps.
+    enter_namespaces(ctx.join, MapWith::Root, fds)?;
+    if ctx.join_pid_late {
+        for (kind, path, f) in &late {
+            nix::sched::setns(f.as_fd(), kind.flag())
+                .step(|| format!("joining {} namespace {}", kind.spec_name(), path.display()))?;
+        }
+        fork_into_pid_namespace(fds)?;
+    }
     if let Some(root) = &fds.root {
         nix::unistd::fchdir(root.as_fd()).step(|| "entering the container's root".into())?;
         nix::unistd::chroot(".").step(|| "chroot".into())?;
@@ -356,14 +375,46 @@ fn become_root() -> nix::Result<()> {
     nix::unistd::setresuid(u, u, u)
 }
 
+/// The pid namespace this process entered applies to its children: it forks, the child goes
+/// on, and this copy tells the runtime the child's pid and leaves.
+fn fork_into_pid_namespace(fds: &InitFds) -> Result<(), InitError> {
+    // SAFETY: this process is single-threaded; the child goes on as the init.
+    match unsafe { nix::unistd::fork() }.step(|| "forking into the pid namespace".into())? {
+        nix::unistd::ForkResult::Parent { child } => {
+            let pid = child.as_raw();
+            let sent = send_msg(fds.sync.as_fd(), &Msg::Forked { pid });
+            // SAFETY: leaving at once, as a forked copy must: nothing of ours to clean up.
+            unsafe { libc::_exit(if sent.is_ok() { 0 } else { 1 }) };
+        }
+        // No PDEATHSIG: its parent is about to exit. Should the runtime die, the sync socket's
+        // EOF ends it. Nothing is said until the runtime has our pid, so that no hook is run
+        // with the other's.
+        nix::unistd::ForkResult::Child => expect(
+            fds,
+            "waiting for the new process's pid to be taken",
+            Msg::Go,
+        )
+        .map(drop),
+    }
+}
+
 /// Joins namespaces given by path, then makes the new ones. A new user namespace was made by the
 /// clone itself (so that the pid namespace belongs to it, as mounting /proc requires); it needs
 /// its id maps, written by the parent, before anything else. pid and time namespaces were
 /// arranged by the parent too, as they apply to children.
-fn enter_namespaces(ns: &Namespaces, fds: &InitFds) -> Result<(), InitError> {
+fn enter_namespaces(ns: &Namespaces, map_with: MapWith, fds: &InitFds) -> Result<(), InitError> {
     if ns.is_new(NsKind::User) {
+        // An ordinary user's runtime (or its setuid helper) writes our maps only while /proc/PID
+        // is the user's: dumpable for that moment alone, as runc does.
+        let dumpable = map_with != MapWith::Root;
+        if dumpable {
+            nix::sys::prctl::set_dumpable(true).step(|| "prctl(PR_SET_DUMPABLE)".into())?;
+        }
         send_msg(fds.sync.as_fd(), &Msg::MapIds).step(|| "sync".into())?;
         expect(fds, "waiting for the uid/gid mapping", Msg::IdsMapped)?;
+        if dumpable {
+            nix::sys::prctl::set_dumpable(false).step(|| "prctl(PR_SET_DUMPABLE)".into())?;
+        }
         become_root().step(|| "becoming root in the user namespace".into())?;
     }
     // Joining the user namespace first gives the rights to join the namespaces it owns.
@@ -394,21 +445,7 @@ fn enter_namespaces(ns: &Namespaces, fds: &InitFds) -> Result<(), InitError> {
     }
     if ns.pid_after_user_join() {
         nix::sched::unshare(CloneFlags::CLONE_NEWPID).step(|| "unshare(CLONE_NEWPID)".into())?;
-        // SAFETY: this process is single-threaded; the child goes on as the init.
-        match unsafe { nix::unistd::fork() }.step(|| "forking into the pid namespace".into())? {
-            nix::unistd::ForkResult::Parent { child } => {
-                let pid = child.as_raw();
-                let sent = send_msg(fds.sync.as_fd(), &Msg::Forked { pid });
-                // SAFETY: leaving at once, as a forked copy must: nothing of ours to clean up.
-                unsafe { libc::_exit(if sent.is_ok() { 0 } else { 1 }) };
-            }
-            // No PDEATHSIG: its parent is about to exit. Should the runtime die, the sync
-            // socket's EOF ends it. Nothing is said until the runtime has our pid, so that no
-            // hook is run with the other's.
-            nix::unistd::ForkResult::Child => {
-                expect(fds, "waiting for the new init's pid to be taken", Msg::Go)?;
-            }
-        }
+        fork_into_pid_namespace(fds)?;
     }
     let flags = ns
         .new

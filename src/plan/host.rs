@@ -28,6 +28,8 @@ pub trait Host {
     fn rlimit_ceiling(&self, resource: i32, in_userns: bool) -> Option<u64>;
     /// The runtime runs as root (not rootless).
     fn is_root(&self) -> bool;
+    /// The runtime's effective uid and gid.
+    fn caller(&self) -> (u32, u32);
     /// The index of a network interface in the runtime's network namespace.
     fn interface_index(&self, name: &str) -> Option<u32>;
     /// Where resctrl is mounted, if it is.
@@ -132,7 +134,14 @@ impl Host for RealHost {
     }
 
     fn is_root(&self) -> bool {
-        nix::unistd::geteuid().is_root()
+        nix::unistd::geteuid().is_root() && !crate::rootless::is()
+    }
+
+    fn caller(&self) -> (u32, u32) {
+        (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
     }
 
     fn interface_index(&self, name: &str) -> Option<u32> {
@@ -238,6 +247,8 @@ mod fake {
         /// The hard limits the runtime cannot raise, by resource.
         pub rlimit_ceilings: BTreeMap<i32, u64>,
         pub rootless: bool,
+        /// The runtime's euid and egid (root's by default).
+        pub caller: (u32, u32),
         pub interfaces: BTreeSet<String>,
         /// Where resctrl is mounted.
         pub resctrl: Option<PathBuf>,
@@ -309,6 +320,9 @@ mod fake {
         }
         fn is_root(&self) -> bool {
             !self.rootless
+        }
+        fn caller(&self) -> (u32, u32) {
+            self.caller
         }
         fn interface_index(&self, name: &str) -> Option<u32> {
             let i = self.interfaces.iter().position(|n| n == name)?;

@@ -27,6 +27,7 @@ mod options;
 pub mod perf_profile;
 pub mod process;
 pub mod resources;
+mod rootless;
 pub mod topology;
 pub mod tuning;
 mod userns;
@@ -49,6 +50,7 @@ pub use namespaces::{Namespaces, NsKind, TimeOffset};
 pub use net_devices::NetDevice;
 pub use options::RunOptions;
 pub use process::{CapSets, ProcessPlan, Rlimit};
+pub use rootless::MapWith;
 
 /// The runtime-spec major version this runtime implements.
 pub const OCI_MAJOR: u32 = 1;
@@ -106,6 +108,8 @@ pub struct Plan {
     pub namespaces: Namespaces,
     pub uid_map: Vec<IdMap>,
     pub gid_map: Vec<IdMap>,
+    /// How the runtime writes the id maps of a new user namespace.
+    pub map_with: MapWith,
     pub time_offsets: Vec<TimeOffset>,
     pub mounts: Vec<MountPlan>,
     pub rootfs_propagation: MsFlags,
@@ -257,7 +261,7 @@ impl Plan {
         process.tuning.affinity = tuning::ExecAffinity::default();
         let cgroup = cgroups::plan(&linux, id, driver)?;
         let security = hardening::Named::of(spec)?;
-        let plan = Plan {
+        let mut plan = Plan {
             id: id.to_owned(),
             bundle: bundle.to_path_buf(),
             process,
@@ -275,6 +279,7 @@ impl Plan {
             namespaces,
             uid_map,
             gid_map,
+            map_with: MapWith::Root,
             time_offsets: namespaces::time_offsets(&linux)?,
             mounts,
             rootfs_propagation: mounts::rootfs_propagation(&linux)?,
@@ -302,6 +307,7 @@ impl Plan {
             actions: Vec::new(),
         };
         check::plan(&plan, host)?;
+        plan.map_with = rootless::check(&plan, host)?;
         Ok(plan)
     }
 }

@@ -20,6 +20,7 @@ mod process;
 mod profiles;
 mod reliability;
 mod rootfs;
+mod rootless;
 mod seccomp;
 mod seccomp_abi;
 mod selinux;
@@ -80,6 +81,10 @@ fn main() {
         idmapped::ridmap_reaches_submounts,
         idmapped::idmapped_tmpfs,
         idmapped::idmap_refusals_name_the_mount,
+        rootless::lifecycle_as_an_ordinary_user,
+        rootless::subordinate_ranges_through_newuidmap,
+        rootless::delegated_cgroup_takes_the_limits,
+        rootless::rootless_refusals_are_clear,
         rootfs::mounts_with_options,
         rootfs::propagation,
         mount_options::every_listed_option_has_its_effect,

@@ -141,7 +141,8 @@ done
 cd /tmp
 t0=$(cut -d. -f1 /proc/uptime)
 # Emulated, a soak cycle takes ~0.8 s: a short soak here (the host run does 200).
-CHITIN_MUST_RUN=$must CHITIN_SOAK_CYCLES=20 CHITIN_BIN=/opt/chitin/chitin \
+# A throwaway machine: the rootless tests may add a user and subordinate ids.
+CHITIN_VM_USERS=1 CHITIN_MUST_RUN=$must CHITIN_SOAK_CYCLES=20 CHITIN_BIN=/opt/chitin/chitin \
   CHITIN_RECVTTY=/opt/chitin/chitin-recvtty TMPDIR=/tmp /opt/chitin/integration $filter 2>&1
 code=$?
 echo "vm: tests took $(( $(cut -d. -f1 /proc/uptime) - t0 )) s"

@@ -167,8 +167,8 @@ impl Drop for ChildNamespaces {
 /// A bind's tree is made a slave of its source (private with an rprivate root), as a bind in the
 /// container's own copy of the mounts would be. Other binds are None: without a user namespace
 /// (the init has the caller's rights), where the source is inside the rootfs (resolved there when
-/// its turn comes), where the container shares a mount namespace, and on kernels without
-/// open_tree or mount_setattr (before 5.12): those bind by path.
+/// its turn comes), where the container shares a mount namespace, for an ordinary user, and on
+/// kernels without open_tree or mount_setattr (before 5.12): those bind by path.
 pub(super) fn open_bind_sources(
     plan: &Plan,
     min_fd: u32,
@@ -180,7 +180,9 @@ pub(super) fn open_bind_sources(
     };
     let ns = &plan.namespaces;
     let userns = ns.is_new(NsKind::User) || ns.joined(NsKind::User).is_some();
-    let by_fd = ns.is_new(NsKind::Mount) && userns;
+    // An ordinary user may not clone a mount of its mount namespace: its init binds by path,
+    // with the user's rights, as the rootless runtimes do.
+    let by_fd = ns.is_new(NsKind::Mount) && userns && !crate::rootless::unprivileged();
     let mut namespaces = super::idmapped::Namespaces::default();
     let mut out = Vec::with_capacity(plan.mounts.len());
     for (i, m) in plan.mounts.iter().enumerate() {

@@ -117,7 +117,18 @@ fn prepare(
     )?;
     // Before the first side effect: a filesystem the kernel cannot idmap leaves nothing behind.
     let binds = open_bind_sources(plan, opts.first_own_fd())?;
-    let placement = layout.place(&plan.cgroup);
+    let mut placement = layout.place(&plan.cgroup);
+    let rootless = crate::rootless::is();
+    if rootless {
+        let dropped = placement.keep_delegated();
+        if !dropped.is_empty() {
+            crate::logger::warn(&format!(
+                "rootless: no delegated cgroup for {} (the caller cannot write there): the \
+                 container runs without a cgroup of its own in those hierarchies",
+                dropped.join(", ")
+            ));
+        }
+    }
     placement.check_reuse()?;
     let unit_props = match &plan.cgroup.unit {
         Some(_) => {
@@ -146,7 +157,10 @@ fn prepare(
         None => {
             layout.make(&record.cgroup)?;
             // Limits are in place before the init exists: it never runs unrestricted.
-            limit(&record.cgroup, &writes, plan)?;
+            match rootless {
+                false => limit(&record.cgroup, &writes, plan)?,
+                true => limit_rootless(&record.cgroup, &writes)?,
+            }
             None
         }
     };
@@ -169,6 +183,24 @@ fn prepare(
 fn limit(placement: &Placement, writes: &[Write], plan: &Plan) -> Result<(), CgroupError> {
     crate::cgroup::resources::apply(placement, writes)?;
     placement.apply_device_rules(&plan.device_rules)
+}
+
+/// Rootless mode: the limits the delegated hierarchies can take, and a warning naming the others,
+/// as runc warns; no device rules (a cgroup v2 device program needs the host's CAP_SYS_ADMIN).
+fn limit_rootless(placement: &Placement, writes: &[Write]) -> Result<(), CgroupError> {
+    let (kept, lost): (Vec<Write>, Vec<Write>) =
+        writes.iter().cloned().partition(|w| match w.controller {
+            "" => placement.unified.is_some(),
+            c => placement.controller(c).is_some(),
+        });
+    if !lost.is_empty() {
+        let files: Vec<&str> = lost.iter().map(|w| w.file.as_str()).collect();
+        crate::logger::warn(&format!(
+            "rootless: limits not applied, their controllers are not delegated: {}",
+            files.join(", ")
+        ));
+    }
+    crate::cgroup::resources::apply(placement, &kept)
 }
 
 /// The systemd driver: the init waits at the barrier while systemd makes its scope, chitin its

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use super::Prepared;
 use crate::container::{ContainerError, io_ctx};
 use crate::logger::trace;
-use crate::plan::{NsKind, Plan};
+use crate::plan::{MapWith, NsKind, Plan};
 use crate::state::{Record, Status};
 use crate::sync::{Msg, expect, send_msg};
 
@@ -37,8 +37,7 @@ pub(super) fn setup(
     if plan.namespaces.is_new(NsKind::User) {
         expect(sync, "asking for its id maps", |m| *m == Msg::MapIds)?;
         trace!("writing the id maps of {pid}");
-        write_id_map(pid, "uid_map", &plan.uid_map)?;
-        write_id_map(pid, "gid_map", &plan.gid_map)?;
+        write_id_maps(pid, plan)?;
         send(&Msg::IdsMapped)?;
     }
     if plan.moves_into_netns() {
@@ -110,9 +109,44 @@ fn move_net_devices(pid: i32, plan: &Plan) -> Result<crate::netdev::Attached, Co
     Ok(attached)
 }
 
-fn write_id_map(pid: i32, file: &str, maps: &[crate::plan::IdMap]) -> Result<(), ContainerError> {
-    let path = format!("/proc/{pid}/{file}");
-    std::fs::write(&path, crate::plan::id_map_text(maps)).map_err(io_ctx(path))
+/// The init's uid and gid maps, written as the plan says (plan::rootless).
+fn write_id_maps(pid: i32, plan: &Plan) -> Result<(), ContainerError> {
+    let write = |file: &str, text: &str| {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, text).map_err(io_ctx(path))
+    };
+    let (uids, gids) = (&plan.uid_map, &plan.gid_map);
+    match plan.map_with {
+        MapWith::Root | MapWith::OwnIds => {
+            if plan.map_with == MapWith::OwnIds {
+                write("setgroups", "deny")?;
+            }
+            write("uid_map", &crate::plan::id_map_text(uids))?;
+            write("gid_map", &crate::plan::id_map_text(gids))
+        }
+        MapWith::Helpers => {
+            helper("newuidmap", pid, uids)?;
+            helper("newgidmap", pid, gids)
+        }
+    }
+}
+
+/// newuidmap or newgidmap PID, then each map's three numbers.
+fn helper(name: &str, pid: i32, maps: &[crate::plan::IdMap]) -> Result<(), ContainerError> {
+    let mut cmd = std::process::Command::new(name);
+    cmd.arg(pid.to_string());
+    for m in maps {
+        cmd.args([m.container, m.host, m.size].map(|n| n.to_string()));
+    }
+    let out = cmd.output().map_err(io_ctx(name))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    Err(ContainerError::Io {
+        what: format!("{name} {pid}"),
+        source: std::io::Error::other(format!("{}: {}", out.status, err.trim())),
+    })
 }
 
 /// Hands the seccomp notification fd to the agent at listenerPath, with the container's state

@@ -1,0 +1,330 @@
+//! Rootless mode: chitin run by an ordinary user, who gets a user namespace of its own. These
+//! add a user and subordinate ids, so they run only in a VM that says it may
+//! (CHITIN_VM_USERS=1, tests/vm/run-systemd.sh); on the host they skip.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Once;
+
+use serde_json::{Value, json};
+
+use crate::harness::{TestResult, skip};
+use crate::support::{Ctx, bin};
+
+const USER: &str = "chitin-rl";
+const UID: u32 = 1500;
+/// The user's subordinate ids, in /etc/subuid and /etc/subgid.
+const SUB: (u32, u32) = (200000, 65536);
+
+/// The test user: its passwd and group lines and subordinate ranges, added once.
+fn test_user() -> TestResult {
+    if std::env::var_os("CHITIN_VM_USERS").is_none() {
+        return skip(
+            "adds a user and subordinate ids: only in a VM that allows it (CHITIN_VM_USERS)",
+        );
+    }
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let add = |file: &str, line: String| {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            if !text.lines().any(|l| l.starts_with(&format!("{USER}:"))) {
+                std::fs::write(file, format!("{text}{line}\n")).unwrap();
+            }
+        };
+        add("/etc/passwd", format!("{USER}:x:{UID}:{UID}::/tmp:/bin/sh"));
+        add("/etc/group", format!("{USER}:x:{UID}:"));
+        add("/etc/subuid", format!("{USER}:{}:{}", SUB.0, SUB.1));
+        add("/etc/subgid", format!("{USER}:{}:{}", SUB.0, SUB.1));
+    });
+    Ok(())
+}
+
+/// The user's view: its runtime directory (XDG_RUNTIME_DIR) and a bundle it owns, whose config
+/// `chitin spec --rootless` wrote as that user.
+struct Rootless {
+    ctx: Ctx,
+    xdg: PathBuf,
+    bundle: PathBuf,
+}
+
+impl Rootless {
+    fn new(tag: &str, script: &str) -> Result<Rootless, crate::harness::Outcome> {
+        test_user()?;
+        let ctx = Ctx::new(tag)?;
+        let xdg = ctx.base.join("xdg");
+        std::fs::create_dir_all(&xdg).unwrap();
+        let b = ctx.bundle(script);
+        for d in [&ctx.base, &b.dir] {
+            std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        for d in [&xdg, &b.dir] {
+            std::os::unix::fs::chown(d, Some(UID), Some(UID)).unwrap();
+        }
+        std::fs::remove_file(b.dir.join("config.json")).unwrap();
+        let r = Rootless {
+            ctx,
+            xdg,
+            bundle: b.dir,
+        };
+        r.ok(&["spec", "--rootless", "-b", r.bundle.to_str().unwrap()]);
+        r.edit(|c| {
+            c["process"]["terminal"] = false.into();
+            c["process"]["args"] = json!(["sh", "-c", script]);
+        });
+        Ok(r)
+    }
+
+    fn edit(&self, f: impl FnOnce(&mut Value)) {
+        let path = self.bundle.join("config.json");
+        let mut c: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        f(&mut c);
+        std::fs::write(&path, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    }
+
+    /// chitin as the user, with its XDG_RUNTIME_DIR (None: without one).
+    fn cmd(&self, xdg: Option<&Path>) -> Command {
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={UID}"),
+            &format!("--regid={UID}"),
+            "--clear-groups",
+            "--",
+            bin(),
+        ]);
+        c.env_remove("XDG_RUNTIME_DIR").stdin(Stdio::null());
+        if let Some(x) = xdg {
+            c.env("XDG_RUNTIME_DIR", x);
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(Some(&self.xdg)).args(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        crate::support::stdout_ok(&out)
+    }
+
+    /// The state directories under the user's default root.
+    fn states(&self) -> Vec<String> {
+        std::fs::read_dir(self.xdg.join("chitin"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// create, start, exec, kill and delete as the user, with no --root: the state goes to
+/// $XDG_RUNTIME_DIR/chitin. Inside, the user is root through a map of its own uid alone (so
+/// setgroups is denied); the runtime warns that it has no delegated cgroup.
+pub fn lifecycle_as_an_ordinary_user() -> TestResult {
+    let r = Rootless::new("rootless", "sleep 300")?;
+    let id = r.ctx.id();
+    let b = r.bundle.to_str().unwrap();
+    // The init keeps the stdio it is given: stderr to a file, which create's exit does not wait on.
+    let err_path = r.ctx.base.join("create.err");
+    let status = r
+        .cmd(Some(&r.xdg))
+        .args(["create", "-b", b, &id])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .status()
+        .unwrap();
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("rootless: no delegated cgroup"), "{err}");
+    assert_eq!(r.states(), std::slice::from_ref(&id));
+    r.ok(&["start", &id]);
+    let state: Value = serde_json::from_str(&r.ok(&["state", &id])).unwrap();
+    assert_eq!(state["status"], "running");
+    let seen = r.ok(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map /proc/self/setgroups",
+    ]);
+    let seen: Vec<Vec<&str>> = seen
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(seen, [vec!["0"], vec!["0", "1500", "1"], vec!["deny"]]);
+    r.ok(&["kill", &id, "KILL"]);
+    let stopped = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        r.ok(&["state", &id]).contains("\"stopped\"")
+    });
+    assert!(stopped, "the init did not stop");
+    r.ok(&["delete", &id]);
+    assert!(r.states().is_empty(), "{:?}", r.states());
+    Ok(())
+}
+
+/// A cgroup v2 subtree delegated to the user, as systemd's user manager delegates one (here by
+/// hand: the directory and its cgroup.procs, cgroup.subtree_control and cgroup.threads are the
+/// user's), with the runtime started in a leaf of it: the container's cgroup is made there,
+/// with its limits, and nothing is warned of.
+pub fn delegated_cgroup_takes_the_limits() -> TestResult {
+    let r = Rootless::new("rootless-cg", "sleep 300")?;
+    let v2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .unwrap()
+        .filesystem_type()
+        == nix::sys::statfs::CGROUP2_SUPER_MAGIC;
+    if !v2 {
+        return skip("needs a pure cgroup v2 host, where a subtree can be delegated");
+    }
+    let name = format!("chitin-rl-{}", std::process::id());
+    let top = Path::new("/sys/fs/cgroup").join(&name);
+    let leaf = top.join("runtime");
+    std::fs::create_dir_all(&leaf).unwrap();
+    let _ = std::fs::write("/sys/fs/cgroup/cgroup.subtree_control", "+memory +pids");
+    for f in [
+        "",
+        "cgroup.procs",
+        "cgroup.subtree_control",
+        "cgroup.threads",
+    ] {
+        std::os::unix::fs::chown(top.join(f), Some(UID), Some(UID)).unwrap();
+    }
+    for f in ["", "cgroup.procs"] {
+        std::os::unix::fs::chown(leaf.join(f), Some(UID), Some(UID)).unwrap();
+    }
+    r.edit(|c| {
+        c["linux"]["cgroupsPath"] = format!("/{name}/ctr").into();
+        c["linux"]["resources"] = json!({"memory": {"limit": 67108864}, "pids": {"limit": 40}});
+    });
+    // create from the delegated leaf (stderr to a file: the init keeps it), then read the
+    // container's cgroup from here.
+    let id = r.ctx.id();
+    let err_path = r.ctx.base.join("create.err");
+    let user = r.cmd(Some(&r.xdg));
+    let status = Command::new("sh")
+        .args(["-c", r#"echo $$ > "$0" && exec "$@""#])
+        .arg(leaf.join("cgroup.procs"))
+        .arg(user.get_program())
+        .args(user.get_args())
+        .env("XDG_RUNTIME_DIR", &r.xdg)
+        .args(["create", "-b", r.bundle.to_str().unwrap(), &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .status()
+        .unwrap();
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    let read = |f: &str| std::fs::read_to_string(top.join("ctr").join(f)).unwrap_or_default();
+    let seen = (read("memory.max"), read("pids.max"), read("cgroup.procs"));
+    let _ = r.run(&["delete", "-f", &id]);
+    let _ = std::fs::remove_dir(&leaf);
+    let _ = std::fs::remove_dir(&top);
+    assert!(status.success(), "{err}");
+    assert_eq!(
+        (seen.0.as_str(), seen.1.as_str()),
+        ("67108864\n", "40\n"),
+        "{err}"
+    );
+    assert_eq!(
+        seen.2.lines().count(),
+        1,
+        "the init in its cgroup: {seen:?}"
+    );
+    assert!(!err.contains("rootless:"), "{err}");
+    Ok(())
+}
+
+/// Maps beyond the user's own id, from its /etc/subuid and /etc/subgid ranges, written by
+/// newuidmap and newgidmap: setgroups stays allowed, so supplementary groups work.
+pub fn subordinate_ranges_through_newuidmap() -> TestResult {
+    let r = Rootless::new(
+        "rootless-sub",
+        "cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; id -G",
+    )?;
+    r.edit(|c| {
+        let maps = json!([{"containerID": 0, "hostID": UID, "size": 1},
+                          {"containerID": 1, "hostID": SUB.0, "size": SUB.1 - 1}]);
+        c["linux"]["uidMappings"] = maps.clone();
+        c["linux"]["gidMappings"] = maps;
+        c["process"]["user"]["additionalGids"] = json!([1]);
+    });
+    let out = r.ok(&["run", "-b", r.bundle.to_str().unwrap(), &r.ctx.id()]);
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let (one, sub) = (["0", "1500", "1"], ["1", "200000", "65535"]);
+    assert_eq!(
+        lines[..4],
+        [one.to_vec(), sub.to_vec(), one.to_vec(), sub.to_vec()],
+        "{out}"
+    );
+    assert_eq!(lines[4..], [vec!["allow"], vec!["0", "1"]], "{out}");
+    Ok(())
+}
+
+/// What rootless mode cannot do fails before anything is made, in one line naming the field:
+/// no XDG_RUNTIME_DIR (and no --root), host ids outside the user's subordinate ranges, a config
+/// without a user namespace, a filesystem only root may mount, an idmapped mount.
+pub fn rootless_refusals_are_clear() -> TestResult {
+    let r = Rootless::new("rootless-bad", "true")?;
+    let b = r.bundle.to_str().unwrap().to_owned();
+    let out = r.cmd(None).args(["run", "-b", &b, "x"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("XDG_RUNTIME_DIR is not set"),
+        "{err}"
+    );
+    let config = std::fs::read(r.bundle.join("config.json")).unwrap();
+    let reset = || std::fs::write(r.bundle.join("config.json"), &config).unwrap();
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(Edit, &str)> = vec![
+        (
+            Box::new(|c| {
+                let maps = json!([{"containerID": 0, "hostID": UID, "size": 1},
+                                  {"containerID": 1, "hostID": 300000, "size": 10}]);
+                c["linux"]["uidMappings"] = maps;
+            }),
+            "linux.uidMappings[1]: host ids 300000-300009 are not chitin-rl's: /etc/subuid \
+             gives chitin-rl 200000-265535",
+        ),
+        (
+            Box::new(|c| {
+                let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+                ns.retain(|n| n["type"] != "user");
+                c["linux"]["uidMappings"] = Value::Null;
+                c["linux"]["gidMappings"] = Value::Null;
+            }),
+            "linux.namespaces: rootless mode needs a user namespace",
+        ),
+        (
+            Box::new(|c| {
+                let m = json!({"destination": "/data", "type": "ext4", "source": "/dev/vdz"});
+                c["mounts"].as_array_mut().unwrap().push(m);
+            }),
+            ".type: ext4 can be mounted only by root",
+        ),
+        (
+            Box::new(|c| {
+                let m = json!({"destination": "/data", "type": "bind", "source": "/tmp",
+                               "options": ["rbind", "idmap"]});
+                c["mounts"].as_array_mut().unwrap().push(m);
+            }),
+            "an idmapped mount needs chitin run as root",
+        ),
+    ];
+    for (edit, want) in cases {
+        reset();
+        r.edit(edit);
+        let out = r.run(&["run", "-b", &b, &r.ctx.id()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{want}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.contains(want), "want {want:?}: {err}");
+        assert!(r.states().is_empty(), "state left for {want}");
+    }
+    Ok(())
+}
