@@ -39,18 +39,19 @@ fn in_user_namespace() -> bool {
     }
 }
 
-/// The state directory when `--root` is not given: /run/chitin, or for an ordinary user
-/// $XDG_RUNTIME_DIR/chitin, as runc does with its own name.
+/// The state directory when `--root` is not given: $XDG_RUNTIME_DIR/chitin for an ordinary
+/// user, and for root of a user namespace whose USER is not root (rootless Podman's runtime),
+/// as runc decides for its own; else /run/chitin.
 pub fn default_root() -> Result<PathBuf, String> {
-    if !unprivileged() {
-        return Ok(PathBuf::from("/run/chitin"));
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        Some(dir) => Ok(PathBuf::from(dir).join("chitin")),
-        None => Err(
-            "rootless: XDG_RUNTIME_DIR is not set, so there is no default state \
-                     directory: set it (a login session does), or give --root"
-                .into(),
-        ),
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty());
+    let user_is_root = std::env::var_os("USER").is_some_and(|u| u == "root");
+    let honour = unprivileged() || (in_user_namespace() && !user_is_root);
+    match (xdg, honour) {
+        (Some(dir), true) => Ok(PathBuf::from(dir).join("chitin")),
+        (None, true) if unprivileged() => Err("rootless: XDG_RUNTIME_DIR is not set, so there \
+                                              is no default state directory: set it (a login \
+                                              session does), or give --root"
+            .into()),
+        _ => Ok(PathBuf::from("/run/chitin")),
     }
 }

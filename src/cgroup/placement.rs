@@ -63,6 +63,11 @@ impl Placement {
             .then_some(Ctl::V2(u))
     }
 
+    /// No cgroup at all: rootless mode where nothing was delegated.
+    pub fn is_empty(&self) -> bool {
+        self.v1.is_empty() && self.unified.is_none() && self.unit.is_none()
+    }
+
     /// Rootless mode: keeps the hierarchies where the container's cgroup would be made in a
     /// directory the caller may write (a delegated subtree), drops the others; their names.
     pub fn keep_delegated(&mut self) -> Vec<String> {

@@ -24,10 +24,24 @@ fn running(dir: &StateDir, r: &crate::state::Record, what: &str) -> Result<Statu
     }
 }
 
+/// What needs the container's cgroup is refused, saying why, for one made without (rootless
+/// mode where nothing was delegated).
+fn has_cgroup(r: &Record, what: &str) -> Result<(), ContainerError> {
+    match r.cgroup.is_empty() {
+        false => Ok(()),
+        true => Err(ContainerError::Status(format!(
+            "cannot {what} {}: it has no cgroup of its own (rootless mode, and no cgroup was \
+             delegated to its creator)",
+            r.id
+        ))),
+    }
+}
+
 pub fn pause(root: &Path, id: &str, freeze: bool) -> Result<(), ContainerError> {
     let dir = StateDir::open(root, id)?;
     let r = dir.read()?;
     let what = if freeze { "pause" } else { "resume" };
+    has_cgroup(&r, what)?;
     match (running(&dir, &r, what)?, freeze) {
         // As runc: a created container may be paused too (and reads as created once resumed).
         (Status::Running | Status::Created, true) | (Status::Paused, false) => {
@@ -268,6 +282,7 @@ pub fn update(root: &Path, id: &str, f: &UpdateFlags) -> Result<(), ContainerErr
     let dir = StateDir::open(root, id)?;
     let mut r = dir.read()?;
     running(&dir, &r, "update")?;
+    has_cgroup(&r, "update")?;
     let rdt = rdt_schemata(f, &r)?;
     let mut delta = delta;
     unlimited_swap_with_memory(&mut delta, &r.cgroup);
@@ -338,6 +353,7 @@ fn set_unit_properties(
 pub fn ps(root: &Path, id: &str, format: &str, args: &[String]) -> Result<String, ContainerError> {
     let dir = StateDir::open(root, id)?;
     let r = dir.read()?;
+    has_cgroup(&r, "list the processes of")?;
     let pids = r.cgroup.pids();
     if format == "json" {
         return Ok(format!(
@@ -434,6 +450,7 @@ pub fn events(
         let dir = StateDir::open(root, id)?;
         let r = dir.read()?;
         running(&dir, &r, "get events from")?;
+        has_cgroup(&r, "get events from")?;
         (dir.path.clone(), r)
     };
     let emit = |out: &mut dyn std::io::Write, e: Event<'_>| {

@@ -1,5 +1,5 @@
 //! Device nodes in the container's /dev: mknod, or a bind of the host's node inside a user
-//! namespace (where mknod is refused), plus the standard /dev symlinks.
+//! namespace or in rootless mode (where mknod is refused), plus the standard /dev symlinks.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
@@ -11,11 +11,9 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, symlinkat, unlinkat};
 
 use super::{InitError, Step};
 use crate::fsutil::{device_target_in_root, fd_path, mkdir_all_in_root};
-use crate::plan::{DevKind, NsKind, Plan};
+use crate::plan::{DevKind, Plan};
 
 pub fn create(root: BorrowedFd<'_>, plan: &Plan) -> Result<(), InitError> {
-    let userns =
-        plan.namespaces.is_new(NsKind::User) || plan.namespaces.joined(NsKind::User).is_some();
     for d in &plan.devices {
         let what = || format!("device {}", d.path.display());
         let parent = mkdir_all_in_root(root, d.path.parent().unwrap_or(Path::new("/dev")), 0o755)
@@ -24,7 +22,7 @@ pub fn create(root: BorrowedFd<'_>, plan: &Plan) -> Result<(), InitError> {
             .path
             .file_name()
             .ok_or_else(|| super::failure(&what(), "no file name"))?;
-        if userns {
+        if plan.devices_by_bind {
             let target = device_target_in_root(root, &d.path).step(what)?;
             nix::mount::mount(
                 Some(&d.path),

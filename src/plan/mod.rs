@@ -114,6 +114,9 @@ pub struct Plan {
     pub mounts: Vec<MountPlan>,
     pub rootfs_propagation: MsFlags,
     pub devices: Vec<Device>,
+    /// Device nodes are the host's, bound: mknod is refused in a user namespace and without the
+    /// host's root (rootless mode).
+    pub devices_by_bind: bool,
     /// Host interfaces moved into the container's network namespace (by `create`'s parent).
     pub net_devices: Vec<NetDevice>,
     pub masked_paths: Vec<PathBuf>,
@@ -233,6 +236,7 @@ impl Plan {
         let (uid_map, gid_map) = idmap::plan(&linux, host)?;
         let mount_label = lsm::mount_label(host, linux.mount_label().as_deref())?;
         let namespaces = namespaces::plan(&linux, host)?;
+        let devices_by_bind = !host.is_root() || namespaces.is_private(NsKind::User);
         // Read only for a mount that takes them: a joined namespace's are found through /proc.
         let idmap_alone = |m: &oci_spec::runtime::Mount| {
             let opts = m.options().as_deref().unwrap_or_default();
@@ -284,6 +288,7 @@ impl Plan {
             mounts,
             rootfs_propagation: mounts::rootfs_propagation(&linux)?,
             devices: devices::nodes(&linux)?,
+            devices_by_bind,
             masked_paths: paths("linux.maskedPaths", linux.masked_paths())?,
             mount_label,
             readonly_paths: paths("linux.readonlyPaths", linux.readonly_paths())?,

@@ -85,6 +85,7 @@ fn main() {
         rootless::subordinate_ranges_through_newuidmap,
         rootless::delegated_cgroup_takes_the_limits,
         rootless::rootless_refusals_are_clear,
+        rootless::podman_as_the_user,
         rootfs::mounts_with_options,
         rootfs::propagation,
         mount_options::every_listed_option_has_its_effect,

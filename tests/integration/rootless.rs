@@ -155,6 +155,13 @@ pub fn lifecycle_as_an_ordinary_user() -> TestResult {
         .map(|l| l.split_whitespace().collect())
         .collect();
     assert_eq!(seen, [vec!["0"], vec!["0", "1500", "1"], vec!["deny"]]);
+    // Without a cgroup of its own, what needs one says so.
+    let out = r.run(&["pause", &id]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("has no cgroup of its own"),
+        "{err}"
+    );
     r.ok(&["kill", &id, "KILL"]);
     let stopped = (0..100).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -326,5 +333,94 @@ pub fn rootless_refusals_are_clear() -> TestResult {
         assert!(err.contains(want), "want {want:?}: {err}");
         assert!(r.states().is_empty(), "state left for {want}");
     }
+    Ok(())
+}
+
+/// Rootless Podman as the user, with chitin as its runtime (which it runs as root of the user
+/// namespace it made from the user's subordinate ids): run, exec, stop, and --userns=keep-id.
+pub fn podman_as_the_user() -> TestResult {
+    crate::clients::need(&["podman", "conmon"], "podman")?;
+    let r = Rootless::new("rootless-podman", "true")?;
+    let home = r.ctx.base.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(UID), Some(UID)).unwrap();
+    let conf = r.ctx.base.join("containers.conf");
+    std::fs::write(
+        &conf,
+        "[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = \"cgroupfs\"\n\
+         events_logger = \"file\"\n",
+    )
+    .unwrap();
+    let rootfs = r.bundle.join("rootfs");
+    let tar = r.ctx.base.join("image.tar");
+    crate::clients::ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."),
+    );
+    let podman = |args: &[&str]| {
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={UID}"),
+            &format!("--regid={UID}"),
+            "--clear-groups",
+            "--",
+        ])
+        .args(["podman", "--storage-driver", "overlay", "--runtime", bin()])
+        .args(args)
+        .env("HOME", &home)
+        .env("XDG_RUNTIME_DIR", &r.xdg)
+        .env("CONTAINERS_CONF", &conf)
+        .current_dir(&home)
+        .stdin(Stdio::null());
+        crate::clients::run(&mut c)
+    };
+    let ok = |args: &[&str]| {
+        let ran = podman(args);
+        assert_eq!(ran.code, 0, "podman {args:?}: {}{}", ran.out, ran.err);
+        ran.out
+    };
+    const IMAGE: &str = "localhost/chitin-rl:it";
+    ok(&["import", tar.to_str().unwrap(), IMAGE]);
+    let run = ["run", "--rm", "--network", "none"];
+    let out = ok(&[
+        &run[..],
+        &[IMAGE, "sh", "-c", "id -u; cat /proc/self/uid_map"],
+    ]
+    .concat());
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["0"], "{out}");
+    assert_eq!(lines[1], ["0", "1500", "1"], "{out}");
+    assert_eq!(lines[2], ["1", "200000", "65536"], "{out}");
+    ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c1",
+        "--network",
+        "none",
+        IMAGE,
+        "sleep",
+        "300",
+    ]);
+    assert_eq!(
+        ok(&["inspect", "-f", "{{.OCIRuntime}}", "c1"]).trim(),
+        bin()
+    );
+    assert_eq!(ok(&["exec", "c1", "id", "-u"]).trim(), "0");
+    ok(&["stop", "-t", "1", "c1"]);
+    assert_eq!(
+        ok(&["inspect", "-f", "{{.State.Status}}", "c1"]).trim(),
+        "exited"
+    );
+    ok(&["rm", "c1"]);
+    let keep = ok(&[&run[..], &["--userns=keep-id", IMAGE, "id", "-u"]].concat());
+    assert_eq!(keep.trim(), "1500");
     Ok(())
 }
