@@ -45,13 +45,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
         print(&version())?;
         return Ok(0);
     }
-    let rootless = chitin::rootless::decide(&cli.rootless).map_err(Error::Usage)?;
-    if rootless && cli.systemd_cgroup {
-        return Err(Error::Usage(
-            "--systemd-cgroup: rootless mode through the user's own systemd is not supported yet"
-                .into(),
-        ));
-    }
+    chitin::rootless::decide(&cli.rootless).map_err(Error::Usage)?;
     let Some(cmd) = cli.command else {
         return Err(Error::Usage("no command given; see chitin --help".into()));
     };

@@ -55,3 +55,23 @@ pub fn default_root() -> Result<PathBuf, String> {
         _ => Ok(PathBuf::from("/run/chitin")),
     }
 }
+
+/// The host's uid for this process: its effective uid, mapped out through its user namespace
+/// (root of rootless Podman's namespace is the user who made it). What a bus's EXTERNAL
+/// authentication and the user's systemd know it as.
+pub fn host_uid() -> u32 {
+    let euid = nix::unistd::geteuid().as_raw();
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    map.lines()
+        .filter_map(|l| {
+            let f: Vec<u64> = l
+                .split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            (f.len() == 3).then(|| (f[0], f[1], f[2]))
+        })
+        .find(|(inside, _, size)| (*inside..inside + size).contains(&(euid as u64)))
+        .map_or(euid, |(inside, outside, _)| {
+            (outside + euid as u64 - inside) as u32
+        })
+}

@@ -223,7 +223,7 @@ impl Layout {
     ) -> Result<(), CgroupError> {
         let unit = placement.unit.as_ref().expect("a systemd placement");
         let v2 = !self.has_v1_devices();
-        systemd::Systemd::connect()?.start(unit, pid, props, v2)?;
+        systemd::Systemd::connect(unit.user)?.start(unit, pid, props, v2)?;
         placement.created = placement.v1.iter().flat_map(|d| missing(&d.path)).collect();
         Ok(())
     }

@@ -216,7 +216,7 @@ impl Placement {
         // once chitin's own directories are gone. A unit made again for another container
         // (after this one stopped) holds that one's cgroup: nothing here is this one's.
         let stopped = match &self.unit {
-            Some(u) => systemd::Systemd::connect().and_then(|mut s| s.stop(u)),
+            Some(u) => systemd::Systemd::connect(u.user).and_then(|mut s| s.stop(u)),
             None => Ok(systemd::Owner::This),
         };
         if matches!(stopped, Ok(systemd::Owner::Other)) {
@@ -230,7 +230,7 @@ impl Placement {
     /// The systemd driver's unit is now another container's (see `remove`).
     pub fn is_foreign(&self) -> bool {
         let Some(u) = &self.unit else { return false };
-        let owner = systemd::Systemd::connect().and_then(|mut s| s.owner(u));
+        let owner = systemd::Systemd::connect(u.user).and_then(|mut s| s.owner(u));
         matches!(owner, Ok(systemd::Owner::Other))
     }
 

@@ -344,7 +344,7 @@ fn set_unit_properties(
         return Ok(());
     }
     let v2 = p.v1_dir("devices").is_none();
-    crate::cgroup::systemd::Systemd::connect()
+    crate::cgroup::systemd::Systemd::connect(unit.user)
         .and_then(|mut s| s.set(&unit.name, props, v2))
         .map_err(CgroupError::from)
 }

@@ -16,14 +16,16 @@ use wire::{Malformed, Reader, Writer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbusError {
-    #[error("connecting to the system bus at {}: {source}", .path.display())]
+    #[error("connecting to the bus at {}: {source}", .path.display())]
     Connect { path: PathBuf, source: io::Error },
-    #[error("the system bus: {0}")]
+    #[error("the bus: {0}")]
     Io(#[from] io::Error),
-    #[error("the system bus refused chitin's authentication: {0:?}")]
+    #[error("the bus refused chitin's authentication: {0:?}")]
     Auth(String),
-    #[error("DBUS_SYSTEM_BUS_ADDRESS {0:?}: only unix:path= addresses are supported")]
+    #[error("bus address {0:?}: only unix:path= addresses are supported")]
     Address(String),
+    #[error("the user's session bus: neither DBUS_SESSION_BUS_ADDRESS nor XDG_RUNTIME_DIR is set")]
+    NoSession,
     #[error(transparent)]
     Malformed(#[from] Malformed),
     #[error("{name}: {message}")]
@@ -89,9 +91,26 @@ pub struct Bus {
 /// The system bus's socket: DBUS_SYSTEM_BUS_ADDRESS's (`address`) unix path, else the
 /// well-known one.
 fn system_bus_path(address: Option<String>) -> Result<PathBuf, DbusError> {
-    let Some(addr) = address else {
-        return Ok(PathBuf::from("/run/dbus/system_bus_socket"));
-    };
+    match address {
+        Some(addr) => unix_path(addr),
+        None => Ok(PathBuf::from("/run/dbus/system_bus_socket")),
+    }
+}
+
+/// The user's session bus (its systemd's, with dbus-user-session): DBUS_SESSION_BUS_ADDRESS's
+/// unix path, else $XDG_RUNTIME_DIR/bus.
+fn session_bus_path(
+    address: Option<String>,
+    runtime_dir: Option<PathBuf>,
+) -> Result<PathBuf, DbusError> {
+    match (address, runtime_dir) {
+        (Some(addr), _) => unix_path(addr),
+        (None, Some(dir)) => Ok(dir.join("bus")),
+        (None, None) => Err(DbusError::NoSession),
+    }
+}
+
+fn unix_path(addr: String) -> Result<PathBuf, DbusError> {
     // Several addresses may be given, ';'-separated; the first unix path is taken.
     addr.split(';')
         .filter_map(|a| a.strip_prefix("unix:"))
@@ -105,6 +124,21 @@ impl Bus {
     /// Connects to the system bus and says Hello; each reply is waited for `timeout` at most.
     pub fn system(timeout: Duration) -> Result<Bus, DbusError> {
         let path = system_bus_path(std::env::var("DBUS_SYSTEM_BUS_ADDRESS").ok())?;
+        Bus::connect(&path, timeout)
+    }
+
+    /// The same with the user's session bus.
+    pub fn session(timeout: Duration) -> Result<Bus, DbusError> {
+        let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty());
+        let path = session_bus_path(
+            std::env::var("DBUS_SESSION_BUS_ADDRESS").ok(),
+            runtime_dir.map(PathBuf::from),
+        )?;
+        Bus::connect(&path, timeout)
+    }
+
+    fn connect(path: &std::path::Path, timeout: Duration) -> Result<Bus, DbusError> {
+        let path = path.to_path_buf();
         let sock = UnixStream::connect(&path).map_err(|source| DbusError::Connect {
             path: path.clone(),
             source,
@@ -121,10 +155,10 @@ impl Bus {
         Ok(bus)
     }
 
-    /// SASL EXTERNAL: the bus checks our uid from the socket's credentials.
+    /// SASL EXTERNAL: the bus checks our uid from the socket's credentials, which it sees as
+    /// the host's (root of a user namespace is the user who made it).
     fn authenticate(&mut self) -> Result<(), DbusError> {
-        let uid: String = nix::unistd::geteuid()
-            .as_raw()
+        let uid: String = crate::rootless::host_uid()
             .to_string()
             .bytes()
             .map(|b| format!("{b:02x}"))
@@ -357,5 +391,18 @@ mod tests {
             path(None).unwrap(),
             PathBuf::from("/run/dbus/system_bus_socket")
         );
+        let session = |a: Option<&str>, d: Option<&str>| {
+            session_bus_path(a.map(str::to_owned), d.map(PathBuf::from))
+        };
+        let run = Some("/run/user/1500");
+        assert_eq!(
+            session(None, run).unwrap(),
+            PathBuf::from("/run/user/1500/bus")
+        );
+        assert_eq!(
+            session(Some("unix:path=/b"), run).unwrap(),
+            PathBuf::from("/b")
+        );
+        assert!(matches!(session(None, None), Err(DbusError::NoSession)));
     }
 }

@@ -32,7 +32,7 @@ impl Performance {
         let linux = config.and_then(|c| c.spec.linux().clone());
         let linux = linux.unwrap_or_else(crate::plan::config::empty);
         // The id only names the container's own cgroup, below the one that matters here.
-        let cg = crate::plan::cgroups::plan(&linux, "profile", self.driver)?;
+        let cg = crate::plan::cgroups::plan(&linux, "profile", self.driver, None)?;
         // An empty list is a cpuset not set up yet, which limits nothing.
         let parent = (host.parent_cpuset(&cg)).filter(|(c, m)| !c.is_empty() && !m.is_empty());
         // What narrowed the machine, for an error to say.

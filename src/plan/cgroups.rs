@@ -24,6 +24,9 @@ pub struct Unit {
     /// Names the container: a unit of the same name made for another container (after a
     /// crashed create, say) is not this one's to stop.
     pub description: String,
+    /// Made by the user's own systemd (rootless mode), on its session bus.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub user: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +41,13 @@ pub struct CgroupPlan {
 
 const FIELD: &str = "linux.cgroupsPath";
 
-pub fn plan(linux: &Linux, id: &str, driver: Driver) -> Result<CgroupPlan, PlanError> {
+/// `user`: in rootless mode, the host uid whose systemd user manager the systemd driver uses.
+pub fn plan(
+    linux: &Linux,
+    id: &str,
+    driver: Driver,
+    user: Option<u32>,
+) -> Result<CgroupPlan, PlanError> {
     let given = match linux.cgroups_path() {
         Some(p) if !p.as_os_str().is_empty() => Some(
             p.to_str()
@@ -48,7 +57,7 @@ pub fn plan(linux: &Linux, id: &str, driver: Driver) -> Result<CgroupPlan, PlanE
     };
     match driver {
         Driver::Cgroupfs => cgroupfs(given, id),
-        Driver::Systemd => systemd(given, id),
+        Driver::Systemd => systemd(given, id, user),
     }
 }
 
@@ -77,8 +86,9 @@ fn cgroupfs(given: Option<&str>, id: &str) -> Result<CgroupPlan, PlanError> {
 }
 
 /// runc's rules: `slice:prefix:name` makes the scope `prefix-name.scope` in `slice` (by default
-/// system.slice; "-.slice" or "-" is the root); no path makes `chitin-ID.scope`.
-fn systemd(given: Option<&str>, id: &str) -> Result<CgroupPlan, PlanError> {
+/// system.slice, user.slice for a user's manager; "-.slice" or "-" is the root); no path makes
+/// `chitin-ID.scope`. A user's manager has its slices below its own cgroup.
+fn systemd(given: Option<&str>, id: &str, user: Option<u32>) -> Result<CgroupPlan, PlanError> {
     let default = format!(":chitin:{id}");
     let s = given.unwrap_or(&default);
     let parts: Vec<&str> = s.split(':').collect();
@@ -89,6 +99,7 @@ fn systemd(given: Option<&str>, id: &str) -> Result<CgroupPlan, PlanError> {
         ));
     };
     let slice = match slice {
+        "" if user.is_some() => "user.slice",
         "" => "system.slice",
         "-" => "-.slice",
         s => s,
@@ -113,13 +124,18 @@ fn systemd(given: Option<&str>, id: &str) -> Result<CgroupPlan, PlanError> {
     }
     let dir =
         expand_slice(slice).map_err(|why| PlanError::field(FIELD, format!("{s:?}: {why}")))?;
+    // systemd's layout: user@UID.service is where the user's manager, and all it makes, lives.
+    let manager = user.map_or(String::new(), |u| {
+        format!("/user.slice/user-{u}.slice/user@{u}.service")
+    });
     Ok(CgroupPlan {
-        path: format!("{dir}/{unit}"),
+        path: format!("{manager}{dir}/{unit}"),
         default_parent: false,
         unit: Some(Unit {
             name: unit,
             slice: slice.to_owned(),
             description: format!("chitin container {id}"),
+            user: user.is_some(),
         }),
     })
 }
@@ -183,16 +199,33 @@ mod tests {
 
     #[test]
     fn systemd_paths_as_runc_reads_them() {
-        let p = plan(&linux("system.slice:docker:abc"), "c1", Driver::Systemd).unwrap();
+        let p = plan(
+            &linux("system.slice:docker:abc"),
+            "c1",
+            Driver::Systemd,
+            None,
+        )
+        .unwrap();
         assert_eq!(p.path, "/system.slice/docker-abc.scope");
         assert_eq!(p.unit.unwrap().slice, "system.slice");
-        let p = plan(&linux(""), "c1", Driver::Systemd).unwrap();
+        let p = plan(&linux(""), "c1", Driver::Systemd, None).unwrap();
         assert_eq!(p.path, "/system.slice/chitin-c1.scope");
-        let p = plan(&linux("machine-libpod.slice::c2"), "c1", Driver::Systemd).unwrap();
+        let p = plan(
+            &linux("machine-libpod.slice::c2"),
+            "c1",
+            Driver::Systemd,
+            None,
+        )
+        .unwrap();
         assert_eq!(p.path, "/machine.slice/machine-libpod.slice/-c2.scope");
-        let p = plan(&linux("-:x:c3"), "c1", Driver::Systemd).unwrap();
+        let p = plan(&linux("-:x:c3"), "c1", Driver::Systemd, None).unwrap();
         assert_eq!(p.path, "/x-c3.scope");
         assert_eq!(p.unit.unwrap().slice, "-.slice");
+        // A user's manager (rootless mode): its slices below its own cgroup, user.slice first.
+        let p = plan(&linux(""), "c1", Driver::Systemd, Some(1500)).unwrap();
+        let manager = "/user.slice/user-1500.slice/user@1500.service";
+        assert_eq!(p.path, format!("{manager}/user.slice/chitin-c1.scope"));
+        assert!(p.unit.unwrap().user);
     }
 
     #[test]
@@ -206,10 +239,10 @@ mod tests {
             "system.slice:x:y.slice",
             "system.slice:x:a b",
         ] {
-            let e = plan(&linux(bad), "c1", Driver::Systemd).unwrap_err();
+            let e = plan(&linux(bad), "c1", Driver::Systemd, None).unwrap_err();
             assert!(e.to_string().contains("linux.cgroupsPath"), "{bad}: {e}");
         }
-        let e = plan(&linux("system.slice:x:y"), "c1", Driver::Cgroupfs).unwrap_err();
+        let e = plan(&linux("system.slice:x:y"), "c1", Driver::Cgroupfs, None).unwrap_err();
         assert!(e.to_string().contains("--systemd-cgroup"), "{e}");
     }
 }

@@ -30,6 +30,9 @@ pub trait Host {
     fn is_root(&self) -> bool;
     /// The runtime's effective uid and gid.
     fn caller(&self) -> (u32, u32);
+    /// The host's uid for the runtime (its euid mapped out of its user namespace): whose
+    /// systemd user manager the systemd driver uses in rootless mode.
+    fn host_uid(&self) -> u32;
     /// The index of a network interface in the runtime's network namespace.
     fn interface_index(&self, name: &str) -> Option<u32>;
     /// Where resctrl is mounted, if it is.
@@ -142,6 +145,10 @@ impl Host for RealHost {
             nix::unistd::geteuid().as_raw(),
             nix::unistd::getegid().as_raw(),
         )
+    }
+
+    fn host_uid(&self) -> u32 {
+        crate::rootless::host_uid()
     }
 
     fn interface_index(&self, name: &str) -> Option<u32> {
@@ -323,6 +330,9 @@ mod fake {
         }
         fn caller(&self) -> (u32, u32) {
             self.caller
+        }
+        fn host_uid(&self) -> u32 {
+            self.caller.0
         }
         fn interface_index(&self, name: &str) -> Option<u32> {
             let i = self.interfaces.iter().position(|n| n == name)?;

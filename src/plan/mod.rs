@@ -263,7 +263,8 @@ impl Plan {
         let mut process = process::plan(process, Some(&linux), &rootfs, host)?;
         // The runtime-spec: execCPUAffinity is not for the container's init.
         process.tuning.affinity = tuning::ExecAffinity::default();
-        let cgroup = cgroups::plan(&linux, id, driver)?;
+        let user = (!host.is_root()).then(|| host.host_uid());
+        let cgroup = cgroups::plan(&linux, id, driver, user)?;
         let security = hardening::Named::of(spec)?;
         let mut plan = Plan {
             id: id.to_owned(),

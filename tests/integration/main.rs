@@ -84,6 +84,7 @@ fn main() {
         rootless::lifecycle_as_an_ordinary_user,
         rootless::subordinate_ranges_through_newuidmap,
         rootless::delegated_cgroup_takes_the_limits,
+        rootless::systemd_driver_through_the_user_manager,
         rootless::rootless_refusals_are_clear,
         rootless::podman_as_the_user,
         rootfs::mounts_with_options,

@@ -33,6 +33,8 @@ fn test_user() -> TestResult {
         };
         add("/etc/passwd", format!("{USER}:x:{UID}:{UID}::/tmp:/bin/sh"));
         add("/etc/group", format!("{USER}:x:{UID}:"));
+        // PAM's account check (user@.service's) wants a shadow entry: a locked password.
+        add("/etc/shadow", format!("{USER}:*:19000:0:99999:7:::"));
         add("/etc/subuid", format!("{USER}:{}:{}", SUB.0, SUB.1));
         add("/etc/subgid", format!("{USER}:{}:{}", SUB.0, SUB.1));
     });
@@ -241,6 +243,70 @@ pub fn delegated_cgroup_takes_the_limits() -> TestResult {
         "the init in its cgroup: {seen:?}"
     );
     assert!(!err.contains("rootless:"), "{err}");
+    Ok(())
+}
+
+/// `--systemd-cgroup` in rootless mode: the container's scope is made by the user's own systemd
+/// (started here as user@1500.service, its session bus from dbus-user-session), below the
+/// user's manager, with the limits, and stopped by delete.
+pub fn systemd_driver_through_the_user_manager() -> TestResult {
+    let r = Rootless::new("rootless-sd", "sleep 300")?;
+    if !crate::support::systemd_booted() {
+        return skip("needs systemd as pid 1, for the user's manager");
+    }
+    let manager = format!("user@{UID}.service");
+    let started = crate::clients::run(Command::new("systemctl").args(["start", &manager]));
+    if started.code != 0 {
+        let log =
+            crate::clients::run(Command::new("journalctl").args(["-u", &manager, "-n", "20"]));
+        panic!("starting {manager}: {}{}", started.err, log.out);
+    }
+    let run = PathBuf::from(format!("/run/user/{UID}"));
+    crate::clients::wait_until(30, "the user's session bus", || run.join("bus").exists());
+    let id = r.ctx.id();
+    r.edit(|c| {
+        c["linux"]["cgroupsPath"] = format!(":chitin:{id}").into();
+        c["linux"]["resources"] = json!({"memory": {"limit": 67108864}, "pids": {"limit": 40}});
+    });
+    let err_path = r.ctx.base.join("create.err");
+    let status = r
+        .cmd(Some(&run))
+        .args([
+            "--systemd-cgroup",
+            "create",
+            "-b",
+            r.bundle.to_str().unwrap(),
+            &id,
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .status()
+        .unwrap();
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    let scope = Path::new("/sys/fs/cgroup")
+        .join(format!("user.slice/user-{UID}.slice/user@{UID}.service"))
+        .join(format!("user.slice/chitin-{id}.scope"));
+    let read = |f: &str| std::fs::read_to_string(scope.join(f)).unwrap_or_default();
+    let seen = (read("memory.max"), read("pids.max"), read("cgroup.procs"));
+    let delete = r
+        .cmd(Some(&run))
+        .args(["delete", "-f", &id])
+        .output()
+        .unwrap();
+    assert!(status.success(), "{err}");
+    assert_eq!(
+        (seen.0.as_str(), seen.1.as_str()),
+        ("67108864\n", "40\n"),
+        "{err}"
+    );
+    assert_eq!(seen.2.lines().count(), 1, "the init in the scope: {seen:?}");
+    assert!(!err.contains("rootless:"), "{err}");
+    assert!(
+        delete.status.success(),
+        "{}",
+        String::from_utf8_lossy(&delete.stderr)
+    );
+    crate::clients::wait_until(10, "the scope to go", || !scope.exists());
     Ok(())
 }
 

@@ -28,7 +28,7 @@ kver=${kernel#/boot/vmlinuz-}
 # default profile and the AppArmor tests (Debian's kernel runs AppArmor); tmux and curl for the
 # client tests (a terminal, the Engine API).
 pkgs=(systemd systemd-sysv dbus udev iproute2 kmod procps util-linux busybox-static apparmor
-  iptables docker.io containerd runc podman crun conmon catatonit uidmap tmux curl)
+  iptables docker.io containerd runc podman crun conmon catatonit uidmap dbus-user-session tmux curl)
 mm_opts=(--variant=minbase --mode=root --aptopt='Acquire::Languages "none"'
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*'
   --dpkgopt='path-exclude=/usr/share/locale/*')

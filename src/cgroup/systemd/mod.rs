@@ -63,8 +63,12 @@ pub enum Owner {
 }
 
 impl Systemd {
-    pub fn connect() -> Result<Systemd, SystemdError> {
-        let mut bus = Bus::system(REPLY)?;
+    /// The system's manager, or with `user` the user's own (rootless mode) on its session bus.
+    pub fn connect(user: bool) -> Result<Systemd, SystemdError> {
+        let mut bus = match user {
+            false => Bus::system(REPLY)?,
+            true => Bus::session(REPLY)?,
+        };
         // Job signals are sent to those who asked for them; matched before any job is made.
         bus.call(
             &BUS_DRIVER,
@@ -299,10 +303,14 @@ pub fn unit_properties(
     if let Some(r) = &plan.resources {
         p.extend(props::resources(r, &kind_of));
     }
-    p.extend(devices::properties(
-        &plan.device_rules,
-        !layout.has_v1_devices(),
-    ));
+    // A user's manager cannot attach a device program (it needs the host's CAP_SYS_ADMIN);
+    // the user namespace keeps device nodes out of reach.
+    if !unit.user {
+        p.extend(devices::properties(
+            &plan.device_rules,
+            !layout.has_v1_devices(),
+        ));
+    }
     p.extend(props::annotations(&plan.annotations)?);
     Ok(p)
 }

@@ -218,7 +218,10 @@ fn enter_scope(
     started?;
     p.dir().write(&p.record)?;
     layout.join_scope(&p.record.cgroup, pid)?;
-    limit(&p.record.cgroup, &writes, plan)?;
+    match crate::rootless::is() {
+        false => limit(&p.record.cgroup, &writes, plan)?,
+        true => limit_rootless(&p.record.cgroup, &writes)?,
+    }
     Ok(())
 }
 
