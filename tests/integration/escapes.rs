@@ -63,7 +63,7 @@ fn full_pipe() -> (OwnedFd, OwnedFd) {
 /// (in place: neither growing nor truncating it). The binary used is a copy of chitin's, so that
 /// a broken build damages only the copy.
 pub fn proc_self_exe_cannot_be_overwritten() -> TestResult {
-    let (opened, result) = exe_attack(&Ctx::new("cve-2019-5736")?, None);
+    let (opened, result) = exe_attack(&Ctx::new("cve-2019-5736")?, None, None);
     // The runtime ran from its detached read-only bind, whose root is the binary: its path is "/".
     assert_eq!(opened.trim_end(), "opened /");
     assert!(result.contains("Read-only file system"), "{result}");
@@ -80,16 +80,29 @@ pub fn proc_self_exe_cannot_be_overwritten_without_the_mount_api() -> TestResult
     }))
     .unwrap();
     let prog = chitin::seccomp::compile::compile(&profile).unwrap();
-    let (opened, result) = exe_attack(&Ctx::new("cve-2019-5736-memfd")?, Some(&prog));
+    let (opened, result) = exe_attack(&Ctx::new("cve-2019-5736-memfd")?, Some(&prog), None);
     assert!(opened.contains("/memfd:chitin"), "{opened}");
     // F_SEAL_WRITE.
     assert!(result.contains("Operation not permitted"), "{result}");
     Ok(())
 }
 
-/// Runs the attack, each runtime command under `filter` if given; returns what the attacker
-/// opened and what its write got. Fails if the write went through or the binary changed.
-fn exe_attack(ctx: &Ctx, filter: Option<&[chitin::seccomp::bpf::SockFilter]>) -> (String, String) {
+/// An ordinary user running the attack's runtime (rootless mode): its uid, and the state
+/// directory it may write.
+pub struct AsUser<'a> {
+    pub uid: u32,
+    pub root: &'a Path,
+}
+
+/// Runs the attack, each runtime command under `filter` if given, and as `user` if given (then
+/// the binary, the bundle and its rootfs are that user's, and the container maps it to root):
+/// returns what the attacker opened and what its write got. Fails if the write went through or
+/// the binary changed.
+pub fn exe_attack(
+    ctx: &Ctx,
+    filter: Option<&[chitin::seccomp::bpf::SockFilter]>,
+    user: Option<AsUser<'_>>,
+) -> (String, String) {
     let victim = ctx.base.join("victim-chitin");
     std::fs::copy(bin(), &victim).unwrap();
     let before = std::fs::read(&victim).unwrap();
@@ -125,11 +138,42 @@ fn exe_attack(ctx: &Ctx, filter: Option<&[chitin::seccomp::bpf::SockFilter]>) ->
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
+    if let Some(u) = &user {
+        let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.push(serde_json::json!({"type": "user"}));
+        let map = serde_json::json!([{"containerID": 0, "hostID": u.uid, "size": 1}]);
+        b.config["linux"]["uidMappings"] = map.clone();
+        b.config["linux"]["gidMappings"] = map;
+        // As the rootless spec has them: no cgroup mount (no cgroup of its own), devpts without
+        // gid=5 (not mapped), and /sys bound.
+        let mounts = b.config["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| m["type"] != "cgroup");
+        for m in mounts.iter_mut().filter(|m| m["type"] == "devpts") {
+            m["options"].as_array_mut().unwrap().retain(|o| o != "gid=5");
+        }
+        for m in mounts {
+            if m["destination"] == "/sys" {
+                *m = serde_json::json!({"destination": "/sys", "type": "none", "source": "/sys",
+                                        "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+            }
+        }
+        let all = [victim.as_path(), &ctx.base, &b.dir];
+        Command::new("chown").arg("-R").arg(format!("{0}:{0}", u.uid)).args(all).status().unwrap();
+    }
     b.save();
     let id = ctx.id();
     let victim_cmd = || {
-        let mut c = Command::new(&victim);
-        c.arg("--root").arg(&ctx.root).stdin(Stdio::null());
+        let mut c = match &user {
+            None => Command::new(&victim),
+            Some(u) => {
+                let mut c = Command::new("setpriv");
+                let (uid, gid) = (format!("--reuid={}", u.uid), format!("--regid={}", u.uid));
+                c.args([&uid, &gid, "--clear-groups", "--"]).arg(&victim);
+                c
+            }
+        };
+        let root = user.as_ref().map_or(ctx.root.as_path(), |u| u.root);
+        c.arg("--root").arg(root).stdin(Stdio::null());
         if let Some(prog) = filter.map(<[_]>::to_vec) {
             // SAFETY: between fork and exec only the seccomp system call runs, on a program
             // built before the fork.
@@ -141,15 +185,14 @@ fn exe_attack(ctx: &Ctx, filter: Option<&[chitin::seccomp::bpf::SockFilter]>) ->
         }
         c
     };
-    let run = |args: &[&str]| {
-        victim_cmd()
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-    };
-    assert!(run(&["run", "-d", "-b", b.dir.to_str().unwrap(), &id]).success());
+    let err_path = ctx.base.join("run.err");
+    let st = victim_cmd()
+        .args(["run", "-d", "-b", b.dir.to_str().unwrap(), &id])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .status()
+        .unwrap();
+    assert!(st.success(), "{}", std::fs::read_to_string(&err_path).unwrap());
 
     // The runtime's binary runs in the container, blocked on its error message until we read.
     let (r, w) = full_pipe();

@@ -87,6 +87,8 @@ fn main() {
         rootless::systemd_driver_through_the_user_manager,
         rootless::rootless_refusals_are_clear,
         rootless::podman_as_the_user,
+        rootless::escapes_the_user_s_own_binary_cannot_be_overwritten,
+        rootless::escapes_init_is_not_dumpable_at_the_barrier,
         rootfs::mounts_with_options,
         rootfs::propagation,
         mount_options::every_listed_option_has_its_effect,

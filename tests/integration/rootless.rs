@@ -490,3 +490,50 @@ pub fn podman_as_the_user() -> TestResult {
     assert_eq!(keep.trim(), "1500");
     Ok(())
 }
+
+/// CVE-2019-5736 in rootless mode, where it matters most: the runtime's binary is the user's
+/// own, so the container's root (the user) could write it. The attack of escapes:: still finds
+/// a sealed copy (an ordinary user cannot mount the binary read-only), and its write is refused.
+pub fn escapes_the_user_s_own_binary_cannot_be_overwritten() -> TestResult {
+    test_user()?;
+    let ctx = Ctx::new("rootless-5736")?;
+    let root = ctx.base.join("xdg/chitin");
+    std::fs::create_dir_all(&root).unwrap();
+    let user = crate::escapes::AsUser { uid: UID, root: &root };
+    let (opened, result) = crate::escapes::exe_attack(&ctx, None, Some(user));
+    assert!(opened.contains("/memfd:chitin"), "{opened}");
+    assert!(result.contains("Operation not permitted"), "{result}");
+    Ok(())
+}
+
+/// CVE-2016-9962 in rootless mode: the init is dumpable while its maps are written (so that the
+/// user may write them), and not after: at the start barrier the user cannot read its environ,
+/// and can once it runs the container's program.
+pub fn escapes_init_is_not_dumpable_at_the_barrier() -> TestResult {
+    let r = Rootless::new("rootless-9962", "sleep 100")?;
+    let id = r.ctx.id();
+    let b = r.bundle.to_str().unwrap();
+    let status = r
+        .cmd(Some(&r.xdg))
+        .args(["create", "-b", b, &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let state: Value = serde_json::from_str(&r.ok(&["state", &id])).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    let probe = || {
+        let mut c = Command::new("setpriv");
+        c.args([&format!("--reuid={UID}"), &format!("--regid={UID}"), "--clear-groups", "--"])
+            .args(["cat", &format!("/proc/{pid}/environ")]);
+        let out = c.output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (read, err) = probe();
+    assert!(!read && err.contains("Permission denied"), "at the barrier: {err}");
+    r.ok(&["start", &id]);
+    crate::clients::wait_until(10, "dumpable once it runs its program", || probe().0);
+    r.ok(&["delete", "-f", &id]);
+    Ok(())
+}
