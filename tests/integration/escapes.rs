@@ -149,7 +149,10 @@ pub fn exe_attack(
         let mounts = b.config["mounts"].as_array_mut().unwrap();
         mounts.retain(|m| m["type"] != "cgroup");
         for m in mounts.iter_mut().filter(|m| m["type"] == "devpts") {
-            m["options"].as_array_mut().unwrap().retain(|o| o != "gid=5");
+            m["options"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|o| o != "gid=5");
         }
         for m in mounts {
             if m["destination"] == "/sys" {
@@ -158,7 +161,12 @@ pub fn exe_attack(
             }
         }
         let all = [victim.as_path(), &ctx.base, &b.dir];
-        Command::new("chown").arg("-R").arg(format!("{0}:{0}", u.uid)).args(all).status().unwrap();
+        Command::new("chown")
+            .arg("-R")
+            .arg(format!("{0}:{0}", u.uid))
+            .args(all)
+            .status()
+            .unwrap();
     }
     b.save();
     let id = ctx.id();
@@ -192,7 +200,11 @@ pub fn exe_attack(
         .stderr(std::fs::File::create(&err_path).unwrap())
         .status()
         .unwrap();
-    assert!(st.success(), "{}", std::fs::read_to_string(&err_path).unwrap());
+    assert!(
+        st.success(),
+        "{}",
+        std::fs::read_to_string(&err_path).unwrap()
+    );
 
     // The runtime's binary runs in the container, blocked on its error message until we read.
     let (r, w) = full_pipe();

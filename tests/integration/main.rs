@@ -89,6 +89,7 @@ fn main() {
         rootless::podman_as_the_user,
         rootless::escapes_the_user_s_own_binary_cannot_be_overwritten,
         rootless::escapes_init_is_not_dumpable_at_the_barrier,
+        rootless::escapes_no_host_fd_reaches_the_container,
         rootfs::mounts_with_options,
         rootfs::propagation,
         mount_options::every_listed_option_has_its_effect,

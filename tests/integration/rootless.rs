@@ -499,7 +499,10 @@ pub fn escapes_the_user_s_own_binary_cannot_be_overwritten() -> TestResult {
     let ctx = Ctx::new("rootless-5736")?;
     let root = ctx.base.join("xdg/chitin");
     std::fs::create_dir_all(&root).unwrap();
-    let user = crate::escapes::AsUser { uid: UID, root: &root };
+    let user = crate::escapes::AsUser {
+        uid: UID,
+        root: &root,
+    };
     let (opened, result) = crate::escapes::exe_attack(&ctx, None, Some(user));
     assert!(opened.contains("/memfd:chitin"), "{opened}");
     assert!(result.contains("Operation not permitted"), "{result}");
@@ -525,15 +528,85 @@ pub fn escapes_init_is_not_dumpable_at_the_barrier() -> TestResult {
     let pid = state["pid"].as_i64().unwrap();
     let probe = || {
         let mut c = Command::new("setpriv");
-        c.args([&format!("--reuid={UID}"), &format!("--regid={UID}"), "--clear-groups", "--"])
-            .args(["cat", &format!("/proc/{pid}/environ")]);
+        c.args([
+            &format!("--reuid={UID}"),
+            &format!("--regid={UID}"),
+            "--clear-groups",
+            "--",
+        ])
+        .args(["cat", &format!("/proc/{pid}/environ")]);
         let out = c.output().unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (read, err) = probe();
-    assert!(!read && err.contains("Permission denied"), "at the barrier: {err}");
+    assert!(
+        !read && err.contains("Permission denied"),
+        "at the barrier: {err}"
+    );
     r.ok(&["start", &id]);
     crate::clients::wait_until(10, "dumpable once it runs its program", || probe().0);
+    r.ok(&["delete", "-f", &id]);
+    Ok(())
+}
+
+/// CVE-2024-21626 in rootless mode: a host directory fd the caller leaves open (fd 9) reaches
+/// neither the init nor an exec'd process, which here takes the path that joins the pid
+/// namespace late and forks.
+pub fn escapes_no_host_fd_reaches_the_container() -> TestResult {
+    let list = "for f in /proc/$$/fd/*; do echo ${f##*/} $(readlink $f); done";
+    let r = Rootless::new("rootless-21626", "sleep 100")?;
+    let host_dir = std::fs::File::open(&r.ctx.base).unwrap();
+    let with_fd_9 = |mut c: Command| {
+        let fd = std::os::fd::AsFd::as_fd(&host_dir)
+            .try_clone_to_owned()
+            .unwrap();
+        // SAFETY: dup2 in the child between fork and exec; it clears close-on-exec on fd 9.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
+                nix::unistd::dup2_raw(&fd, 9).map(drop).map_err(Into::into)
+            });
+        }
+        c
+    };
+    let host = r.ctx.base.to_str().unwrap().to_owned();
+    let check = |what: &str, out: &Output| {
+        let text = String::from_utf8_lossy(&out.stdout);
+        let fds: Vec<u32> = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect();
+        assert!(
+            out.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            fds.len() >= 3 && fds.iter().all(|f| *f <= 3),
+            "{what}: {text}"
+        );
+        assert!(!text.contains(&host), "{what}: a host path: {text}");
+    };
+    let id = r.ctx.id();
+    let b = r.bundle.to_str().unwrap();
+    let mut c = with_fd_9(r.cmd(Some(&r.xdg)));
+    c.args(["run", "-d", "-b", b, &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    assert!(c.status().unwrap().success());
+    let mut c = with_fd_9(r.cmd(Some(&r.xdg)));
+    check(
+        "exec",
+        &c.args(["exec", &id, "sh", "-c", list]).output().unwrap(),
+    );
+    r.edit(|c| c["process"]["args"] = json!(["sh", "-c", list]));
+    let mut c = with_fd_9(r.cmd(Some(&r.xdg)));
+    check(
+        "run",
+        &c.args(["run", "-b", b, &r.ctx.id()]).output().unwrap(),
+    );
     r.ok(&["delete", "-f", &id]);
     Ok(())
 }
