@@ -77,6 +77,12 @@ impl Rootless {
         Ok(r)
     }
 
+    /// The bundle and its rootfs the user's own (an image it unpacked).
+    fn own_rootfs(&self) {
+        let owner = format!("{UID}:{UID}");
+        crate::clients::ok(Command::new("chown").args(["-R", &owner]).arg(&self.bundle));
+    }
+
     fn edit(&self, f: impl FnOnce(&mut Value)) {
         let path = self.bundle.join("config.json");
         let mut c: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -608,5 +614,104 @@ pub fn escapes_no_host_fd_reaches_the_container() -> TestResult {
         &c.args(["run", "-b", b, &r.ctx.id()]).output().unwrap(),
     );
     r.ok(&["delete", "-f", &id]);
+    Ok(())
+}
+
+/// CVE-2024-45310 in rootless mode, where the init binds sources by path: a mount target through
+/// a volume shared with the host, whose symlink climbs to the host's root and down to a
+/// directory the user may write, is made inside the rootfs, never there.
+pub fn escapes_mount_targets_stay_in_the_rootfs() -> TestResult {
+    let marker = format!("chitin-45310-{}", std::process::id());
+    let r = Rootless::new("rootless-45310", &format!("ls -d /vol/up/{marker}/made"))?;
+    let (shared, host_side) = (r.ctx.base.join("shared"), r.ctx.base.join("host-side"));
+    for d in [&shared, &host_side] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    // From the host: up to "/", then down to host-side, which the user may write.
+    let climb = format!("../../../../../../../..{}", host_side.display());
+    std::os::unix::fs::symlink(climb, shared.join("up")).unwrap();
+    let owner = format!("{UID}:{UID}");
+    crate::clients::ok(
+        Command::new("chown")
+            .args(["-R", "-h", &owner])
+            .arg(&shared)
+            .arg(&host_side),
+    );
+    r.own_rootfs();
+    r.edit(|c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(
+            json!({"destination": "/vol", "type": "bind", "source": shared, "options": ["rbind"]}),
+        );
+        let made = format!("/vol/up/{marker}/made");
+        mounts.push(json!({"destination": made, "type": "tmpfs", "source": "tmpfs"}));
+        c["root"]["readonly"] = false.into();
+    });
+    let out = r.ok(&["run", "-b", r.bundle.to_str().unwrap(), &r.ctx.id()]);
+    assert_eq!(out, format!("/vol/up/{marker}/made\n"));
+    assert!(!host_side.join(&marker).exists(), "made on the host's side");
+    let inside = r
+        .bundle
+        .join("rootfs")
+        .join(host_side.strip_prefix("/").unwrap());
+    assert!(
+        inside.join(&marker).join("made").is_dir(),
+        "made in the rootfs"
+    );
+    Ok(())
+}
+
+/// CVE-2019-16884 in rootless mode: an impostor over /proc/sys gets none of the runtime's
+/// writes, and the sysctl (of the container's own ipc namespace) still applies.
+pub fn escapes_proc_writes_need_a_real_procfs() -> TestResult {
+    let r = Rootless::new(
+        "rootless-16884",
+        "ls /proc/sys | wc -l; cat /realproc/sys/kernel/shmmni",
+    )?;
+    r.own_rootfs();
+    std::fs::create_dir_all(r.bundle.join("rootfs/realproc")).unwrap();
+    r.edit(|c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(json!({"destination": "/proc/sys", "type": "tmpfs", "source": "tmpfs"}));
+        mounts.push(json!({"destination": "/realproc", "type": "proc", "source": "proc"}));
+        c["root"]["readonly"] = false.into();
+        c["linux"]["sysctl"] = json!({"kernel.shmmni": "1234"});
+        c["linux"]["maskedPaths"] = json!([]);
+        c["linux"]["readonlyPaths"] = json!([]);
+    });
+    let out = r.ok(&["run", "-b", r.bundle.to_str().unwrap(), &r.ctx.id()]);
+    assert_eq!(
+        out, "0\n1234\n",
+        "the impostor got nothing; the sysctl applied"
+    );
+    Ok(())
+}
+
+/// CVE-2025-31133 in rootless mode, where device nodes are bound rather than made: an image
+/// whose /dev/null is a symlink into /proc, with the image's /dev kept. The bind of the host's
+/// node and the masking bind land on a real node, never on the procfs file.
+pub fn escapes_dev_null_symlink_redirects_nothing() -> TestResult {
+    let r = Rootless::new(
+        "rootless-31133",
+        "cat /etc/secret; echo end-of-secret; stat -c '%n %F %t' /dev/null; \
+         grep -c core_pattern /proc/self/mountinfo || true",
+    )?;
+    let rootfs = r.bundle.join("rootfs");
+    std::fs::write(rootfs.join("etc/secret"), "top secret\n").unwrap();
+    std::os::unix::fs::symlink("/proc/sys/kernel/core_pattern", rootfs.join("dev/null")).unwrap();
+    r.own_rootfs();
+    r.edit(|c| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|m| m["destination"] != "/dev");
+        c["linux"]["maskedPaths"] = json!(["/etc/secret"]);
+        c["root"]["readonly"] = false.into();
+    });
+    let out = r.ok(&["run", "-b", r.bundle.to_str().unwrap(), &r.ctx.id()]);
+    assert_eq!(
+        out,
+        "end-of-secret\n/dev/null character special file 1\n0\n"
+    );
     Ok(())
 }
