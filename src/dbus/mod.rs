@@ -16,8 +16,12 @@ use wire::{Malformed, Reader, Writer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbusError {
-    #[error("connecting to the bus at {}: {source}", .path.display())]
-    Connect { path: PathBuf, source: io::Error },
+    #[error("connecting to the {bus} at {}: {source}", .path.display())]
+    Connect {
+        bus: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("the bus: {0}")]
     Io(#[from] io::Error),
     #[error("the bus refused chitin's authentication: {0:?}")]
@@ -124,7 +128,7 @@ impl Bus {
     /// Connects to the system bus and says Hello; each reply is waited for `timeout` at most.
     pub fn system(timeout: Duration) -> Result<Bus, DbusError> {
         let path = system_bus_path(std::env::var("DBUS_SYSTEM_BUS_ADDRESS").ok())?;
-        Bus::connect(&path, timeout)
+        Bus::connect("system bus", &path, timeout)
     }
 
     /// The same with the user's session bus.
@@ -134,12 +138,17 @@ impl Bus {
             std::env::var("DBUS_SESSION_BUS_ADDRESS").ok(),
             runtime_dir.map(PathBuf::from),
         )?;
-        Bus::connect(&path, timeout)
+        Bus::connect("user's session bus", &path, timeout)
     }
 
-    fn connect(path: &std::path::Path, timeout: Duration) -> Result<Bus, DbusError> {
+    fn connect(
+        bus: &'static str,
+        path: &std::path::Path,
+        timeout: Duration,
+    ) -> Result<Bus, DbusError> {
         let path = path.to_path_buf();
         let sock = UnixStream::connect(&path).map_err(|source| DbusError::Connect {
+            bus,
             path: path.clone(),
             source,
         })?;

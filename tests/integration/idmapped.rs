@@ -65,12 +65,16 @@ fn kernel() -> (u32, u32) {
 
 /// Sources in the temp dir need a filesystem the kernel can idmap: not the tmpfs that the VMs'
 /// /tmp is, on their Linux 6.1.
-fn sources_idmappable(ctx: &Ctx) -> TestResult {
-    let fs = nix::sys::statfs::statfs(&ctx.base).unwrap();
-    if fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC && kernel() < (6, 3) {
-        return skip("the temp dir is a tmpfs, which Linux before 6.3 cannot idmap");
+pub fn temp_dir_idmappable() -> bool {
+    let fs = nix::sys::statfs::statfs(&std::env::temp_dir()).unwrap();
+    fs.filesystem_type() != nix::sys::statfs::TMPFS_MAGIC || kernel() >= (6, 3)
+}
+
+fn sources_idmappable() -> TestResult {
+    match temp_dir_idmappable() {
+        true => Ok(()),
+        false => skip("the temp dir is a tmpfs, which Linux before 6.3 cannot idmap"),
     }
-    Ok(())
 }
 
 fn reachable(ctx: &Ctx) {
@@ -83,7 +87,7 @@ fn reachable(ctx: &Ctx) {
 /// from inside lands on the host with the owner the mount maps it back to.
 pub fn idmapped_bind_mounts_map_owners() -> TestResult {
     let ctx = Ctx::new("idmap")?;
-    sources_idmappable(&ctx)?;
+    sources_idmappable()?;
     reachable(&ctx);
     let vol = ctx.base.join("vol");
     dir_owned(&vol, 0, 0o755);
@@ -113,7 +117,7 @@ pub fn idmapped_bind_mounts_map_owners() -> TestResult {
 /// The submount is made in a mount namespace of the test's own, which the host never sees.
 pub fn ridmap_reaches_submounts() -> TestResult {
     let ctx = Ctx::new("ridmap")?;
-    sources_idmappable(&ctx)?;
+    sources_idmappable()?;
     reachable(&ctx);
     let (tree, inner) = (ctx.base.join("tree"), ctx.base.join("inner"));
     dir_owned(&tree.join("sub"), 0, 0o755);
