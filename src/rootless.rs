@@ -31,12 +31,19 @@ pub fn unprivileged() -> bool {
     !nix::unistd::geteuid().is_root()
 }
 
+/// This process's uid map, read once: auto mode, the default root and the bus's
+/// authentication all ask.
+fn own_uid_map() -> &'static [crate::plan::IdMap] {
+    static MAP: OnceLock<Vec<crate::plan::IdMap>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+        crate::plan::parse_id_map(&text)
+    })
+}
+
 /// The initial user namespace maps every id to itself: "0 0 4294967295".
 fn in_user_namespace() -> bool {
-    match std::fs::read_to_string("/proc/self/uid_map") {
-        Ok(map) => map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"],
-        Err(_) => false,
-    }
+    !matches!(own_uid_map(), [] | [crate::plan::IdMap { container: 0, host: 0, size: u32::MAX }])
 }
 
 /// The state directory when `--root` is not given: $XDG_RUNTIME_DIR/chitin for an ordinary
@@ -61,17 +68,8 @@ pub fn default_root() -> Result<PathBuf, String> {
 /// authentication and the user's systemd know it as.
 pub fn host_uid() -> u32 {
     let euid = nix::unistd::geteuid().as_raw();
-    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
-    map.lines()
-        .filter_map(|l| {
-            let f: Vec<u64> = l
-                .split_whitespace()
-                .filter_map(|n| n.parse().ok())
-                .collect();
-            (f.len() == 3).then(|| (f[0], f[1], f[2]))
-        })
-        .find(|(inside, _, size)| (*inside..inside + size).contains(&(euid as u64)))
-        .map_or(euid, |(inside, outside, _)| {
-            (outside + euid as u64 - inside) as u32
-        })
+    own_uid_map()
+        .iter()
+        .find(|m| (m.container..m.container.saturating_add(m.size)).contains(&euid))
+        .map_or(euid, |m| m.host + (euid - m.container))
 }

@@ -51,6 +51,7 @@ pub use net_devices::NetDevice;
 pub use options::RunOptions;
 pub use process::{CapSets, ProcessPlan, Rlimit};
 pub use rootless::MapWith;
+pub use userns::parse as parse_id_map;
 
 /// The runtime-spec major version this runtime implements.
 pub const OCI_MAJOR: u32 = 1;

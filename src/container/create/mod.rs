@@ -118,8 +118,7 @@ fn prepare(
     // Before the first side effect: a filesystem the kernel cannot idmap leaves nothing behind.
     let binds = open_bind_sources(plan, opts.first_own_fd())?;
     let mut placement = layout.place(&plan.cgroup);
-    let rootless = crate::rootless::is();
-    if rootless {
+    if crate::rootless::is() {
         let dropped = placement.keep_delegated();
         if !dropped.is_empty() {
             crate::logger::warn(&format!(
@@ -157,10 +156,7 @@ fn prepare(
         None => {
             layout.make(&record.cgroup)?;
             // Limits are in place before the init exists: it never runs unrestricted.
-            match rootless {
-                false => limit(&record.cgroup, &writes, plan)?,
-                true => limit_rootless(&record.cgroup, &writes)?,
-            }
+            limit(&record.cgroup, &writes, plan)?;
             None
         }
     };
@@ -181,6 +177,9 @@ fn prepare(
 }
 
 fn limit(placement: &Placement, writes: &[Write], plan: &Plan) -> Result<(), CgroupError> {
+    if crate::rootless::is() {
+        return limit_rootless(placement, writes);
+    }
     crate::cgroup::resources::apply(placement, writes)?;
     placement.apply_device_rules(&plan.device_rules)
 }
@@ -218,10 +217,7 @@ fn enter_scope(
     started?;
     p.dir().write(&p.record)?;
     layout.join_scope(&p.record.cgroup, pid)?;
-    match crate::rootless::is() {
-        false => limit(&p.record.cgroup, &writes, plan)?,
-        true => limit_rootless(&p.record.cgroup, &writes)?,
-    }
+    limit(&p.record.cgroup, &writes, plan)?;
     Ok(())
 }
 
