@@ -43,7 +43,14 @@ fn own_uid_map() -> &'static [crate::plan::IdMap] {
 
 /// The initial user namespace maps every id to itself: "0 0 4294967295".
 fn in_user_namespace() -> bool {
-    !matches!(own_uid_map(), [] | [crate::plan::IdMap { container: 0, host: 0, size: u32::MAX }])
+    !matches!(
+        own_uid_map(),
+        [] | [crate::plan::IdMap {
+            container: 0,
+            host: 0,
+            size: u32::MAX
+        }]
+    )
 }
 
 /// The state directory when `--root` is not given: $XDG_RUNTIME_DIR/chitin for an ordinary

@@ -173,12 +173,7 @@ pub fn exe_attack(
     let victim_cmd = || {
         let mut c = match &user {
             None => Command::new(&victim),
-            Some(u) => {
-                let mut c = Command::new("setpriv");
-                let (uid, gid) = (format!("--reuid={}", u.uid), format!("--regid={}", u.uid));
-                c.args([&uid, &gid, "--clear-groups", "--"]).arg(&victim);
-                c
-            }
+            Some(u) => crate::rootless::as_user(u.uid, &victim),
         };
         let root = user.as_ref().map_or(ctx.root.as_path(), |u| u.root);
         c.arg("--root").arg(root).stdin(Stdio::null());

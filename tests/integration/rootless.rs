@@ -16,6 +16,14 @@ const UID: u32 = 1500;
 /// The user's subordinate ids, in /etc/subuid and /etc/subgid.
 const SUB: (u32, u32) = (200000, 65536);
 
+/// `program` run as user `uid` (and its group), with no supplementary groups.
+pub fn as_user(uid: u32, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new("setpriv");
+    let (u, g) = (format!("--reuid={uid}"), format!("--regid={uid}"));
+    c.args([&u, &g, "--clear-groups", "--"]).arg(program);
+    c
+}
+
 /// The test user: its passwd and group lines and subordinate ranges, added once.
 fn test_user() -> TestResult {
     if std::env::var_os("CHITIN_VM_USERS").is_none() {
@@ -92,14 +100,7 @@ impl Rootless {
 
     /// chitin as the user, with its XDG_RUNTIME_DIR (None: without one).
     fn cmd(&self, xdg: Option<&Path>) -> Command {
-        let mut c = Command::new("setpriv");
-        c.args([
-            &format!("--reuid={UID}"),
-            &format!("--regid={UID}"),
-            "--clear-groups",
-            "--",
-            bin(),
-        ]);
+        let mut c = as_user(UID, bin());
         c.env_remove("XDG_RUNTIME_DIR").stdin(Stdio::null());
         if let Some(x) = xdg {
             c.env("XDG_RUNTIME_DIR", x);
@@ -434,20 +435,14 @@ pub fn podman_as_the_user() -> TestResult {
             .arg("."),
     );
     let podman = |args: &[&str]| {
-        let mut c = Command::new("setpriv");
-        c.args([
-            &format!("--reuid={UID}"),
-            &format!("--regid={UID}"),
-            "--clear-groups",
-            "--",
-        ])
-        .args(["podman", "--storage-driver", "overlay", "--runtime", bin()])
-        .args(args)
-        .env("HOME", &home)
-        .env("XDG_RUNTIME_DIR", &r.xdg)
-        .env("CONTAINERS_CONF", &conf)
-        .current_dir(&home)
-        .stdin(Stdio::null());
+        let mut c = as_user(UID, "podman");
+        c.args(["--storage-driver", "overlay", "--runtime", bin()])
+            .args(args)
+            .env("HOME", &home)
+            .env("XDG_RUNTIME_DIR", &r.xdg)
+            .env("CONTAINERS_CONF", &conf)
+            .current_dir(&home)
+            .stdin(Stdio::null());
         crate::clients::run(&mut c)
     };
     let ok = |args: &[&str]| {
@@ -533,14 +528,8 @@ pub fn escapes_init_is_not_dumpable_at_the_barrier() -> TestResult {
     let state: Value = serde_json::from_str(&r.ok(&["state", &id])).unwrap();
     let pid = state["pid"].as_i64().unwrap();
     let probe = || {
-        let mut c = Command::new("setpriv");
-        c.args([
-            &format!("--reuid={UID}"),
-            &format!("--regid={UID}"),
-            "--clear-groups",
-            "--",
-        ])
-        .args(["cat", &format!("/proc/{pid}/environ")]);
+        let mut c = as_user(UID, "cat");
+        c.arg(format!("/proc/{pid}/environ"));
         let out = c.output().unwrap();
         (
             out.status.success(),
